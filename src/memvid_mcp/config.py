@@ -1,0 +1,118 @@
+"""Settings: defaults, then ``MEMVID_*`` environment variables, then explicit arguments.
+
+The CLI passes its flags as explicit arguments, so flags beat the environment. The data
+directory defaults to the platform's user data directory (platformdirs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_data_dir
+
+from .errors import ValidationError
+
+BACKENDS = ("file", "video")
+VIDEO_PROFILES = ("archival", "portable")
+ENV_PREFIX = "MEMVID_"
+
+
+def default_data_dir() -> Path:
+    return Path(user_data_dir("memvid-mcp", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable, with the default a user gets without configuring anything."""
+
+    data_dir: Path = Path()
+    backend: str = "file"
+    project: Path | None = None  # a path inside the repository for the project scopes
+    read_only: bool = False
+    lock_timeout: float = 10.0  # seconds a second writer waits for the scope lock
+
+    # input limits
+    max_text_bytes: int = 1024 * 1024
+    max_tags: int = 64
+    max_tag_chars: int = 64
+    max_metadata_bytes: int = 64 * 1024
+    max_title_chars: int = 512
+    redact_secrets: bool = True
+
+    # background batching of bodies into storage (segments for the video backend)
+    batch_max_memories: int = 256
+    batch_max_seconds: float = 2.0
+    checkpoint_wal_bytes: int = 64 * 1024 * 1024
+
+    # video backend
+    video_profile: str = "archival"
+    compact_live_threshold: float = 0.70
+    payload_cache_bytes: int = 64 * 1024 * 1024
+
+    # search
+    embed_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embeddings: bool = True  # False: lexical search only, no model is ever loaded
+    embed_batch: int = 8
+    rrf_k: int = 60
+    lexical_weight: float = 1.0
+    semantic_weight: float = 1.0
+    exact_vector_limit: int = 20_000  # below this many vectors, search is exact
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``MEMVID_<FIELD>`` variables, then explicit overrides.
+
+        Overrides that are None are ignored, so CLI flags left unset fall back to the env.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {"data_dir": default_data_dir()}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        settings = replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValidationError("backend", f"must be one of {', '.join(BACKENDS)}")
+        if self.video_profile not in VIDEO_PROFILES:
+            raise ValidationError("video_profile", f"must be one of {', '.join(VIDEO_PROFILES)}")
+        if not 0.0 < self.compact_live_threshold <= 1.0:
+            raise ValidationError("compact_live_threshold", "must be in (0, 1]")
+        if self.batch_max_memories < 1:
+            raise ValidationError("batch_max_memories", "must be at least 1")
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+
+
+def _coerce(name: str, annotation: Any, raw: str) -> Any:
+    kind = str(annotation)
+    try:
+        if "bool" in kind:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "Path" in kind:
+            return Path(raw).expanduser()
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValidationError(ENV_PREFIX + name.upper(), f"cannot read {raw!r} as {kind}") from None
+    return raw
