@@ -139,8 +139,8 @@ class StorageContract:
         live = sorted(store.ids())
         assert live == sorted(f"c{b}-{i}" for b in range(3) for i in range(0, 10, 3))
         for body_id in live:
-            batch, i = body_id[1:].split("-")
-            assert store.get(body_id) == _body(int(batch) * 100 + int(i), 300)
+            batch, index = (int(part) for part in body_id[1:].split("-"))
+            assert store.get(body_id) == _body(batch * 100 + index, 300)
         store = self._reopen(store, root)
         assert sorted(store.ids()) == live
         assert store.verify() == []
