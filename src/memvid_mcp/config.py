@@ -32,6 +32,7 @@ class Settings:
     backend: str = "file"
     project: Path | None = None  # a path inside the repository for the project scopes
     read_only: bool = False
+    read_only_fallback: bool = False  # when locked past the timeout: open read-only, not fail
     lock_timeout: float = 10.0  # seconds a second writer waits for the scope lock
 
     # input limits
@@ -54,6 +55,7 @@ class Settings:
 
     # search
     embed_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embed_provider: str = "onnx"  # or "sentence-transformers" (the [torch] extra)
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
     rrf_k: int = 60

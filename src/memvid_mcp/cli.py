@@ -1,0 +1,405 @@
+"""The command line for people (and scripts): a thin layer over MemoryManager.
+
+With no command it runs the MCP server on stdio, which is what MCP client configs launch.
+Every MemvidError becomes one line on stderr and exit code 1; ``--json`` gives the exact JSON
+shapes other tools rely on (README, "CLI").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import BACKENDS, Settings
+from .errors import MemvidError, ValidationError
+from .manager import MODES, MemoryManager
+from .models import SCOPES, iso
+
+log = logging.getLogger("memvid_mcp")
+
+
+class Context:
+    """What the group options decided, shared with every command."""
+
+    def __init__(self, settings: Settings, scope: str | None, as_json: bool) -> None:
+        self.settings = settings
+        self.scope = scope
+        self.as_json = as_json
+
+    @contextmanager
+    def manager(self, **overrides: Any) -> Iterator[MemoryManager]:
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+        with MemoryManager(settings) as manager:
+            yield manager
+
+    def emit(self, data: dict[str, Any], human: Callable[[], None]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+        else:
+            human()
+
+
+def _settings_from(options: dict[str, Any]) -> Settings:
+    return Settings.from_env(
+        data_dir=options.get("data_dir"),
+        backend=options.get("backend"),
+        project=options.get("project"),
+        read_only=True if options.get("read_only") else None,
+    )
+
+
+class MemvidGroup(click.Group):
+    """Turns MemvidError into one line on stderr and exit code 1 (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MemvidError as exc:
+            click.echo(f"memvid-mcp: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("memvid-mcp: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=MemvidGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where memories live (env MEMVID_DATA_DIR; default: the user data dir).")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="Body storage: file or video (env MEMVID_BACKEND; default file).")
+@click.option("--scope", type=click.Choice(SCOPES), default=None,
+              help="Scope to act on (default: project inside a git repository, else global).")
+@click.option("--project", type=click.Path(path_type=Path), default=None,
+              help="A path inside the git repository for the project scopes (default: cwd).")
+@click.option("--read-only", is_flag=True, help="Open without taking the writer lock.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.version_option(__version__, prog_name="memvid-mcp")
+@click.pass_context
+def main(ctx: click.Context, /, verbose: int, scope: str | None, as_json: bool,
+         **options: Any) -> None:
+    """Durable memory for LLM agents. With no command: run the MCP server on stdio."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        ctx.obj = Context(_settings_from(options), scope, as_json)
+    except MemvidError as exc:
+        click.echo(f"memvid-mcp: error: {exc}", err=True)
+        ctx.exit(1)
+    if ctx.invoked_subcommand is None:
+        from .server import run_server
+
+        run_server(ctx.obj.settings.replace(read_only_fallback=True), transport="stdio")
+
+
+@main.command()
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio",
+              show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="HTTP bind address; anything but loopback needs MEMVID_HTTP_TOKEN.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.pass_obj
+def serve(obj: Context, transport: str, host: str, port: int) -> None:
+    """Run the MCP server (stdio for MCP client configs, http for shared use)."""
+    from .server import run_server
+
+    run_server(obj.settings.replace(read_only_fallback=True), transport=transport, host=host,
+               port=port)
+
+
+@main.command()
+@click.argument("text")
+@click.option("--title", default=None)
+@click.option("--tags", default=None, help="Comma-separated tags.")
+@click.option("--kind", default=None, help="note, fact, decision, snippet, conversation, ...")
+@click.option("--metadata", default=None, help="A JSON object.")
+@click.option("--id", "memory_id", default=None, help="Replace the memory with this id.")
+@click.option("--source", default=None, help="Where the memory came from (URL, file, ...).")
+@click.option("--ttl", type=float, default=None, help="Expire after this many seconds.")
+@click.option("--pinned", is_flag=True, help="Mark as pinned.")
+@click.pass_obj
+def store(obj: Context, text: str, title: str | None, tags: str | None, kind: str | None,
+          metadata: str | None, memory_id: str | None, source: str | None, ttl: float | None,
+          pinned: bool) -> None:
+    """Store TEXT (or '-' to read standard input)."""
+    if text == "-":
+        text = sys.stdin.read()
+    with obj.manager() as manager:
+        result = manager.store(text, title=title, tags=tags, kind=kind, scope=obj.scope,
+                               metadata=metadata, id=memory_id, source=source,
+                               ttl_seconds=ttl, pinned=pinned)
+    data = result.to_dict()
+
+    def human() -> None:
+        verb = "duplicate of" if result.deduplicated else (
+            "replaced" if result.replaced else "stored")
+        click.echo(f"{verb} {result.id} (scope {result.scope})")
+        if result.redactions:
+            click.echo(f"redacted: {', '.join(result.redactions)}", err=True)
+
+    obj.emit(data, human)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--tags", default=None, help="Any of these comma-separated tags.")
+@click.option("--all-tags", default=None, help="All of these comma-separated tags.")
+@click.option("--kind", default=None)
+@click.option("--since", default=None, help="ISO date or time (inclusive).")
+@click.option("--until", default=None, help="ISO date or time (exclusive).")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--cursor", default=None, help="next_cursor of a previous page.")
+@click.pass_obj
+def search(obj: Context, query: str, k: int, tags: str | None, all_tags: str | None,
+           kind: str | None, since: str | None, until: str | None, mode: str,
+           cursor: str | None) -> None:
+    """Search memories (hybrid keyword + semantic by default)."""
+    with obj.manager() as manager:
+        if mode != "lexical":
+            manager.embedder.start()
+            manager.embedder.wait_ready(120)
+        result = manager.search(query, k=k, scopes=[obj.scope] if obj.scope else None,
+                                tags_any=tags, tags_all=all_tags, kind=kind, since=since,
+                                until=until, mode=mode, cursor=cursor)
+
+    def human() -> None:
+        if result.note:
+            click.echo(f"note: {result.note}", err=True)
+        if not result.results:
+            click.echo("no matches")
+        for hit in result.results:
+            title = f" {hit.title}" if hit.title else ""
+            click.echo(f"{hit.score:8.4f}  {hit.id}  [{hit.scope}/{hit.kind}]{title}")
+            click.echo(f"          {hit.snippet}")
+        if result.next_cursor:
+            click.echo(f"more: --cursor {result.next_cursor}")
+
+    data = result.to_dict()
+    obj.emit({"results": data["results"], "next_cursor": data["next_cursor"],
+              "mode": data["mode"], "scopes": data["scopes"],
+              **({"note": data["note"]} if "note" in data else {})}, human)
+
+
+@main.command()
+@click.argument("ids", nargs=-1, required=True)
+@click.pass_obj
+def get(obj: Context, ids: tuple[str, ...]) -> None:
+    """Show memories by id, with their full text."""
+    with obj.manager() as manager:
+        result = manager.get(list(ids), scopes=[obj.scope] if obj.scope else None)
+
+    def human() -> None:
+        for memory in result.memories:
+            record = memory.record
+            click.echo(f"== {record.id}  [{record.scope}/{record.kind}]  "
+                       f"{iso(record.created_at)}  tags: {', '.join(record.tags) or '-'}")
+            if record.title:
+                click.echo(f"# {record.title}")
+            click.echo(memory.text)
+        for missing in result.missing:
+            click.echo(f"not found: {missing}", err=True)
+
+    obj.emit(result.to_dict(), human)
+    if result.missing and not result.memories:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("ids", nargs=-1, required=True)
+@click.pass_obj
+def delete(obj: Context, ids: tuple[str, ...]) -> None:
+    """Delete memories by id."""
+    with obj.manager() as manager:
+        deleted = manager.delete(list(ids), scopes=[obj.scope] if obj.scope else None)
+    obj.emit({"deleted": deleted}, lambda: click.echo(f"deleted {deleted}"))
+
+
+@main.command(name="list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--cursor", default=None)
+@click.option("--kind", default=None)
+@click.option("--tags", default=None)
+@click.pass_obj
+def list_(obj: Context, limit: int, cursor: str | None, kind: str | None,
+          tags: str | None) -> None:
+    """List memories, newest first."""
+    with obj.manager() as manager:
+        result = manager.list(scope=obj.scope, limit=limit, cursor=cursor, kind=kind,
+                              tags_any=tags)
+
+    def human() -> None:
+        for record in result.memories:
+            label = record.title or ""
+            click.echo(f"{record.id}  {iso(record.created_at)}  [{record.scope}/{record.kind}]"
+                       f"  {label}")
+        if result.next_cursor:
+            click.echo(f"more: --cursor {result.next_cursor}")
+
+    obj.emit(result.to_dict(), human)
+
+
+@main.command()
+@click.pass_obj
+def stats(obj: Context) -> None:
+    """Counts and sizes per scope."""
+    with obj.manager() as manager:
+        items = [s.to_dict() for s in manager.stats(obj.scope)]
+
+    def human() -> None:
+        if not items:
+            click.echo("no memories yet")
+        for item in items:
+            click.echo(f"[{item['scope']}]")
+            for key, value in item.items():
+                if key != "scope":
+                    click.echo(f"  {key}: {value}")
+
+    obj.emit({"scopes": items}, human)
+
+
+@main.command()
+@click.pass_obj
+def info(obj: Context) -> None:
+    """Where data lives, which backend, versions."""
+    manager = MemoryManager(obj.settings)
+    try:
+        data = manager.info()
+    finally:
+        manager.close()
+    data["python"] = sys.version.split()[0]
+
+    def human() -> None:
+        for key, value in data.items():
+            if key == "scopes":
+                for scope in value:
+                    state = scope["path"] if scope["available"] else "(needs a git repository)"
+                    click.echo(f"scope {scope['name']}: {state}")
+            else:
+                click.echo(f"{key}: {value}")
+
+    obj.emit(data, human)
+
+
+def _progress(label: str, total: int | None = None) -> Any:
+    """A progress bar on a terminal (stderr), nothing otherwise."""
+    return click.progressbar(length=total or 0, label=label, file=sys.stderr,
+                             hidden=not sys.stderr.isatty() or not total)
+
+
+@main.command(name="import")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.pass_obj
+def import_(obj: Context, path: Path) -> None:
+    """Import memories from JSON lines (as written by export). Duplicates are folded."""
+    from .transfer import import_jsonl
+
+    with obj.manager() as manager:
+        counts = import_jsonl(manager, path, scope=obj.scope, progress_factory=_progress)
+    obj.emit(counts, lambda: click.echo(
+        f"imported {counts['imported']}, duplicates {counts['deduplicated']}, "
+        f"replaced {counts['replaced']}, lines {counts['lines']}"))
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.pass_obj
+def export(obj: Context, path: Path) -> None:
+    """Export memories (every field and the exact text) as JSON lines."""
+    from .transfer import export_jsonl
+
+    with obj.manager() as manager:
+        count = export_jsonl(manager, path, scope=obj.scope, progress_factory=_progress)
+    if str(path) != "-":
+        obj.emit({"exported": count, "path": str(path)},
+                 lambda: click.echo(f"exported {count} memories to {path}"))
+
+
+@main.command()
+@click.pass_obj
+def verify(obj: Context) -> None:
+    """Check every record and checksum (and decode every video frame). Exit 0 when sound."""
+    with obj.manager(read_only=True) as manager:
+        bar = _progress("verifying", 1)
+        with bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            problems = manager.verify(progress)
+    data = {"ok": not problems, "problems": [p.to_dict() for p in problems]}
+
+    def human() -> None:
+        if not problems:
+            click.echo("ok: every record and checksum is sound")
+        for problem in problems:
+            ids = f" (memories: {', '.join(problem.memory_ids)})" if problem.memory_ids else ""
+            click.echo(f"problem: {problem.path}: {problem.message}{ids}")
+
+    obj.emit(data, human)
+    if problems:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_obj
+def compact(obj: Context) -> None:
+    """Rewrite segments with many deleted bodies and merge small ones."""
+    with obj.manager() as manager:
+        bar = _progress("compacting", 1)
+        with bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            reports = manager.compact(progress)
+    data = {name: report.to_dict() for name, report in reports.items()}
+
+    def human() -> None:
+        for name, report in reports.items():
+            click.echo(f"[{name}] rewrote {report.segments_rewritten} segments, removed "
+                       f"{report.segments_removed}, reclaimed {report.bytes_reclaimed} bytes")
+
+    obj.emit({"scopes": data}, human)
+
+
+@main.command()
+@click.pass_obj
+def prune(obj: Context) -> None:
+    """Delete memories whose TTL has passed."""
+    with obj.manager() as manager:
+        pruned = manager.prune_expired()
+    obj.emit({"pruned": pruned}, lambda: click.echo(f"pruned {pruned} expired memories"))
+
+
+@main.command()
+@click.pass_obj
+def warmup(obj: Context) -> None:
+    """Fetch and load the embedding model now, so the first search need not wait."""
+    manager = MemoryManager(obj.settings)
+    try:
+        manager.embedder.start()
+        ready = manager.embedder.wait_ready(600)
+        state = manager.embedder.state
+    finally:
+        manager.close()
+    obj.emit({"ready": ready, "embedder": state, "model": obj.settings.embed_model},
+             lambda: click.echo(f"embedder: {state}"))
+    if not ready:
+        raise ValidationError("embed_model", f"could not be loaded: {state}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

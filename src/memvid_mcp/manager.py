@@ -1,0 +1,511 @@
+"""MemoryManager: the only place that knows scopes, storage and indexes together.
+
+Synchronous and thread-safe, so the CLI calls it directly and the MCP server through worker
+threads. Opening is cheap: scopes open on first use, and the embedding model loads in a
+background thread (until it is ready, search answers lexically and says so). Two background
+threads keep the write path fast: the batcher hands pending bodies to storage and commits
+indexes; the embedder turns new memories into vectors in small batches.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import ClosedError, EmbeddingUnavailable, ValidationError
+from .models import (
+    GetResult,
+    ListResult,
+    Memory,
+    MemoryRecord,
+    Problem,
+    SearchHit,
+    SearchResult,
+    Stats,
+    StoreResult,
+)
+from .redact import redact_secrets
+from .scope_store import ScopeStore, open_scope
+from .scopes import ScopeLayout
+from .search.embed import EmbeddingService
+from .search.filters import SearchFilters
+from .search.fusion import rrf
+from .search.snippet import best_snippet
+from .storage.base import CompactReport
+from .validation import StoreInput, check_datetime, normalise_ids, normalise_tags, validate_store
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "lexical", "semantic")
+MAX_K = 1000
+FLUSH_MODEL_WAIT_SECONDS = 300.0
+
+
+class MemoryManager:
+    """Durable, searchable memory across the global, project and committed scopes."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None}) \
+            if settings is not None else Settings.from_env(**overrides)
+        self.layout = ScopeLayout.resolve(self.settings.data_dir, self.settings.project)
+        self._scopes: dict[str, ScopeStore] = {}
+        self._open_lock = threading.Lock()
+        self._maint_lock = threading.Lock()
+        self._embed_lock = threading.Lock()
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self.embedder = EmbeddingService(
+            self.settings.embed_model,
+            self.settings.data_dir / "models",
+            enabled=self.settings.embeddings,
+            provider=self.settings.embed_provider,
+        )
+
+    @classmethod
+    def open(cls, data_dir: str | Path | None = None, *, backend: str | None = None,
+             settings: Settings | None = None, **overrides: Any) -> MemoryManager:
+        """Convenience constructor: ``MemoryManager.open(path, backend="video")``."""
+        if data_dir is not None:
+            overrides["data_dir"] = Path(data_dir)
+        return cls(settings, backend=backend, **overrides)
+
+    def __enter__(self) -> MemoryManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- scopes
+    @property
+    def default_scope(self) -> str:
+        return self.layout.default_write_scope
+
+    @property
+    def search_scopes(self) -> tuple[str, ...]:
+        return self.layout.default_search_scopes
+
+    def scopes(self) -> list[dict[str, Any]]:
+        out = []
+        for name in ("global", "project", "committed"):
+            available = name in self.layout.available
+            out.append({
+                "name": name,
+                "available": available,
+                "path": str(self.layout.directory(name)) if available else None,
+                "default": name == self.default_scope,
+                "searched_by_default": name in self.search_scopes,
+                "open": name in self._scopes,
+            })
+        return out
+
+    def _scope(self, name: str | None) -> ScopeStore:
+        """The open scope, opening it (and starting background work) on first use."""
+        if self._closed:
+            raise ClosedError("the memory manager is closed")
+        scope = self.layout.check(name or self.default_scope)
+        store = self._scopes.get(scope)
+        if store is not None:
+            return store
+        with self._open_lock:
+            store = self._scopes.get(scope)
+            if store is None:
+                store = open_scope(scope, self.layout.directory(scope), self.settings)
+                self._scopes[scope] = store
+                self._start_background()
+        return store
+
+    def _existing_scopes(self, names: Iterable[str] | None) -> list[ScopeStore]:
+        """Scopes to read: the named ones (or all available), skipping ones never written."""
+        wanted = list(names) if names else list(self.layout.available)
+        out = []
+        for name in wanted:
+            self.layout.check(name)
+            if name in self._scopes or self.layout.directory(name).exists():
+                out.append(self._scope(name))
+        return out
+
+    def _search_stores(self, scopes: str | Sequence[str] | None) -> list[ScopeStore]:
+        if isinstance(scopes, str):
+            scopes = [s.strip() for s in scopes.split(",") if s.strip()]
+        return self._existing_scopes(scopes or self.search_scopes)
+
+    # ----------------------------------------------------------------- writes
+    def _prepare(self, text: Any, fields: Mapping[str, Any]) -> tuple[StoreInput, tuple[str, ...]]:
+        item = validate_store(self.settings, text, **fields)
+        redactions: tuple[str, ...] = ()
+        if self.settings.redact_secrets:
+            redacted, redactions = redact_secrets(item.text)
+            if redactions:
+                item = validate_store(self.settings, redacted, **fields)
+        return item, redactions
+
+    def store(self, text: str, *, title: str | None = None, tags: Any = (),
+              kind: str | None = None, scope: str | None = None,
+              metadata: Any = None, id: str | None = None, source: str | None = None,
+              ttl_seconds: float | None = None, expires_at: Any = None,
+              pinned: bool = False) -> StoreResult:
+        """Store one memory; durable when this returns. Exact duplicates fold into one."""
+        fields = dict(title=title, tags=tags, kind=kind, scope=scope, metadata=metadata, id=id,
+                      source=source, ttl_seconds=ttl_seconds, expires_at=expires_at,
+                      pinned=pinned)
+        item, redactions = self._prepare(text, fields)
+        return self._store_prepared(item, redactions)
+
+    def _store_prepared(self, item: StoreInput, redactions: tuple[str, ...],
+                        imported: dict[str, Any] | None = None) -> StoreResult:
+        store = self._scope(item.scope)
+        record, deduplicated, replaced = store.store(item, imported=imported)
+        self._nudge()
+        return StoreResult(record.id, deduplicated, store.name, record.sha256, replaced,
+                           redactions)
+
+    def store_many(self, items: Iterable[Mapping[str, Any]]) -> list[StoreResult]:
+        """Store many memories. Every item is validated first: a bad one writes nothing."""
+        prepared = []
+        for index, raw in enumerate(items):
+            if not isinstance(raw, Mapping):
+                raise ValidationError(f"items[{index}]", "must be an object")
+            fields = {k: v for k, v in raw.items() if k != "text"}
+            unknown = set(fields) - {"title", "tags", "kind", "scope", "metadata", "id",
+                                     "source", "ttl_seconds", "expires_at", "pinned"}
+            if unknown:
+                raise ValidationError(f"items[{index}]", f"unknown fields {sorted(unknown)}")
+            try:
+                prepared.append(self._prepare(raw.get("text"), fields))
+            except ValidationError as exc:
+                raise ValidationError(f"items[{index}].{exc.field}",
+                                      str(exc).split(": ", 1)[-1]) from None
+        for item, _ in prepared:
+            self.layout.check(item.scope or self.default_scope)
+        return [self._store_prepared(item, redactions) for item, redactions in prepared]
+
+    def import_record(self, data: Mapping[str, Any], *, scope: str | None = None) -> StoreResult:
+        """Store an exported memory with its id and timestamps kept (no redaction)."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("line", "must be a JSON object")
+        target = scope or (data.get("scope") if data.get("scope") in self.layout.available
+                           else None)
+        item = validate_store(
+            self.settings, data.get("text"), title=data.get("title"), tags=data.get("tags"),
+            kind=data.get("kind"), scope=target, metadata=data.get("metadata"),
+            id=data.get("id"), source=data.get("source"), expires_at=data.get("expires_at"),
+            pinned=data.get("pinned", False),
+        )
+        kept = {}
+        for key in ("created_at", "updated_at"):
+            when = check_datetime(key, data.get(key))
+            if when is not None:
+                kept[key] = when.isoformat()
+        return self._store_prepared(item, (), imported=kept)
+
+    def delete(self, ids: str | Sequence[str], *, scopes: Sequence[str] | None = None) -> int:
+        """Tombstone memories by id; returns how many existed."""
+        wanted = normalise_ids(ids)
+        deleted = 0
+        for store in self._existing_scopes(scopes):
+            found = store.delete(wanted)
+            deleted += len(found)
+            wanted = [i for i in wanted if i not in found]
+        self._nudge()
+        return deleted
+
+    def prune_expired(self) -> int:
+        """Delete every memory whose TTL has passed; returns how many."""
+        pruned = 0
+        for store in self._existing_scopes(None):
+            if not store.read_only:
+                pruned += len(store.delete(store.expired_ids()))
+        return pruned
+
+    # ----------------------------------------------------------------- reads
+    def get(self, ids: str | Sequence[str], *, scopes: Sequence[str] | None = None
+            ) -> GetResult:
+        """Full memories by id; ids not found (or expired) are listed in ``missing``."""
+        wanted = normalise_ids(ids)
+        stores = self._existing_scopes(scopes)
+        found: list[Memory] = []
+        missing: list[str] = []
+        for memory_id in wanted:
+            for store in stores:
+                record = store.record(memory_id)
+                if record is not None:
+                    found.append(Memory(record, store.read_body(record)))
+                    break
+            else:
+                missing.append(memory_id)
+        return GetResult(tuple(found), tuple(missing))
+
+    def list(self, *, scope: str | None = None, limit: int = 50, cursor: str | None = None,
+             kind: str | None = None, tags_any: Any = ()) -> ListResult:
+        """Memories newest first, ``limit`` at a time; pass ``next_cursor`` back for more."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_K:
+            raise ValidationError("limit", f"must be an integer from 1 to {MAX_K}")
+        after = None
+        if cursor:
+            after = normalise_ids(cursor, "cursor")[0]
+        filters = SearchFilters(tags_any=normalise_tags(tags_any, self.settings), kind=kind)
+        stores = self._existing_scopes([scope] if scope else self.search_scopes)
+        records = sorted(
+            (r for s in stores for r in s.records()
+             if (after is None or r.id < after)
+             and filters.matches(r.tags, r.kind, r.created_at, r.pinned)),
+            key=lambda r: r.id, reverse=True)
+        page = records[:limit]
+        next_cursor = page[-1].id if len(records) > limit else None
+        return ListResult(tuple(page), next_cursor)
+
+    def search(self, query: str, *, k: int = 10, scopes: str | Sequence[str] | None = None,
+               tags_any: Any = (), tags_all: Any = (), kind: str | None = None,
+               since: Any = None, until: Any = None, pinned: bool | None = None,
+               mode: str = "hybrid", cursor: str | None = None,
+               snippet_chars: int = 240) -> SearchResult:
+        """Ranked memories for a natural-language query, with snippets (not full text)."""
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query", "is empty; give some words to search for")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ValidationError("k", f"must be an integer from 1 to {MAX_K}")
+        if mode not in MODES:
+            raise ValidationError("mode", f"must be one of {', '.join(MODES)}")
+        filters = SearchFilters(
+            tags_any=normalise_tags(tags_any, self.settings, "tags_any"),
+            tags_all=normalise_tags(tags_all, self.settings, "tags_all"),
+            kind=kind or None,
+            since=check_datetime("since", since),
+            until=check_datetime("until", until),
+            pinned=pinned,
+        )
+        offset = _decode_cursor(cursor, query)
+        stores = self._search_stores(scopes)
+        depth = max(2 * (offset + k), 50)
+        note = None
+
+        def lexical() -> list[tuple[MemoryRecord, float]]:
+            return _merge_by_score(s.lexical_search(query, depth, filters) for s in stores)
+
+        semantic: list[tuple[MemoryRecord, float]] | None = None
+        if mode != "lexical":
+            try:
+                vector = self.embedder.embed_query(query)
+            except EmbeddingUnavailable as exc:
+                note = f"semantic search unavailable ({exc}); lexical results only"
+            else:
+                semantic = _merge_by_score(s.vector_search(vector, depth, filters)
+                                           for s in stores)
+                waiting = sum(len(s.embed_queue) for s in stores)
+                if waiting:
+                    note = (f"{waiting} recent memories are not embedded yet; "
+                            "only lexical search finds them")
+        ranked: list[tuple[MemoryRecord, float]]
+        if semantic is None:
+            mode_used, ranked = "lexical", lexical()
+        elif mode == "semantic":
+            mode_used, ranked = "semantic", semantic
+        else:
+            mode_used, lexical_hits = "hybrid", lexical()
+            by_id = {r.id: r for r, _ in lexical_hits} | {r.id: r for r, _ in semantic}
+            fused = rrf([[r.id for r, _ in lexical_hits], [r.id for r, _ in semantic]],
+                        k=self.settings.rrf_k,
+                        weights=[self.settings.lexical_weight, self.settings.semantic_weight])
+            ranked = [(by_id[i], score) for i, score in fused]
+        page = ranked[offset: offset + k]
+        next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
+        hits = []
+        stores_by_name = {s.name: s for s in stores}
+        for record, score in page:
+            try:
+                text = stores_by_name[record.scope].read_body(record)
+            except Exception:  # an unreadable body must not sink the whole search
+                log.exception("cannot read memory %s for its snippet", record.id)
+                text = ""
+            hits.append(SearchHit(record.id, float(score), record.title,
+                                  best_snippet(text, query, snippet_chars), record.tags,
+                                  record.kind, record.scope, record.created_at))
+        return SearchResult(tuple(hits), next_cursor, mode_used,
+                            tuple(s.name for s in stores), note)
+
+    def stats(self, scope: str | None = None) -> builtins.list[Stats]:
+        stores = self._existing_scopes([scope] if scope else None)
+        out = []
+        for store in stores:
+            details = store.stats()
+            out.append(Stats(
+                scope=store.name,
+                memories=details.pop("memories"),
+                text_bytes=details.pop("text_bytes"),
+                stored_bytes=details.pop("stored_bytes"),
+                backend=self.settings.backend,
+                pending_bodies=details.pop("pending_bodies"),
+                embedder=self.embedder.state,
+                details=details,
+            ))
+        return out
+
+    # ----------------------------------------------------------------- maintenance
+    def flush(self) -> None:
+        """Return once every memory stored before the call is in storage and both indexes."""
+        stores = list(self._scopes.values())
+        with self._maint_lock:
+            for store in stores:
+                store.write_batch(everything=True)
+                store.commit_indexes(force=True)
+        if self.embedder.enabled and stores:
+            self.embedder.start()
+            if self.embedder.wait_ready(FLUSH_MODEL_WAIT_SECONDS):
+                while self._embed_pass():
+                    pass
+                for store in stores:
+                    store.commit_indexes(force=True)
+
+    def verify(self, progress: Callable[[int, int], None] | None = None
+               ) -> builtins.list[Problem]:
+        problems: builtins.list[Problem] = []
+        for store in self._existing_scopes(None):
+            problems.extend(store.verify(progress))
+        return problems
+
+    def compact(self, progress: Callable[[int, int], None] | None = None
+                ) -> dict[str, CompactReport]:
+        reports = {}
+        self.flush()
+        for store in self._existing_scopes(None):
+            if store.read_only:
+                continue
+            with self._maint_lock, store._backend_lock:
+                reports[store.name] = store.backend.compact(progress)
+        return reports
+
+    def info(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {
+            "version": __version__,
+            "data_dir": str(self.settings.data_dir),
+            "backend": self.settings.backend,
+            "video_profile": self.settings.video_profile,
+            "repository": str(self.layout.repo_root) if self.layout.repo_root else None,
+            "default_scope": self.default_scope,
+            "search_scopes": list(self.search_scopes),
+            "scopes": self.scopes(),
+            "embed_model": self.settings.embed_model if self.settings.embeddings else None,
+            "embedder": self.embedder.state,
+        }
+
+    def close(self) -> None:
+        """Seal pending bodies, commit indexes, checkpoint, release locks. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._nudge()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        errors = []
+        for store in self._scopes.values():
+            try:
+                store.close()
+            except Exception as exc:  # close every scope even if one fails
+                log.exception("closing scope %s failed", store.name)
+                errors.append(exc)
+        self._scopes.clear()
+        if errors:
+            raise errors[0]
+
+    # ----------------------------------------------------------------- background
+    def _start_background(self) -> None:
+        if self._threads:
+            return
+        self.embedder.start()
+        for target, name in ((self._batcher, "memvid-batcher"), (self._embedder, "memvid-embed")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _nudge(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def _batcher(self) -> None:
+        while not self._stop.is_set():
+            with self._wake:
+                self._wake.wait(timeout=min(0.25, self.settings.batch_max_seconds))
+            for store in list(self._scopes.values()):
+                if self._stop.is_set():
+                    return
+                try:
+                    with self._maint_lock:
+                        if store.due():
+                            store.write_batch()
+                        store.commit_indexes()
+                        store.checkpoint()
+                except Exception:  # keep serving; the WAL still holds every body
+                    log.exception("background batch for scope %s failed; will retry",
+                                  store.name)
+                    self._stop.wait(1.0)
+
+    def _embedder(self) -> None:
+        while not self._stop.is_set():
+            if not self.embedder.ready:
+                if self.embedder.state.startswith(("unavailable", "disabled")):
+                    return
+                self.embedder.wait_ready(0.5)
+                continue
+            try:
+                worked = self._embed_pass()
+            except Exception:
+                log.exception("background embedding failed; will retry")
+                worked = False
+                self._stop.wait(1.0)
+            if not worked:
+                with self._wake:
+                    self._wake.wait(timeout=0.5)
+
+    def _embed_pass(self) -> bool:
+        """Embed one small batch per scope; False when nothing was waiting."""
+        worked = False
+        with self._embed_lock:
+            for store in list(self._scopes.values()):
+                batch = store.take_embed_batch(self.settings.embed_batch)
+                if not batch:
+                    continue
+                vectors = self.embedder.embed_documents([text for _, text in batch])
+                store.add_vectors([body_id for body_id, _ in batch], vectors)
+                worked = True
+        return worked
+
+
+def _merge_by_score(lists: Iterable[list[tuple[MemoryRecord, float]]]
+                    ) -> list[tuple[MemoryRecord, float]]:
+    merged = [hit for hits in lists for hit in hits]
+    merged.sort(key=lambda hit: hit[1], reverse=True)
+    return merged
+
+
+def _encode_cursor(offset: int, query: str) -> str:
+    digest = hashlib.sha256(query.encode("utf-8", "replace")).hexdigest()[:12]
+    raw = json.dumps({"o": offset, "q": digest}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, query: str) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        offset = int(data["o"])
+        digest = hashlib.sha256(query.encode("utf-8", "replace")).hexdigest()[:12]
+    except (ValueError, KeyError, TypeError):
+        raise ValidationError("cursor", "is not a cursor this server gave out") from None
+    if data.get("q") != digest or not 0 <= offset <= 100_000:
+        raise ValidationError("cursor", "belongs to a different query; search again without it")
+    return offset

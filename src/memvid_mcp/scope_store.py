@@ -1,0 +1,540 @@
+"""One scope's durable state: lock, write-ahead log, metadata, bodies and both indexes.
+
+Write path (``store``/``delete``): validate (caller) -> WAL append + fsync -> apply to the
+in-memory state -> lexical index (visible at once) -> embedding queue. Bodies wait in
+``_pending`` (they are already durable in the WAL) until the background step hands them to the
+storage backend in batches. A checkpoint writes a metadata snapshot and drops WAL files whose
+records are all covered by the snapshot, the backend and the lexical index.
+
+Opening replays: snapshot, then WAL records after it; put records whose body is not in the
+backend go back to ``_pending``; backend bodies no live record names are deleted (a crash
+between the WAL delete and the backend delete); indexes catch up from the WAL or are rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ulid import ULID
+
+from .config import Settings
+from .errors import ClosedError, CorruptionError, NotFoundError, ReadOnlyError, StoreLockedError
+from .fsutil import ensure_dir
+from .hashing import content_sha256
+from .lock import ScopeLock
+from .models import MemoryRecord, Problem, utcnow
+from .search.filters import SearchFilters
+from .search.lexical import LexicalDoc, LexicalIndex
+from .search.vectors import VectorIndex
+from .snapshot import FILE_NAME as SNAPSHOT_FILE
+from .snapshot import read_snapshot, write_snapshot
+from .storage.base import StorageAdapter
+from .validation import StoreInput, merge_tags
+from .wal import ReplayReport, WalRecord, WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    body: bytes
+    since: float = field(default_factory=time.monotonic)
+
+
+def open_backend(settings: Settings, directory: Path) -> StorageAdapter:
+    """The configured storage backend for one scope directory."""
+    if settings.backend == "video":
+        from .storage.video import VideoStore
+
+        return VideoStore(
+            directory,
+            profile=settings.video_profile,
+            cache_bytes=settings.payload_cache_bytes,
+            live_threshold=settings.compact_live_threshold,
+        )
+    from .storage.filestore import FileStore
+
+    return FileStore(directory)
+
+
+def lexical_doc(record: MemoryRecord, text: str) -> LexicalDoc:
+    return LexicalDoc(
+        id=record.id,
+        text=text,
+        title=record.title,
+        tags=record.tags,
+        kind=record.kind,
+        created_at=record.created_at,
+        pinned=record.pinned,
+    )
+
+
+def embedding_text(record: MemoryRecord, text: str) -> str:
+    return f"{record.title}\n{text}" if record.title else text
+
+
+class ScopeStore:
+    """Everything about one scope. Thread-safe; the manager owns its background work."""
+
+    def __init__(self, name: str, directory: Path, settings: Settings, *,
+                 read_only: bool = False, dim: int = 384) -> None:
+        self.name = name
+        self.directory = directory
+        self.settings = settings
+        self.read_only = read_only
+        self._lock = threading.RLock()  # state, WAL order, index writes
+        self._backend_lock = threading.Lock()  # one batch/compaction at a time
+        self._records: dict[str, MemoryRecord] = {}
+        self._by_sha: dict[str, str] = {}
+        self._by_body: dict[str, str] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._pending_deletes: set[str] = set()
+        self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
+        self.replay_report = ReplayReport()
+        self.snapshot_seq = 0
+        self._closed = False
+        self._scope_lock = ScopeLock(directory)
+
+        if read_only:
+            if not directory.exists():
+                directory = ensure_dir(directory)
+        else:
+            ensure_dir(directory)
+            self._scope_lock.acquire(settings.lock_timeout)
+        try:
+            self.backend = open_backend(settings, directory)
+            self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
+            meta = ensure_dir(directory / "meta")
+            self._recover(meta)
+            self.lexical = self._open_lexical(meta)
+            self.vectors = VectorIndex(None if read_only else meta / "vectors", dim=dim,
+                                       exact_limit=settings.exact_vector_limit)
+            self._reconcile_vectors()
+        except BaseException:
+            self._scope_lock.release()
+            raise
+
+    # ----------------------------------------------------------------- opening
+    def _recover(self, meta: Path) -> None:
+        self.snapshot_seq, records = read_snapshot(meta / SNAPSHOT_FILE)
+        for record in records:
+            self._index_record(record)
+        self._wal_records, self.replay_report = self.wal.replay()
+        for rec in self._wal_records:
+            if rec.seq > self.snapshot_seq:
+                self._apply(rec)
+        for rec in self._wal_records:  # bodies acknowledged but not yet in the backend
+            if rec.payload.get("op") == "put":
+                body_id = rec.payload["record"]["body_id"]
+                if body_id in self._by_body and not self.backend.contains(body_id):
+                    self._pending[body_id] = _Pending(rec.seq, rec.payload["text"].encode())
+        if not self.read_only:
+            orphans = set(self.backend.ids()) - set(self._by_body)
+            if orphans:
+                log.info("scope %s: removing %d unreferenced bodies", self.name, len(orphans))
+                self.backend.delete_many(orphans)
+        if self.replay_report.torn_tail:
+            log.warning("scope %s: skipped a torn last WAL record in %s", self.name,
+                        self.replay_report.torn_tail)
+
+    def _open_lexical(self, meta: Path) -> LexicalIndex:
+        if self.read_only:
+            index = LexicalIndex(None)
+            self._rebuild_lexical(index)
+            return index
+        try:
+            index = LexicalIndex(meta / "lexical")
+        except CorruptionError as exc:
+            log.warning("scope %s: lexical index unreadable (%s); rebuilding", self.name, exc)
+            self._move_aside(meta / "lexical")
+            index = LexicalIndex(meta / "lexical")
+            index.clear()
+            self._rebuild_lexical(index)
+            return index
+        if index.committed_seq < self.snapshot_seq or index.committed_seq > self.wal.last_seq:
+            index.clear()
+            self._rebuild_lexical(index)
+        else:
+            for rec in self._wal_records:
+                if rec.seq > index.committed_seq:
+                    self._apply_to_lexical(index, rec)
+        index.commit(self.wal.last_seq)
+        return index
+
+    def _move_aside(self, path: Path) -> None:
+        if path.exists():
+            path.rename(path.with_name(f"{path.name}.damaged-{int(time.time())}"))
+
+    def _rebuild_lexical(self, index: LexicalIndex) -> None:
+        batch: list[LexicalDoc] = []
+        for record in list(self._records.values()):
+            try:
+                batch.append(lexical_doc(record, self.read_body(record)))
+            except (NotFoundError, CorruptionError) as exc:
+                log.error("scope %s: memory %s unreadable while indexing: %s",
+                          self.name, record.id, exc)
+            if len(batch) >= 512:
+                index.upsert(batch)
+                batch = []
+        if batch:
+            index.upsert(batch)
+
+    def _apply_to_lexical(self, index: LexicalIndex, rec: WalRecord) -> None:
+        op = rec.payload.get("op")
+        if op == "delete":
+            index.delete(rec.payload["ids"])
+            return
+        memory_id = rec.payload["record"]["id"] if op == "put" else rec.payload.get("id")
+        record = self._records.get(memory_id or "")
+        if record is None:
+            index.delete([memory_id] if memory_id else [])
+            return
+        try:
+            index.upsert([lexical_doc(record, self.read_body(record))])
+        except (NotFoundError, CorruptionError) as exc:
+            log.error("scope %s: memory %s unreadable: %s", self.name, record.id, exc)
+
+    def _reconcile_vectors(self) -> None:
+        live = set(self._by_body)
+        stale = [b for b in self.vectors.ids() if b not in live]
+        if stale:
+            self.vectors.delete(stale)
+        for body_id in sorted(live):
+            if not self.vectors.has(body_id):
+                self.embed_queue.append(body_id)
+
+    # ----------------------------------------------------------------- state
+    def _index_record(self, record: MemoryRecord) -> None:
+        old = self._records.get(record.id)
+        if old is not None:
+            self._forget(old)
+        self._records[record.id] = record
+        self._by_sha[record.sha256] = record.id
+        self._by_body[record.body_id] = record.id
+
+    def _forget(self, record: MemoryRecord) -> None:
+        if self._by_sha.get(record.sha256) == record.id:
+            del self._by_sha[record.sha256]
+        self._by_body.pop(record.body_id, None)
+
+    def _apply(self, rec: WalRecord) -> None:
+        payload = rec.payload
+        op = payload.get("op")
+        if op == "put":
+            self._index_record(MemoryRecord.from_state(payload["record"]))
+        elif op == "delete":
+            for memory_id in payload["ids"]:
+                old = self._records.pop(memory_id, None)
+                if old is not None:
+                    self._forget(old)
+        elif op == "tags":
+            old = self._records.get(payload["id"])
+            if old is not None:
+                self._records[old.id] = MemoryRecord.from_state(
+                    {**old.to_state(), "tags": payload["tags"],
+                     "updated_at": payload["updated_at"]})
+        else:
+            log.error("scope %s: unknown WAL op %r at seq %d", self.name, op, rec.seq)
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ClosedError(f"scope {self.name} is closed")
+        if self.read_only:
+            raise ReadOnlyError(
+                f"scope {self.name} is open read-only (another process holds its lock); "
+                "writes are refused"
+            )
+
+    # ----------------------------------------------------------------- writes
+    def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None
+              ) -> tuple[MemoryRecord, bool, bool]:
+        """Store one validated memory. Returns (record, deduplicated, replaced)."""
+        sha = content_sha256(item.text)
+        with self._lock:
+            self._check_writable()
+            existing = self._records.get(item.id) if item.id else None
+            if item.id is None or (imported is not None and existing is None):
+                duplicate = self._records.get(self._by_sha.get(sha, ""))
+                if duplicate is not None:
+                    return self._merge_tags(duplicate, item.tags), True, False
+            if existing is not None and existing.sha256 == sha and (
+                imported is not None or self._same_fields(existing, item)
+            ):
+                return self._merge_tags(existing, item.tags), True, False
+            now = utcnow()
+            record = MemoryRecord(
+                id=item.id or str(ULID()),
+                body_id=str(ULID()),
+                title=item.title,
+                kind=item.kind,
+                tags=item.tags,
+                scope=self.name,
+                metadata=item.metadata,
+                source=item.source,
+                created_at=existing.created_at if existing is not None else now,
+                updated_at=now,
+                expires_at=item.expires_at,
+                pinned=item.pinned,
+                sha256=sha,
+                size=len(item.text.encode("utf-8")),
+            )
+            if imported is not None:
+                record = MemoryRecord.from_state({**record.to_state(), **imported,
+                                                  "body_id": record.body_id,
+                                                  "scope": self.name, "sha256": sha,
+                                                  "size": record.size})
+            seq = self.wal.append({"op": "put", "record": record.to_state(),
+                                   "text": item.text})
+            replaced = existing is not None
+            if existing is not None:
+                self._drop_body(existing.body_id)
+            self._index_record(record)
+            self._pending[record.body_id] = _Pending(seq, item.text.encode("utf-8"))
+            self.lexical.upsert([lexical_doc(record, item.text)])
+            self.embed_queue.append(record.body_id)
+            return record, False, replaced
+
+    @staticmethod
+    def _same_fields(existing: MemoryRecord, item: StoreInput) -> bool:
+        return (existing.title, existing.kind, existing.metadata, existing.pinned,
+                existing.source) == (item.title, item.kind, item.metadata, item.pinned,
+                                     item.source)
+
+    def _merge_tags(self, existing: MemoryRecord, tags: tuple[str, ...]) -> MemoryRecord:
+        merged = merge_tags(existing.tags, tags, self.settings.max_tags)
+        if merged == existing.tags:
+            return existing
+        now = utcnow()
+        self.wal.append({"op": "tags", "id": existing.id, "tags": list(merged),
+                         "updated_at": now.isoformat()})
+        record = existing.with_tags(merged, now)
+        self._records[record.id] = record
+        try:
+            self.lexical.upsert([lexical_doc(record, self.read_body(record))])
+        except (NotFoundError, CorruptionError) as exc:
+            log.error("scope %s: could not re-index tags of %s: %s", self.name, record.id, exc)
+        return record
+
+    def _drop_body(self, body_id: str) -> None:
+        """Forget a body that is no longer referenced (replaced or deleted)."""
+        if self._pending.pop(body_id, None) is None:
+            self._pending_deletes.add(body_id)
+        self.vectors.delete([body_id])
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Tombstone memories; returns the ids that existed here."""
+        with self._lock:
+            self._check_writable()
+            found = [i for i in ids if i in self._records]
+            if not found:
+                return []
+            self.wal.append({"op": "delete", "ids": found})
+            for memory_id in found:
+                record = self._records.pop(memory_id)
+                self._forget(record)
+                self._drop_body(record.body_id)
+            self.lexical.delete(found)
+            return found
+
+    # ----------------------------------------------------------------- reads
+    def record(self, memory_id: str) -> MemoryRecord | None:
+        record = self._records.get(memory_id)
+        if record is None or record.expired():
+            return None
+        return record
+
+    def read_body(self, record: MemoryRecord) -> str:
+        pending = self._pending.get(record.body_id)
+        if pending is not None:
+            return pending.body.decode("utf-8")
+        return self.backend.get(record.body_id).decode("utf-8")
+
+    def records(self) -> Iterator[MemoryRecord]:
+        now = utcnow()
+        return (r for r in list(self._records.values()) if not r.expired(now))
+
+    def memory_for_body(self, body_id: str) -> MemoryRecord | None:
+        memory_id = self._by_body.get(body_id)
+        return self.record(memory_id) if memory_id else None
+
+    def expired_ids(self) -> list[str]:
+        now = utcnow()
+        return [r.id for r in list(self._records.values()) if r.expired(now)]
+
+    def lexical_search(self, query: str, k: int, filters: SearchFilters
+                       ) -> list[tuple[MemoryRecord, float]]:
+        hits = self.lexical.search(query, k + 16, None if filters.empty else filters)
+        out = [(r, s) for i, s in hits if (r := self.record(i)) is not None]
+        return out[:k]
+
+    def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters
+                      ) -> list[tuple[MemoryRecord, float]]:
+        def allowed(body_id: str) -> bool:
+            record = self.memory_for_body(body_id)
+            return record is not None and (filters.empty or filters.matches(
+                record.tags, record.kind, record.created_at, record.pinned))
+
+        hits = self.vectors.search(vector, k, allowed=allowed)
+        out = [(r, s) for b, s in hits if (r := self.memory_for_body(b)) is not None]
+        return out[:k]
+
+    # ----------------------------------------------------------------- background
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def due(self) -> bool:
+        """Whether a batch should be sealed now (size or age of the pending bodies)."""
+        if not self._pending:
+            return bool(self._pending_deletes)
+        if len(self._pending) >= self.settings.batch_max_memories:
+            return True
+        oldest = min(p.since for p in list(self._pending.values()))
+        return time.monotonic() - oldest >= self.settings.batch_max_seconds
+
+    def write_batch(self, *, everything: bool = False) -> int:
+        """Hand pending bodies to the backend in batches; returns how many were stored."""
+        if self.read_only:
+            return 0
+        stored = 0
+        with self._backend_lock:
+            while True:
+                with self._lock:
+                    items = sorted(self._pending.items(), key=lambda kv: kv[1].seq)
+                    items = items[: self.settings.batch_max_memories]
+                if not items:
+                    break
+                self.backend.put_many([(body_id, p.body) for body_id, p in items])
+                with self._lock:
+                    for body_id, pending in items:
+                        if self._pending.get(body_id) is pending:
+                            del self._pending[body_id]
+                        elif body_id not in self._by_body:
+                            self._pending_deletes.add(body_id)
+                stored += len(items)
+                if not everything:
+                    break
+            with self._lock:
+                deletes = list(self._pending_deletes)
+                self._pending_deletes.clear()
+            if deletes:
+                self.backend.delete_many(deletes)
+        return stored
+
+    def commit_indexes(self, *, force: bool = False) -> None:
+        if self.read_only:
+            return
+        seq = self.wal.last_seq
+        if force:
+            self.lexical.commit(seq)
+            self.vectors.commit(seq)
+        else:
+            self.lexical.maybe_commit(seq)
+
+    def checkpoint(self, *, force: bool = False) -> bool:
+        """Snapshot metadata and drop covered WAL files, when the WAL is big or on force."""
+        if self.read_only or (not force and self.wal.size_bytes()
+                              < self.settings.checkpoint_wal_bytes):
+            return False
+        with self._lock:
+            seq = self.wal.last_seq
+            records = list(self._records.values())
+            self.wal.rotate()
+            min_pending = min((p.seq for p in self._pending.values()), default=seq + 1)
+        write_snapshot(self.directory / "meta" / SNAPSHOT_FILE, seq, records)
+        self.snapshot_seq = seq
+        self.lexical.commit(self.wal.last_seq)
+        self.wal.drop_through(min(seq, min_pending - 1, self.lexical.committed_seq))
+        self._wal_records = []
+        return True
+
+    def take_embed_batch(self, size: int) -> list[tuple[str, str]]:
+        """Up to ``size`` (body_id, text) pairs still needing vectors."""
+        out: list[tuple[str, str]] = []
+        while self.embed_queue and len(out) < size:
+            body_id = self.embed_queue.popleft()
+            record = self.memory_for_body(body_id)
+            if record is None or self.vectors.has(body_id):
+                continue
+            try:
+                out.append((body_id, embedding_text(record, self.read_body(record))))
+            except (NotFoundError, CorruptionError) as exc:
+                log.error("scope %s: cannot embed %s: %s", self.name, record.id, exc)
+        return out
+
+    def add_vectors(self, body_ids: list[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            keep = [i for i, b in enumerate(body_ids) if b in self._by_body]
+            if keep:
+                self.vectors.upsert([body_ids[i] for i in keep], vectors[keep])
+
+    # ----------------------------------------------------------------- maintenance
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+        problems = [Problem(f, m) for f, m in self.replay_report.problems]
+        if self.replay_report.torn_tail:
+            problems.append(Problem(self.replay_report.torn_tail,
+                                    "torn last record skipped (a crash mid-write; not data "
+                                    "loss: it was never acknowledged)"))
+        for problem in self.backend.verify(progress):
+            ids = tuple(sorted({self._by_body.get(b, b) for b in problem.memory_ids}))
+            problems.append(Problem(problem.path, problem.message, ids))
+        missing = [r.id for r in self._records.values()
+                   if r.body_id not in self._pending and not self.backend.contains(r.body_id)]
+        if missing:
+            problems.append(Problem(str(self.directory), "bodies missing from storage",
+                                    tuple(sorted(missing))))
+        return problems
+
+    def stats(self) -> dict[str, Any]:
+        storage = self.backend.stats()
+        live = list(self._records.values())
+        return {
+            "memories": len(live),
+            "text_bytes": sum(r.size for r in live),
+            "stored_bytes": storage.stored_bytes,
+            "pending_bodies": len(self._pending),
+            "embedding_queue": len(self.embed_queue),
+            "vectors": len(self.vectors),
+            "wal_bytes": self.wal.size_bytes(),
+            "read_only": self.read_only,
+            "path": str(self.directory),
+            **storage.details,
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if not self.read_only:
+                self.write_batch(everything=True)
+                self.commit_indexes(force=True)
+                self.checkpoint(force=True)
+        finally:
+            self._closed = True
+            self.lexical.close()
+            self.vectors.close()
+            self.backend.close()
+            self.wal.close()
+            self._scope_lock.release()
+
+
+def open_scope(name: str, directory: Path, settings: Settings, *, dim: int = 384) -> ScopeStore:
+    """Open a scope for writing, or read-only when asked or when locked and allowed to."""
+    if settings.read_only:
+        return ScopeStore(name, directory, settings, read_only=True, dim=dim)
+    try:
+        return ScopeStore(name, directory, settings, dim=dim)
+    except StoreLockedError:
+        if not settings.read_only_fallback:
+            raise
+        log.warning("scope %s is locked by another process; opening it read-only", name)
+        return ScopeStore(name, directory, settings, read_only=True, dim=dim)

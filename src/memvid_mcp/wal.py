@@ -1,0 +1,222 @@
+"""Append-only write-ahead log: a write is acknowledged once its record is fsynced here.
+
+Files ``wal/<first_seq:020d>.log`` start with an 8-byte header (``MVWAL`` + version 1 + two
+reserved bytes); each record is framed as (ADR 0003)::
+
+    u32 length of payload | u32 crc32(seq bytes + payload) | u64 seq | payload (UTF-8 JSON)
+
+Replay stops at the first record that is short or fails its checksum. In the newest file that
+is a torn tail (a crash mid-append): skipped and reported, never fatal. In an older file it is
+corruption: reported with the file name, and replay goes on with the next file. Appends always
+go to a fresh file after a reopen, so nothing is ever written after garbage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ClosedError, CorruptionError
+from .fsutil import ensure_dir, fsync_dir, storage_error
+
+log = logging.getLogger(__name__)
+
+FILE_MAGIC = b"MVWAL\x01\x00\x00"
+_FRAME = struct.Struct("<IIQ")
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WalRecord:
+    seq: int
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What replay found besides good records."""
+
+    records: int = 0
+    torn_tail: str | None = None  # file whose last record was torn (skipped)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+
+
+def encode_record(seq: int, payload: dict[str, Any]) -> bytes:
+    """Frame one record."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    seq_bytes = struct.pack("<Q", seq)
+    return _FRAME.pack(len(body), zlib.crc32(seq_bytes + body), seq) + body
+
+
+def decode_records(data: bytes, path: str) -> tuple[list[WalRecord], str | None]:
+    """Parse a whole WAL file's bytes; returns the good records and the reason it stopped early.
+
+    Never raises for damaged input other than a bad file header (CorruptionError).
+    """
+    if data[: len(FILE_MAGIC)] != FILE_MAGIC:
+        if not data:
+            return [], None
+        raise CorruptionError(path, "not a WAL file (bad header)")
+    records: list[WalRecord] = []
+    pos = len(FILE_MAGIC)
+    while pos < len(data):
+        if len(data) - pos < _FRAME.size:
+            return records, f"torn record header at byte {pos}"
+        length, crc, seq = _FRAME.unpack_from(data, pos)
+        start = pos + _FRAME.size
+        if length > MAX_RECORD_BYTES or start + length > len(data):
+            return records, f"torn or oversized record at byte {pos}"
+        body = data[start : start + length]
+        if zlib.crc32(struct.pack("<Q", seq) + body) != crc:
+            return records, f"checksum mismatch at byte {pos}"
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return records, f"undecodable record at byte {pos}"
+        if not isinstance(payload, dict):
+            return records, f"record at byte {pos} is not an object"
+        records.append(WalRecord(seq, payload))
+        pos = start + length
+    return records, None
+
+
+class WriteAheadLog:
+    """The durable log of one scope. Thread-safe; one writer process (the scope lock)."""
+
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
+        self._dir = directory if read_only else ensure_dir(directory)
+        self._read_only = read_only
+        self._lock = threading.Lock()
+        self._file: Any = None
+        self._file_path: Path | None = None
+        self._file_bytes = 0
+        self.last_seq = 0
+        self._closed = False
+
+    def files(self) -> list[Path]:
+        if not self._dir.exists():
+            return []
+        return sorted(p for p in self._dir.glob("*.log") if p.stem.isdigit())
+
+    def replay(self) -> tuple[list[WalRecord], ReplayReport]:
+        """Read every sound record in order. Sets ``last_seq``."""
+        report = ReplayReport()
+        out: list[WalRecord] = []
+        files = self.files()
+        for index, path in enumerate(files):
+            try:
+                records, stopped = decode_records(path.read_bytes(), str(path))
+            except CorruptionError as exc:
+                report.problems.append((str(path), str(exc).split(": ", 1)[-1]))
+                continue
+            except OSError as exc:
+                report.problems.append((str(path), exc.strerror or str(exc)))
+                continue
+            for record in records:
+                if record.seq <= self.last_seq:
+                    report.problems.append((str(path), f"sequence went back at {record.seq}"))
+                    continue
+                out.append(record)
+                self.last_seq = record.seq
+            if stopped:
+                if index == len(files) - 1:
+                    report.torn_tail = str(path)
+                    log.warning("write-ahead log %s: %s; skipped the torn tail", path, stopped)
+                else:
+                    report.problems.append((str(path), stopped))
+                    log.error("write-ahead log %s is damaged: %s", path, stopped)
+        report.records = len(out)
+        return out, report
+
+    def _open_new_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        path = self._dir / f"{self.last_seq + 1:020d}.log"
+        if path.exists():  # a torn file starting at this seq: keep it as evidence
+            path.rename(path.with_suffix(".torn"))
+        try:
+            self._file = open(path, "ab")  # noqa: SIM115 - held open for appends
+            self._file.write(FILE_MAGIC)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            fsync_dir(self._dir)
+        except OSError as exc:
+            raise storage_error(path, exc) from exc
+        self._file_path = path
+        self._file_bytes = len(FILE_MAGIC)
+
+    def append(self, payload: dict[str, Any]) -> int:
+        """Append and fsync one record; returns its sequence number."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError("the write-ahead log is closed")
+            if self._file is None:
+                self._open_new_file()
+            seq = self.last_seq + 1
+            frame = encode_record(seq, payload)
+            try:
+                self._file.write(frame)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                # Cut back to the last good record so the file never holds a half frame.
+                self._truncate_to(self._file_bytes)
+                raise storage_error(self._file_path or self._dir, exc) from exc
+            self._file_bytes += len(frame)
+            self.last_seq = seq
+            return seq
+
+    def _truncate_to(self, size: int) -> None:
+        try:
+            self._file.truncate(size)
+            self._file.seek(size)
+        except OSError:
+            log.exception("could not cut the write-ahead log back after a failed append")
+
+    @property
+    def bytes_in_current_file(self) -> int:
+        return self._file_bytes
+
+    def rotate(self) -> None:
+        """Start a new file, so everything before it can be dropped by ``drop_through``."""
+        with self._lock:
+            if self._file is not None and self._file_bytes > len(FILE_MAGIC):
+                self._open_new_file()
+
+    def drop_through(self, seq: int) -> int:
+        """Delete whole files whose records all have sequence numbers <= ``seq``."""
+        with self._lock:
+            files = self.files()
+            removed = 0
+            for path, following in itertools.pairwise(files):
+                if path == self._file_path:
+                    break
+                if int(following.stem) - 1 <= seq:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            if removed:
+                fsync_dir(self._dir)
+            return removed
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files())
+
+    def iter_files_bytes(self) -> Iterator[tuple[Path, bytes]]:
+        for path in self.files():
+            yield path, path.read_bytes()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
