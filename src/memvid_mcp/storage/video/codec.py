@@ -1,0 +1,226 @@
+"""QR symbols and video frames: the only module that imports ``av`` and ``zxingcpp``.
+
+Encode: payload bytes -> QR module matrix (zxing-cpp writer, byte mode, no ECI) -> gray
+frame -> one key frame per QR in an .mp4 (GOP 1). Decode: one packet, read by offset from
+the .mvi, through a fresh decoder -> gray plane -> ``Barcode.bytes`` (never ``.text``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+import zxingcpp
+from av.video.codeccontext import VideoCodecContext
+from av.video.stream import VideoStream
+
+from ...errors import StorageError
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+QUIET_ZONE = 4  # modules of white around the symbol (the QR standard asks for 4)
+# What zxing-cpp's writer accepts at version 40 (2 bytes under the spec's byte-mode capacity).
+CAPACITY = {"L": 2951, "M": 2329, "Q": 1661, "H": 1271}
+_QR = zxingcpp.BarcodeFormat.QRCode
+_QR_ONLY = zxingcpp.BarcodeFormats(_QR)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeSettings:
+    """One rung of a profile's ladder: codec, pixel format, module size, ECC."""
+
+    profile: str
+    encoder: str  # PyAV encoder name
+    pix_fmt: str
+    px_per_module: int
+    ecc: str
+    options: tuple[tuple[str, str], ...] = ()
+    mask: int | None = 1  # fixed QR data mask: 9x faster writer, same bytes (ADR 0009)
+    rate: int = 10
+
+    @property
+    def capacity(self) -> int:
+        return CAPACITY[self.ecc]
+
+
+_FFV1 = (("level", "3"), ("coder", "1"), ("context", "1"), ("slices", "1"))
+
+
+def _x264(crf: int) -> tuple[tuple[str, str], ...]:
+    return (("crf", str(crf)), ("preset", "medium"), ("threads", "1"), ("bf", "0"))
+
+
+# First rung is the default; later rungs are the safer re-encodes used when seal-time
+# verification finds a frame that does not decode to its payload.
+PROFILES: dict[str, tuple[EncodeSettings, ...]] = {
+    "archival": (
+        EncodeSettings("archival", "ffv1", "gray", 1, "L", _FFV1),
+        EncodeSettings("archival", "ffv1", "gray", 2, "M", _FFV1, mask=None),
+        EncodeSettings("archival", "ffv1", "gray", 4, "Q", _FFV1, mask=None),
+    ),
+    "portable": (
+        EncodeSettings("portable", "libx264", "yuv420p", 4, "L", _x264(26)),
+        EncodeSettings("portable", "libx264", "yuv420p", 4, "M", _x264(18), mask=None),
+        EncodeSettings("portable", "libx264", "yuv420p", 8, "Q", _x264(12), mask=None),
+    ),
+}
+
+
+def qr_modules(payload: bytes, ecc: str, mask: int | None = None) -> Image:
+    """The symbol at 1 pixel per module with its quiet zone: 0 is dark, 255 light."""
+    extra = {} if mask is None else {"data_mask": mask}
+    try:
+        barcode = zxingcpp.create_barcode(payload, _QR, ec_level=ecc, **extra)
+    except ValueError as exc:
+        raise StorageError(f"QR encode of {len(payload)} bytes failed: {exc}") from None
+    return np.asarray(barcode.to_image(scale=1, add_quiet_zones=True), dtype=np.uint8)
+
+
+def qr_version(modules: Image) -> int:
+    return int(modules.shape[0] - 2 * QUIET_ZONE - 17) // 4
+
+
+def render(modules: Image, px: int, side_modules: int) -> Image:
+    """Upscale to ``px`` pixels per module and centre on a white square, block-aligned."""
+    if px > 1:
+        modules = np.repeat(np.repeat(modules, px, axis=0), px, axis=1)
+    side = side_modules * px
+    if modules.shape[0] == side:
+        return np.ascontiguousarray(modules)
+    canvas = np.full((side, side), 255, dtype=np.uint8)
+    at = (side_modules - modules.shape[0] // px) // 2 * px
+    canvas[at : at + modules.shape[0], at : at + modules.shape[1]] = modules
+    return canvas
+
+
+def encode_images(
+    payloads: Sequence[bytes], settings: EncodeSettings
+) -> tuple[list[Image], list[int]]:
+    """Gray frames (all the same size) for the payloads, and each symbol's QR version."""
+    symbols = [qr_modules(p, settings.ecc, settings.mask) for p in payloads]
+    side = max(s.shape[0] for s in symbols)
+    side += side % 2  # even frame sides for 4:2:0 chroma
+    images = [render(s, settings.px_per_module, side) for s in symbols]
+    return images, [qr_version(s) for s in symbols]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenSegment:
+    codec: str  # decoder name
+    width: int
+    height: int
+    time_base: tuple[int, int]
+    extradata: bytes
+    packets: list[tuple[int, int, int]]  # (byte offset, size, pts) per frame, in order
+    packet_crcs: list[int]  # CRC32 of each packet's bytes in the file
+    size: int
+
+
+def _video_frame(image: Image, pix_fmt: str) -> av.VideoFrame:
+    if pix_fmt == "gray":
+        return av.VideoFrame.from_ndarray(image, format="gray")
+    h, w = image.shape
+    planar = np.full((h * 3 // 2, w), 128, dtype=np.uint8)
+    planar[:h] = image
+    return av.VideoFrame.from_ndarray(planar, format=pix_fmt)
+
+
+def write_segment(path: Path, images: Sequence[Image], settings: EncodeSettings) -> WrittenSegment:
+    """Encode ``images`` into an .mp4 at ``path`` (fsynced), then index its packets."""
+    try:
+        with av.open(str(path), mode="w", format="mp4") as container:
+            stream = container.add_stream(settings.encoder, rate=settings.rate)
+            assert isinstance(stream, VideoStream)
+            stream.width = images[0].shape[1]
+            stream.height = images[0].shape[0]
+            stream.pix_fmt = settings.pix_fmt
+            stream.codec_context.gop_size = 1
+            stream.codec_context.thread_count = 1
+            stream.codec_context.options = dict(settings.options)
+            stream.time_base = Fraction(1, settings.rate)
+            for i, image in enumerate(images):
+                frame = _video_frame(image, settings.pix_fmt)
+                frame.pts = i
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        return _index(path)
+    except (av.FFmpegError, OSError) as exc:
+        raise StorageError(f"{path}: writing the segment failed: {exc}") from exc
+
+
+def _index(path: Path) -> WrittenSegment:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        tb = stream.time_base or Fraction(1, 1)
+        packets = [
+            (int(p.pos), int(p.size), int(p.pts or 0))
+            for p in container.demux(stream)
+            if p.size and p.pos is not None
+        ]
+        name, width, height = ctx.name, ctx.width, ctx.height
+        extradata = bytes(ctx.extradata or b"")
+    data = path.read_bytes()
+    crcs = [zlib.crc32(data[off : off + size]) for off, size, _ in packets]
+    return WrittenSegment(
+        name, width, height, (tb.numerator, tb.denominator), extradata, packets, crcs, len(data)
+    )
+
+
+def decode_image(codec: str, extradata: bytes, width: int, height: int, packet: bytes) -> Image:
+    """The luma plane of one key-frame packet, decoded without opening the container."""
+    ctx = av.CodecContext.create(codec, "r")
+    if not isinstance(ctx, VideoCodecContext):
+        raise ValueError(f"{codec} is not a video codec")
+    if extradata:
+        ctx.extradata = extradata
+    ctx.width, ctx.height = width, height
+    ctx.thread_count = 1
+    frames = ctx.decode(av.Packet(packet))
+    frames += ctx.decode(None)
+    if not frames:
+        raise ValueError("no frame decoded")
+    plane = frames[0].planes[0]
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
+
+
+def read_qr(image: Image) -> bytes | None:
+    """The payload bytes of the QR symbol in ``image``, or None if none decodes."""
+    found = zxingcpp.read_barcodes(
+        image,
+        formats=_QR_ONLY,
+        is_pure=True,
+        try_rotate=False,
+        try_invert=False,
+        try_downscale=False,
+    )
+    if not found:  # the generic detector, as any QR reader would use
+        found = zxingcpp.read_barcodes(image, formats=_QR_ONLY)
+    for barcode in found:
+        if barcode.valid:
+            return bytes(barcode.bytes)
+    return None
+
+
+def decode_payload(
+    codec: str, extradata: bytes, width: int, height: int, packet: bytes
+) -> bytes | None:
+    """Packet bytes to QR payload; None when the frame or the symbol does not decode."""
+    try:
+        image = decode_image(codec, extradata, width, height, packet)
+    except (av.FFmpegError, ValueError) as exc:
+        log.debug("frame decode failed: %s", exc)
+        return None
+    return read_qr(image)

@@ -1,0 +1,704 @@
+"""``VideoStore``: the video-segment backend behind the ``StorageAdapter`` contract.
+
+Each ``put_many`` seals its bodies into new immutable segments (``seg-<ulid>.mp4`` plus
+its ``.mvi`` index): pack, encode, decode-verify every frame, rename into place, fsync, and
+only then append the manifest lines that publish them. The segment is then the only copy
+of those bodies. Thread safety: one writer at a time (an internal lock serialises
+put_many, delete_many and compact) alongside any number of concurrent readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ulid import ULID
+
+from ...errors import ClosedError, CorruptionError, NotFoundError, StorageError, ValidationError
+from ...models import Problem, iso, utcnow
+from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
+from . import codec, framing, mvi
+from .cache import ByteLRU
+from .manifest import Manifest, fsync_dir
+
+log = logging.getLogger(__name__)
+
+SEGMENT_RAW_LIMIT = 8 << 20  # raw body bytes per sealed segment
+SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by compaction
+_SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
+
+
+class _Loc(NamedTuple):
+    seg: str
+    frame: int
+    offset: int
+    length: int
+    frames: int
+    sha256: str
+    ts: str
+
+
+@dataclass
+class _Segment:
+    ulid: str
+    record: dict[str, Any]
+    index: mvi.SegmentIndex | None = None
+    problem: str | None = None
+    live_count: int = 0
+    live_bytes: int = 0
+
+    @property
+    def raw_bytes(self) -> int:
+        return int(self.record.get("raw", 0))
+
+    @property
+    def stored_bytes(self) -> int:
+        return int(self.record.get("bytes", 0)) + int(self.record.get("mvi_bytes", 0))
+
+    @property
+    def live_share(self) -> float:
+        return self.live_bytes / self.raw_bytes if self.raw_bytes else float(self.live_count > 0)
+
+
+class _Sealed(NamedTuple):
+    ulid: str
+    seg_index: mvi.SegmentIndex
+    mvi_bytes: int
+    locations: list[tuple[int, int, int]]
+    settings: codec.EncodeSettings
+
+
+class _Gone(Exception):
+    """A segment vanished under a reader (compaction swapped it); retry with a fresh lookup."""
+
+
+class VideoStore:
+    """Bodies as QR codes in MP4 segments; see docs/format.md."""
+
+    capabilities = Capabilities(
+        name="video", immutable_segments=True, compaction=True, prefers_batches=True
+    )
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        profile: str = "archival",
+        cache_bytes: int = 64 << 20,
+        live_threshold: float = 0.70,
+    ) -> None:
+        if profile not in codec.PROFILES:
+            raise ValidationError("profile", f"must be one of {', '.join(codec.PROFILES)}")
+        if not 0.0 < live_threshold <= 1.0:
+            raise ValidationError("live_threshold", "must be in (0, 1]")
+        self.root = Path(root)
+        self.profile = profile
+        self.live_threshold = live_threshold
+        self.seg_dir = self.root / "segments"
+        try:
+            self.seg_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.seg_dir}: {exc}") from exc
+        self._ladder = codec.PROFILES[profile]
+        self._cache = ByteLRU(cache_bytes)
+        self._write_lock = threading.RLock()
+        self._state_lock = threading.Lock()
+        self._manifest = Manifest(self.root / "manifest.jsonl")
+        self._loc: dict[str, _Loc] = {}
+        self._segs: dict[str, _Segment] = {}
+        self._manifest_problems: list[str] = []
+        self._closed = False
+        self._load()
+
+    # ----------------------------------------------------------------- loading
+
+    def _mp4(self, seg: str) -> Path:
+        return self.seg_dir / f"seg-{seg}.mp4"
+
+    def _mvi(self, seg: str) -> Path:
+        return self.seg_dir / f"seg-{seg}.mvi"
+
+    def _load(self) -> None:
+        parsed = self._manifest.load()
+        self._manifest_problems = parsed.problems
+        for rec in parsed.records:
+            op = rec["op"]
+            try:
+                if op == "seg":
+                    self._segs[str(rec["seg"])] = _Segment(str(rec["seg"]), rec)
+                elif op == "put":
+                    self._loc[str(rec["body_id"])] = _loc_from(rec)
+                elif op == "del":
+                    for body_id in rec["ids"]:
+                        self._loc.pop(str(body_id), None)
+                elif op == "drop":
+                    self._segs.pop(str(rec["seg"]), None)
+            except (KeyError, TypeError, ValueError):
+                self._manifest_problems.append(f"record with missing or bad fields: {op}")
+        for seg in self._segs.values():
+            self._load_index(seg)
+        for loc in self._loc.values():
+            segment = self._segs.get(loc.seg)
+            if segment is not None:
+                segment.live_count += 1
+                segment.live_bytes += loc.length
+
+    def _load_index(self, seg: _Segment) -> None:
+        path = self._mvi(seg.ulid)
+        try:
+            seg.index = mvi.loads(path.read_bytes(), str(path))
+        except FileNotFoundError:
+            seg.problem = f"{path}: frame index missing"
+        except CorruptionError as exc:
+            seg.problem = str(exc)
+        except OSError as exc:
+            seg.problem = f"{path}: {exc}"
+        if seg.problem:
+            log.error("segment %s unreadable: %s", seg.ulid, seg.problem)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("video store is closed")
+
+    # ------------------------------------------------------------------ writing
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Seal new bodies into new segments; durable and readable when this returns."""
+        self._check_open()
+        batch: dict[str, bytes] = {}
+        for body_id, body in items:
+            if not isinstance(body_id, str) or not body_id:
+                raise ValidationError("body_id", "must be a non-empty string")
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise ValidationError("body", "must be bytes")
+            batch.setdefault(body_id, bytes(body))
+        with self._write_lock:
+            self._check_open()
+            fresh = [(i, b) for i, b in batch.items() if i not in self._loc]
+            for group in _groups(fresh):
+                sealed = self._seal([b for _, b in group])
+                self._publish(sealed, group)
+
+    def _seal(self, bodies: list[bytes]) -> _Sealed:
+        """Encode and verify one segment, then rename its files into place (unpublished)."""
+        failed: list[int] = []
+        for settings in self._ladder:
+            packed = framing.Packer(settings.capacity).pack(bodies)
+            images, versions = codec.encode_images(packed.payloads, settings)
+            seg = str(ULID())
+            tmp_mp4 = self.seg_dir / f".seg-{seg}.mp4.tmp"
+            tmp_mvi = self.seg_dir / f".seg-{seg}.mvi.tmp"
+            try:
+                written = codec.write_segment(tmp_mp4, images, settings)
+                failed = self._check_written(tmp_mp4, written, packed.payloads)
+                if failed:
+                    log.warning(
+                        "seal verification: %d of %d frames did not decode with %s/%s "
+                        "%dpx ECC %s; re-encoding with safer settings",
+                        len(failed),
+                        len(packed.payloads),
+                        settings.profile,
+                        settings.encoder,
+                        settings.px_per_module,
+                        settings.ecc,
+                    )
+                    continue
+                index = _index_of(written, settings, packed.payloads, versions)
+                data = mvi.dumps(index)
+                _write_file(tmp_mvi, data)
+                os.replace(tmp_mp4, self._mp4(seg))
+                os.replace(tmp_mvi, self._mvi(seg))
+                fsync_dir(self.seg_dir)
+                return _Sealed(seg, index, len(data), packed.locations, settings)
+            except OSError as exc:
+                raise StorageError(f"{self.seg_dir}: sealing failed: {exc}") from exc
+            finally:
+                for tmp in (tmp_mp4, tmp_mvi):
+                    tmp.unlink(missing_ok=True)
+        raise CorruptionError(
+            str(self.seg_dir),
+            f"frames {failed[:10]} did not decode back under any {self.profile} setting; "
+            "nothing was published",
+        )
+
+    def _check_written(
+        self, path: Path, written: codec.WrittenSegment, payloads: list[bytes]
+    ) -> list[int]:
+        """Indexes of frames whose decoded QR payload differs from what was encoded."""
+        if len(written.packets) != len(payloads):
+            return list(range(len(payloads)))
+        data = path.read_bytes()
+        bad = []
+        for i, (offset, size, _pts) in enumerate(written.packets):
+            got = codec.decode_payload(
+                written.codec,
+                written.extradata,
+                written.width,
+                written.height,
+                data[offset : offset + size],
+            )
+            if got != payloads[i]:
+                bad.append(i)
+        return bad
+
+    def _publish(self, sealed: _Sealed, group: list[tuple[str, bytes]]) -> None:
+        ts = iso(utcnow()) or ""
+        index = sealed.seg_index
+        raw = sum(len(b) for _, b in group)
+        seg_rec = {
+            "op": "seg",
+            "seg": sealed.ulid,
+            "frames": len(index.frames),
+            "bytes": index.mp4_size,
+            "mvi_bytes": sealed.mvi_bytes,
+            "bodies": len(group),
+            "raw": raw,
+            "profile": index.profile,
+            "codec": index.codec,
+            "px": index.px_per_module,
+            "ecc": index.ecc,
+            "ts": ts,
+        }
+        records: list[dict[str, Any]] = [seg_rec]
+        locs: dict[str, _Loc] = {}
+        for (body_id, body), (frame, offset, frames) in zip(group, sealed.locations, strict=True):
+            loc = _Loc(
+                sealed.ulid, frame, offset, len(body), frames, hashlib.sha256(body).hexdigest(), ts
+            )
+            locs[body_id] = loc
+            records.append(_put_record(body_id, loc, index))
+        self._manifest.append(records)
+        segment = _Segment(sealed.ulid, seg_rec, index, None, len(group), raw)
+        with self._state_lock:
+            self._segs[sealed.ulid] = segment
+            self._loc.update(locs)
+
+    def delete_many(self, body_ids: Iterable[str]) -> int:
+        """Tombstone bodies with one fsynced manifest line; returns how many were live."""
+        self._check_open()
+        with self._write_lock:
+            existing = [i for i in dict.fromkeys(body_ids) if i in self._loc]
+            if not existing:
+                return 0
+            self._manifest.append([{"op": "del", "ids": existing, "ts": iso(utcnow())}])
+            with self._state_lock:
+                for body_id in existing:
+                    loc = self._loc.pop(body_id)
+                    seg = self._segs.get(loc.seg)
+                    if seg is not None:
+                        seg.live_count -= 1
+                        seg.live_bytes -= loc.length
+            return len(existing)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, body_id: str) -> bytes:
+        self._check_open()
+        loc = self._loc.get(body_id)
+        if loc is None:
+            raise NotFoundError(f"body {body_id} not found")
+        return self._read(body_id, loc)
+
+    def get_many(self, body_ids: Sequence[str]) -> dict[str, bytes]:
+        self._check_open()
+        out: dict[str, bytes] = {}
+        for body_id in body_ids:
+            loc = self._loc.get(body_id)
+            if loc is not None and body_id not in out:
+                out[body_id] = self._read(body_id, loc)
+        return out
+
+    def contains(self, body_id: str) -> bool:
+        self._check_open()
+        return body_id in self._loc
+
+    def ids(self) -> Iterator[str]:
+        self._check_open()
+        with self._state_lock:
+            snapshot = list(self._loc)
+        return iter(snapshot)
+
+    def _read(self, body_id: str, loc: _Loc) -> bytes:
+        for _ in range(3):
+            try:
+                data = self._assemble(loc)
+            except _Gone:
+                newer = self._loc.get(body_id)
+                if newer is None or newer == loc:
+                    raise CorruptionError(str(self._mp4(loc.seg)), "segment missing") from None
+                loc = newer
+                continue
+            if hashlib.sha256(data).hexdigest() != loc.sha256:
+                raise CorruptionError(
+                    str(self._mp4(loc.seg)), f"body {body_id} does not match its sha256"
+                )
+            return data
+        raise CorruptionError(str(self._mp4(loc.seg)), f"body {body_id} kept moving")
+
+    def _assemble(self, loc: _Loc) -> bytes:
+        if loc.length == 0:
+            return b""
+        parts: list[bytes] = []
+        need, offset = loc.length, loc.offset
+        for frame in range(loc.frame, loc.frame + loc.frames):
+            piece = self._frame_content(loc.seg, frame)[offset : offset + need]
+            parts.append(piece)
+            need -= len(piece)
+            offset = 0
+        if need:
+            raise CorruptionError(str(self._mp4(loc.seg)), "body runs past its frames")
+        return b"".join(parts)
+
+    def _frame_content(self, seg_id: str, frame: int) -> bytes:
+        key = (seg_id, frame)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        seg = self._segs.get(seg_id)
+        if seg is None:
+            raise _Gone
+        path = self._mp4(seg_id)
+        if seg.index is None:
+            raise CorruptionError(str(path), seg.problem or "segment index unreadable")
+        if not 0 <= frame < len(seg.index.frames):
+            raise CorruptionError(str(path), f"frame {frame} out of range")
+        content = _decode_frame(path, seg.index, frame)
+        self._cache.put(key, content)
+        return content
+
+    # ------------------------------------------------------------- maintenance
+
+    def verify(self, progress: ProgressCallback | None = None) -> list[Problem]:
+        """Decode every frame of every segment; report each problem with the ids affected."""
+        self._check_open()
+        manifest_path = str(self._manifest.path)
+        problems = [Problem(manifest_path, msg) for msg in self._manifest_problems]
+        with self._state_lock:
+            segs = list(self._segs.values())
+            locs = dict(self._loc)
+        by_frame: dict[tuple[str, int], set[str]] = {}
+        by_seg: dict[str, list[tuple[str, _Loc]]] = {}
+        for body_id, loc in locs.items():
+            by_seg.setdefault(loc.seg, []).append((body_id, loc))
+            for f in range(loc.frame, loc.frame + max(1, loc.frames)):
+                by_frame.setdefault((loc.seg, f), set()).add(body_id)
+        for seg_id, members in by_seg.items():
+            if seg_id not in self._segs:
+                ids = tuple(sorted(i for i, _ in members))
+                problems.append(Problem(str(self._mp4(seg_id)), "segment not in manifest", ids))
+        total = sum(len(s.index.frames) for s in segs if s.index is not None)
+        done = 0
+        for seg in segs:
+            members = by_seg.get(seg.ulid, [])
+            seg_ids = tuple(sorted(i for i, _ in members))
+            if seg.index is None:
+                problems.append(Problem(str(self._mvi(seg.ulid)), seg.problem or "", seg_ids))
+                continue
+            found, contents = _verify_segment(self._mp4(seg.ulid), seg.index, by_frame, seg.ulid)
+            problems.extend(found)
+            done += len(seg.index.frames)
+            if progress is not None:
+                progress(done, total)
+            bad_ids = {i for p in found for i in p.memory_ids}
+            for body_id, loc in members:
+                if body_id in bad_ids or loc.length == 0:
+                    continue
+                data = _join(contents, loc)
+                if data is None or hashlib.sha256(data).hexdigest() != loc.sha256:
+                    problems.append(
+                        Problem(
+                            str(self._mp4(seg.ulid)), "body does not match its sha256", (body_id,)
+                        )
+                    )
+        return problems
+
+    def compact(self, progress: ProgressCallback | None = None) -> CompactReport:
+        """Rewrite segments whose live share fell below the threshold, merge small ones.
+
+        New segments are sealed first, then one atomic manifest rewrite swaps them in, and
+        only then are old files deleted: a crash at any point leaves a readable store.
+        """
+        self._check_open()
+        with self._write_lock:
+            self._remove_orphans()
+            segs = list(self._segs.values())
+            before = sum(s.stored_bytes for s in segs)
+            victims = [s for s in segs if s.live_share < self.live_threshold]
+            small = [s for s in segs if s not in victims and s.stored_bytes < SMALL_SEGMENT_BYTES]
+            if len(small) >= 2:
+                victims += small
+            if not victims:
+                return CompactReport(bytes_before=before, bytes_after=before)
+            victim_ids = {s.ulid for s in victims}
+            order = {s.ulid: n for n, s in enumerate(segs)}
+            moving = sorted(
+                ((i, loc) for i, loc in self._loc.items() if loc.seg in victim_ids),
+                key=lambda item: (order[item[1].seg], item[1].frame, item[1].offset),
+            )
+            bodies: list[tuple[str, bytes]] = []
+            for n, (body_id, loc) in enumerate(moving):
+                bodies.append((body_id, self._read(body_id, loc)))
+                if progress is not None:
+                    progress(n + 1, len(moving) * 2)
+            new_segs: list[_Segment] = []
+            new_locs: dict[str, _Loc] = {}
+            ts = iso(utcnow()) or ""
+            for group in _groups(bodies):
+                sealed = self._seal([b for _, b in group])
+                raw = sum(len(b) for _, b in group)
+                rec = {
+                    "op": "seg",
+                    "seg": sealed.ulid,
+                    "frames": len(sealed.seg_index.frames),
+                    "bytes": sealed.seg_index.mp4_size,
+                    "mvi_bytes": sealed.mvi_bytes,
+                    "bodies": len(group),
+                    "raw": raw,
+                    "profile": sealed.seg_index.profile,
+                    "codec": sealed.seg_index.codec,
+                    "px": sealed.seg_index.px_per_module,
+                    "ecc": sealed.seg_index.ecc,
+                    "ts": ts,
+                }
+                new_segs.append(_Segment(sealed.ulid, rec, sealed.seg_index, None, len(group), raw))
+                for (body_id, body), (f, off, nf) in zip(group, sealed.locations, strict=True):
+                    old = self._loc[body_id]
+                    new_locs[body_id] = _Loc(sealed.ulid, f, off, len(body), nf, old.sha256, old.ts)
+            if progress is not None:
+                progress(len(moving) * 2, len(moving) * 2)
+            kept = [s for s in segs if s.ulid not in victim_ids] + new_segs
+            final = {**self._loc, **new_locs}
+            indexes = {s.ulid: s.index for s in kept}
+            records: list[dict[str, Any]] = [s.record for s in kept]
+            records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in final.items()]
+            self._manifest.rewrite(records)  # the commit point
+            with self._state_lock:
+                self._segs = {s.ulid: s for s in kept}
+                self._loc = final
+            self._manifest_problems = []
+            for seg in victims:
+                self._mp4(seg.ulid).unlink(missing_ok=True)
+                self._mvi(seg.ulid).unlink(missing_ok=True)
+            fsync_dir(self.seg_dir)
+            self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
+            after = sum(s.stored_bytes for s in kept)
+            return CompactReport(
+                segments_rewritten=sum(1 for s in victims if s.live_count > 0),
+                segments_removed=len(victims),
+                bodies_moved=len(moving),
+                bytes_before=before,
+                bytes_after=after,
+            )
+
+    def _remove_orphans(self) -> None:
+        """Delete files no manifest line references (left by a crash mid-seal or compaction)."""
+        for path in self.seg_dir.iterdir():
+            match = _SEG_FILE.match(path.name)
+            orphan = path.name.startswith(".seg-") or (match and match.group(1) not in self._segs)
+            if orphan:
+                log.info("removing orphan %s", path)
+                path.unlink(missing_ok=True)
+        (self.root / "manifest.jsonl.tmp").unlink(missing_ok=True)
+
+    def stats(self) -> StorageStats:
+        self._check_open()
+        with self._state_lock:
+            segs = list(self._segs.values())
+            live = len(self._loc)
+        body_bytes = sum(s.live_bytes for s in segs)
+        raw = sum(s.raw_bytes for s in segs)
+        mp4_bytes = sum(int(s.record.get("bytes", 0)) for s in segs)
+        mvi_bytes = sum(int(s.record.get("mvi_bytes", 0)) for s in segs)
+        try:
+            manifest_bytes = self._manifest.path.stat().st_size
+        except OSError:
+            manifest_bytes = 0
+        return StorageStats(
+            bodies=live,
+            body_bytes=body_bytes,
+            stored_bytes=mp4_bytes + mvi_bytes,
+            details={
+                "profile": self.profile,
+                "segments": len(segs),
+                "frames": sum(int(s.record.get("frames", 0)) for s in segs),
+                "mp4_bytes": mp4_bytes,
+                "mvi_bytes": mvi_bytes,
+                "manifest_bytes": manifest_bytes,
+                "live_share": round(body_bytes / raw, 4) if raw else 1.0,
+                "cache_bytes": self._cache.size_bytes,
+                "cache_hits": self._cache.hits,
+                "cache_misses": self._cache.misses,
+            },
+        )
+
+    def close(self) -> None:
+        self._closed = True
+        self._cache.clear()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _groups(items: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    group: list[tuple[str, bytes]] = []
+    size = 0
+    for item in items:
+        if group and size + len(item[1]) > SEGMENT_RAW_LIMIT:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += len(item[1])
+    if group:
+        yield group
+
+
+def _loc_from(rec: dict[str, Any]) -> _Loc:
+    return _Loc(
+        str(rec["seg"]),
+        int(rec["frame"]),
+        int(rec["offset"]),
+        int(rec["len"]),
+        int(rec.get("frames", 1)),
+        str(rec["sha256"]),
+        str(rec.get("ts", "")),
+    )
+
+
+def _put_record(body_id: str, loc: _Loc, index: mvi.SegmentIndex | None) -> dict[str, Any]:
+    qr_version = 0
+    ecc = ""
+    if index is not None:
+        ecc = index.ecc
+        if loc.frame < len(index.frames):
+            qr_version = index.frames[loc.frame].qr_version
+    return {
+        "op": "put",
+        "body_id": body_id,
+        "sha256": loc.sha256,
+        "len": loc.length,
+        "seg": loc.seg,
+        "frame": loc.frame,
+        "offset": loc.offset,
+        "length": loc.length,
+        "frames": loc.frames,
+        "qr_version": qr_version,
+        "ecc": ecc,
+        "ts": loc.ts,
+    }
+
+
+def _index_of(
+    written: codec.WrittenSegment,
+    settings: codec.EncodeSettings,
+    payloads: list[bytes],
+    versions: list[int],
+) -> mvi.SegmentIndex:
+    return mvi.SegmentIndex(
+        profile=settings.profile,
+        codec=written.codec,
+        pix_fmt=settings.pix_fmt,
+        width=written.width,
+        height=written.height,
+        px_per_module=settings.px_per_module,
+        ecc=settings.ecc,
+        time_base=written.time_base,
+        mp4_size=written.size,
+        extradata=written.extradata,
+        frames=tuple(
+            mvi.FrameEntry(off, size, pts, crc, len(payload), zlib.crc32(payload), version)
+            for (off, size, pts), crc, payload, version in zip(
+                written.packets, written.packet_crcs, payloads, versions, strict=True
+            )
+        ),
+    )
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _read_packet(path: Path, entry: mvi.FrameEntry) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise _Gone from None
+    except OSError as exc:
+        raise StorageError(f"{path}: {exc}") from exc
+    try:
+        return os.pread(fd, entry.size, entry.offset)
+    finally:
+        os.close(fd)
+
+
+def _payload_to_content(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes) -> bytes:
+    entry = index.frames[frame]
+    where = f"{path}#frame={frame}"
+    payload = codec.decode_payload(index.codec, index.extradata, index.width, index.height, packet)
+    if payload is None:
+        raise CorruptionError(where, "frame does not decode to a QR symbol")
+    if len(payload) != entry.payload_len or zlib.crc32(payload) != entry.payload_crc:
+        raise CorruptionError(where, "decoded payload differs from the frame index")
+    decoded = framing.decode_frame(payload, where)
+    if decoded.index != frame:
+        raise CorruptionError(where, f"payload belongs to frame {decoded.index}")
+    return decoded.content
+
+
+def _decode_frame(path: Path, index: mvi.SegmentIndex, frame: int) -> bytes:
+    return _payload_to_content(path, index, frame, _read_packet(path, index.frames[frame]))
+
+
+def _verify_segment(
+    path: Path,
+    index: mvi.SegmentIndex,
+    by_frame: dict[tuple[str, int], set[str]],
+    seg_id: str,
+) -> tuple[list[Problem], dict[int, bytes]]:
+    """Problems of one segment (one per damaged frame, naming its bodies) and good contents."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        ids = tuple(sorted({i for (s, _f), v in by_frame.items() if s == seg_id for i in v}))
+        return [Problem(str(path), f"segment unreadable: {exc}", ids)], {}
+    problems: list[Problem] = []
+    if len(data) != index.mp4_size:
+        problems.append(Problem(str(path), f"size {len(data)} differs from index {index.mp4_size}"))
+    contents: dict[int, bytes] = {}
+    for n, entry in enumerate(index.frames):
+        packet = data[entry.offset : entry.offset + entry.size]
+        notes = []
+        if zlib.crc32(packet) != entry.packet_crc:
+            notes.append("frame bytes changed (CRC mismatch)")
+        try:
+            contents[n] = _payload_to_content(path, index, n, packet)
+        except CorruptionError as exc:
+            notes.append(str(exc).split(": ", 1)[-1])
+        if notes:
+            ids = tuple(sorted(by_frame.get((seg_id, n), ())))
+            problems.append(Problem(str(path), f"frame {n}: {'; '.join(notes)}", ids))
+    return problems, contents
+
+
+def _join(contents: dict[int, bytes], loc: _Loc) -> bytes | None:
+    parts = []
+    need, offset = loc.length, loc.offset
+    for frame in range(loc.frame, loc.frame + loc.frames):
+        content = contents.get(frame)
+        if content is None:
+            return None
+        piece = content[offset : offset + need]
+        parts.append(piece)
+        need -= len(piece)
+        offset = 0
+    return b"".join(parts) if need == 0 else None
