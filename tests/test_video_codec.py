@@ -23,7 +23,7 @@ def _payloads(n: int, capacity: int) -> list[bytes]:
 @pytest.mark.parametrize("profile", ["archival", "portable"])
 def test_segment_round_trip(tmp_path: Path, profile: str) -> None:
     settings = codec.PROFILES[profile][0]
-    payloads = _payloads(6, settings.capacity) + [b"short tail frame"]
+    payloads = [*_payloads(6, settings.capacity), b"short tail frame"]
     images, versions = codec.encode_images(payloads, settings)
     assert versions[0] == 40 and versions[-1] < 40  # the tail frame uses a smaller symbol
     assert len({image.shape for image in images}) == 1
