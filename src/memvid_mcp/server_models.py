@@ -1,0 +1,470 @@
+"""Typed results, argument types and input helpers of the MCP tools (no ``mcp`` import here).
+
+The result models give each tool its output schema; the argument types carry the parameter
+descriptions the model reads. Helpers make inputs forgiving (aliases, comma-separated lists,
+relative times) and raise ``ValidationError`` naming the field when input cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from .errors import ValidationError
+from .models import iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from .models import GetResult, MemoryRecord, SearchResult, Stats, StoreResult
+
+MAX_LIMIT = 100
+MAX_CHARS = 200_000
+MIN_CHARS = 200
+DEFAULT_SEARCH_CHARS = 8_000
+DEFAULT_GET_CHARS = 40_000
+DEFAULT_LIST_CHARS = 40_000
+MIN_SNIPPET_CHARS = 80
+MAX_SNIPPET_CHARS = 1000
+SEARCH_MODES = {
+    "hybrid": "hybrid",
+    "lexical": "lexical",
+    "keyword": "lexical",
+    "bm25": "lexical",
+    "text": "lexical",
+    "semantic": "semantic",
+    "vector": "semantic",
+    "embedding": "semantic",
+}
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+# ----------------------------------------------------------------------------- result models
+
+
+class MemoryInfo(BaseModel):
+    """A memory's metadata, without its text."""
+
+    id: str = Field(description="Memory id (26-character ULID); pass it to memory_get/delete.")
+    title: str | None
+    kind: str
+    tags: list[str]
+    scope: str = Field(description="Scope the memory lives in.")
+    metadata: dict[str, Any]
+    source: str | None
+    created_at: str | None
+    updated_at: str | None
+    expires_at: str | None
+    pinned: bool
+    sha256: str
+    size: int = Field(description="Size of the full text in UTF-8 bytes.")
+
+
+class MemoryText(MemoryInfo):
+    """A memory with its text (possibly cut by the max_chars budget)."""
+
+    text: str
+    text_chars: int = Field(description="Length of the full text in characters.")
+    offset: int = Field(description="Character offset of `text` within the full text.")
+    truncated: bool = Field(description="True if `text` stops before the end of the memory.")
+
+
+class StoreOutput(BaseModel):
+    id: str = Field(description="Id of the stored memory (the existing one when deduplicated).")
+    scope: str = Field(description="Scope the memory was written to.")
+    deduplicated: bool = Field(description="True if identical text already existed; nothing new.")
+    sha256: str
+    replaced: bool = False
+    redactions: list[str] = Field(
+        default_factory=list, description="Kinds of secrets redacted from the text before storing."
+    )
+
+
+class SearchHitOutput(BaseModel):
+    id: str
+    score: float
+    title: str | None
+    snippet: str = Field(description="Excerpt around the match; memory_get gives the full text.")
+    tags: list[str]
+    kind: str
+    scope: str
+    created_at: str | None
+
+
+class SearchOutput(BaseModel):
+    results: list[SearchHitOutput]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+    mode: str = Field(description="Search mode actually used (hybrid, lexical or semantic).")
+    scopes: list[str] = Field(description="Scopes that were searched.")
+    note: str | None = Field(
+        default=None,
+        description="Caveat about this answer, e.g. lexical results while the model loads.",
+    )
+
+
+class GetOutput(BaseModel):
+    memories: list[MemoryText]
+    missing: list[str] = Field(description="Requested ids that do not exist (or were deleted).")
+    omitted: list[str] = Field(
+        default_factory=list,
+        description="Ids found but not returned because max_chars was used up; ask for them next.",
+    )
+    truncated: bool = Field(description="True if any text was cut by the max_chars budget.")
+    scopes: list[str] = Field(description="Scopes that were looked in.")
+
+
+class DeleteOutput(BaseModel):
+    deleted: int = Field(description="Number of memories deleted.")
+    ids: list[str] = Field(description="Ids that were asked for.")
+    scopes: list[str] = Field(description="Scopes that were looked in.")
+
+
+class ListOutput(BaseModel):
+    memories: list[MemoryInfo]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+    scope: str = Field(description="Scope that was listed.")
+
+
+class ScopeStats(BaseModel):
+    scope: str
+    memories: int
+    text_bytes: int
+    stored_bytes: int
+    backend: str
+    pending_bodies: int
+    embedder: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatsOutput(BaseModel):
+    scopes: list[ScopeStats] = Field(description="One entry per scope reported.")
+
+
+# ----------------------------------------------------------------------------- argument types
+
+_TAGS_HELP = "Tags: a list of strings or one comma-separated string."
+_SCOPES_HELP = (
+    "Scopes to look in: a list or comma-separated string of 'project', 'committed', 'global'. "
+    "Default: project and global (only global outside a git repository)."
+)
+_IDS_HELP = "Memory ids: one id, a comma-separated string, or a list (at most 100)."
+_TIME_HELP = "An ISO 8601 date/time (UTC if no zone) or a relative age such as '7d', '12h', '30m'."
+
+Text = Annotated[str, Field(description="The memory itself: self-contained text to remember.")]
+Title = Annotated[str | None, Field(description="Optional short title.")]
+Tags = Annotated[list[str] | str | None, Field(description=_TAGS_HELP)]
+Kind = Annotated[
+    str | None,
+    Field(description="Optional category such as 'note', 'decision', 'preference', 'fact'."),
+]
+WriteScope = Annotated[
+    str | None,
+    Field(
+        description="Where to write: 'project', 'committed' or 'global'. Default: 'project' "
+        "inside a git repository, else 'global'."
+    ),
+]
+Metadata = Annotated[
+    dict[str, Any] | str | None, Field(description="Optional JSON object of extra fields.")
+]
+Source = Annotated[str | None, Field(description="Optional origin, e.g. a file path or URL.")]
+TtlSeconds = Annotated[
+    float | None, Field(description="Optional lifetime in seconds; the memory expires after it.")
+]
+ExpiresAt = Annotated[str | None, Field(description="Optional expiry time (ISO 8601).")]
+Pinned = Annotated[bool, Field(description="Pinned memories are never expired or compacted.")]
+Query = Annotated[
+    str | None, Field(description="What to look for, in natural language or keywords. Required.")
+]
+QueryAlias = Annotated[str | None, Field(description="Alias of `query`.")]
+Limit = Annotated[
+    int | None,
+    Field(description=f"Maximum results, 1-{MAX_LIMIT}.", json_schema_extra={"maximum": MAX_LIMIT}),
+]
+LimitAlias = Annotated[int | None, Field(description="Alias of `limit`.")]
+Scopes = Annotated[list[str] | str | None, Field(description=_SCOPES_HELP)]
+ListScope = Annotated[
+    str | None, Field(description="Scope to list: 'project', 'committed' or 'global'.")
+]
+TagsAny = Annotated[
+    list[str] | str | None, Field(description="Only memories with at least one of these tags.")
+]
+TagsAll = Annotated[
+    list[str] | str | None, Field(description="Only memories with all of these tags.")
+]
+KindFilter = Annotated[str | None, Field(description="Only memories of this kind.")]
+Since = Annotated[
+    str | None, Field(description="Only memories created at or after this. " + _TIME_HELP)
+]
+Until = Annotated[str | None, Field(description="Only memories created before this. " + _TIME_HELP)]
+PinnedFilter = Annotated[
+    bool | None, Field(description="true: only pinned; false: only unpinned; omit: both.")
+]
+Mode = Annotated[
+    str,
+    Field(
+        description="'hybrid' (default: keywords and meaning), 'lexical' (exact words) or "
+        "'semantic' (meaning only)."
+    ),
+]
+Cursor = Annotated[
+    str | None, Field(description="`next_cursor` from the previous page; omit for the first.")
+]
+Ids = Annotated[list[str] | str, Field(description=_IDS_HELP)]
+
+
+SearchChars = Annotated[
+    int | None,
+    Field(
+        description=f"Budget for returned snippet text in characters (default "
+        f"{DEFAULT_SEARCH_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        json_schema_extra={"maximum": MAX_CHARS},
+    ),
+]
+GetChars = Annotated[
+    int | None,
+    Field(
+        description=f"Budget for returned memory text in characters (default "
+        f"{DEFAULT_GET_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        json_schema_extra={"maximum": MAX_CHARS},
+    ),
+]
+ListChars = Annotated[
+    int | None,
+    Field(
+        description=f"Budget for the returned JSON in characters (default "
+        f"{DEFAULT_LIST_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        json_schema_extra={"maximum": MAX_CHARS},
+    ),
+]
+Offset = Annotated[
+    int,
+    Field(
+        description="Character offset into each memory's text; with one id, pages through a "
+        "long memory (use offset + len(text) of the previous answer)."
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- input helpers
+
+
+def pick(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    if value is not None and alias_value is not None and value != alias_value:
+        raise ValidationError(name, f"give `{name}` or its alias `{alias}`, not both")
+    return value if value is not None else alias_value
+
+
+def parse_limit(value: int | None, alias: int | None, default: int) -> int:
+    n = pick("limit", value, "k", alias)
+    if n is None:
+        return default
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LIMIT:
+        raise ValidationError(
+            "limit", f"must be a whole number from 1 to {MAX_LIMIT} (got {n!r}); page with cursor"
+        )
+    return n
+
+
+def parse_budget(value: int | None, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not MIN_CHARS <= value <= MAX_CHARS:
+        raise ValidationError(
+            "max_chars", f"must be from {MIN_CHARS} to {MAX_CHARS} (got {value!r})"
+        )
+    return value
+
+
+def str_list(field: str, value: list[str] | str | None) -> tuple[str, ...] | None:
+    """A list or comma-separated string; trimmed, empty items dropped, None when nothing."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValidationError(field, "every item must be a string")
+        if item.strip() and item.strip() not in out:
+            out.append(item.strip())
+    return tuple(out) or None
+
+
+def parse_scopes(value: list[str] | str | None) -> tuple[str, ...] | None:
+    items = str_list("scopes", value)
+    return None if items is None else tuple(s.lower() for s in items)
+
+
+def parse_ids(value: list[str] | str) -> list[str]:
+    items = str_list("ids", value)
+    if not items:
+        raise ValidationError("ids", "give at least one memory id")
+    if len(items) > MAX_LIMIT:
+        raise ValidationError("ids", f"{len(items)} ids given; at most {MAX_LIMIT} per call")
+    return list(items)
+
+
+def parse_time(field: str, value: str | None) -> datetime | None:
+    if value is None or not value.strip():
+        return None
+    age = _AGE.match(value)
+    if age:
+        return utcnow() - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2).lower()])
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ValidationError(
+            field, f"{value!r} is neither ISO 8601 nor an age like '7d'"
+        ) from None
+
+
+def parse_mode(value: str) -> str:
+    mode = SEARCH_MODES.get(value.strip().lower())
+    if mode is None:
+        raise ValidationError("mode", f"{value!r} is not one of hybrid, lexical, semantic")
+    return mode
+
+
+def parse_metadata(value: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValidationError("metadata", f"is not valid JSON ({exc.msg})") from None
+        if not isinstance(parsed, dict):
+            raise ValidationError("metadata", "must be a JSON object")
+        return parsed
+    return value
+
+
+# ----------------------------------------------------------------------------- result shaping
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def memory_info(record: MemoryRecord) -> MemoryInfo:
+    return MemoryInfo(
+        id=record.id,
+        title=record.title,
+        kind=record.kind,
+        tags=list(record.tags),
+        scope=record.scope,
+        metadata=dict(record.metadata),
+        source=record.source,
+        created_at=iso(record.created_at),
+        updated_at=iso(record.updated_at),
+        expires_at=iso(record.expires_at),
+        pinned=record.pinned,
+        sha256=record.sha256,
+        size=record.size,
+    )
+
+
+def store_output(result: StoreResult) -> StoreOutput:
+    return StoreOutput(
+        id=result.id,
+        scope=result.scope,
+        deduplicated=result.deduplicated,
+        sha256=result.sha256,
+        replaced=result.replaced,
+        redactions=list(result.redactions),
+    )
+
+
+def snippet_chars(budget: int, k: int) -> int:
+    """Snippet length to ask the manager for: the budget shared by ``k`` hits, 80-1000."""
+    return max(MIN_SNIPPET_CHARS, min(MAX_SNIPPET_CHARS, budget // max(1, k)))
+
+
+def search_output(result: SearchResult, budget: int) -> SearchOutput:
+    hits = result.results
+    per_hit = max(MIN_SNIPPET_CHARS, budget // max(1, len(hits)))
+    return SearchOutput(
+        results=[
+            SearchHitOutput(
+                id=h.id,
+                score=round(h.score, 6),
+                title=h.title,
+                snippet=clip(h.snippet, per_hit),
+                tags=list(h.tags),
+                kind=h.kind,
+                scope=h.scope,
+                created_at=iso(h.created_at),
+            )
+            for h in hits
+        ],
+        next_cursor=result.next_cursor,
+        mode=result.mode,
+        scopes=list(result.scopes),
+        note=result.note,
+    )
+
+
+def get_output(result: GetResult, scopes: Sequence[str], budget: int, offset: int) -> GetOutput:
+    remaining = budget
+    memories: list[MemoryText] = []
+    omitted: list[str] = []
+    truncated = False
+    for memory in result.memories:
+        if remaining <= 0:
+            omitted.append(memory.record.id)
+            continue
+        full = memory.text
+        part = full[offset:]
+        cut = len(part) > remaining
+        if cut:
+            part = part[:remaining]
+            truncated = True
+        remaining -= len(part)
+        memories.append(
+            MemoryText(
+                **memory_info(memory.record).model_dump(),
+                text=part,
+                text_chars=len(full),
+                offset=min(offset, len(full)),
+                truncated=cut,
+            )
+        )
+    return GetOutput(
+        memories=memories,
+        missing=list(result.missing),
+        omitted=omitted,
+        truncated=truncated or bool(omitted),
+        scopes=list(scopes),
+    )
+
+
+def stats_output(stats: Sequence[Stats]) -> StatsOutput:
+    return StatsOutput(
+        scopes=[
+            ScopeStats(
+                scope=s.scope,
+                memories=s.memories,
+                text_bytes=s.text_bytes,
+                stored_bytes=s.stored_bytes,
+                backend=s.backend,
+                pending_bodies=s.pending_bodies,
+                embedder=s.embedder,
+                details=dict(s.details),
+            )
+            for s in stats
+        ]
+    )
+
+
+def fit_count(sizes: Sequence[int], budget: int) -> int:
+    """How many leading items fit in ``budget`` (at least one, so a page is never empty)."""
+    total = 0
+    for n, size in enumerate(sizes):
+        total += size
+        if total > budget:
+            return max(1, n)
+    return len(sizes)

@@ -1,0 +1,477 @@
+"""The MCP tools and resources, through the SDK's in-memory client.
+
+Every test runs twice: once with the legacy ``initialize`` handshake (what Claude Desktop and
+Cursor speak) and once with the stateless 2026-07-28 protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from memvid_mcp.config import Settings
+from memvid_mcp.errors import StoreLockedError, ValidationError
+from memvid_mcp.manager import MemoryManager
+from memvid_mcp.models import SearchHit, SearchResult
+from memvid_mcp.server import TOOL_NAME_PATTERN, build_server, tool_names
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {
+    "memory_store",
+    "memory_search",
+    "memory_get",
+    "memory_delete",
+    "memory_list",
+    "memory_stats",
+}
+MISSING_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["legacy", "2026-07-28"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    outside_git = tmp_path / "work"
+    outside_git.mkdir()
+    return Settings(data_dir=tmp_path / "data", embeddings=False, project=outside_git)
+
+
+@pytest.fixture
+def manager(settings: Settings) -> Any:
+    m = MemoryManager(settings)
+    yield m
+    m.close()
+
+
+@asynccontextmanager
+async def connect(
+    settings: Settings, factory: Callable[[], Any], mode: str, **kwargs: Any
+) -> AsyncIterator[Client]:
+    server = build_server(settings, factory, **kwargs)
+    with anyio.fail_after(20):
+        async with Client(server, mode=mode) as client:
+            yield client
+
+
+async def ok(client: Client, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Call a tool that must succeed; check structured content equals the JSON text block."""
+    result = await client.call_tool(name, args)
+    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+    assert not result.is_error, text
+    assert result.structured_content is not None
+    assert json.loads(text) == result.structured_content
+    return result.structured_content
+
+
+async def fails(client: Client, name: str, args: dict[str, Any]) -> str:
+    """Call a tool that must fail as a tool error (not a protocol error); return its text."""
+    result = await client.call_tool(name, args)
+    assert result.is_error
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------------- listing
+
+
+async def test_tools_have_titles_descriptions_annotations_and_schemas(
+    manager: Any, mode: str
+) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.title
+        assert tool.description and len(tool.description) > 100
+        assert tool.annotations is not None
+        assert tool.annotations.open_world_hint is False
+        assert tool.output_schema and tool.output_schema.get("properties")
+        for name, prop in tool.input_schema["properties"].items():
+            assert prop.get("description"), f"{tool.name}.{name} has no description"
+    for name in ("memory_search", "memory_get", "memory_list", "memory_stats"):
+        hints = tools[name].annotations
+        assert hints is not None and hints.read_only_hint is True
+        assert hints.destructive_hint is False
+    store = tools["memory_store"].annotations
+    assert store is not None
+    assert (store.read_only_hint, store.destructive_hint, store.idempotent_hint) == (
+        False,
+        False,
+        True,
+    )
+    delete = tools["memory_delete"].annotations
+    assert delete is not None and delete.destructive_hint is True
+    search_props = tools["memory_search"].input_schema["properties"]
+    assert {"query", "q", "limit", "k", "cursor", "max_chars"} <= set(search_props)
+    assert tools["memory_store"].input_schema["required"] == ["text"]
+    assert {"results", "scopes", "next_cursor", "note"} <= set(
+        tools["memory_search"].output_schema["properties"]  # type: ignore[index]
+    )
+
+
+def test_default_tool_names_match_the_strict_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMVID_TOOL_NAMES", raising=False)
+    names = tool_names()
+    assert set(names.values()) == TOOLS
+    for name in names.values():
+        assert TOOL_NAME_PATTERN.fullmatch(name)
+        assert TOOL_NAME_PATTERN.pattern == r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+async def test_dotted_names_are_an_opt_in(
+    manager: Any, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMVID_TOOL_NAMES", "dotted")
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names == {n.replace("_", ".", 1) for n in TOOLS}
+        stored = await ok(client, "memory.store", {"text": "dotted names work"})
+    assert stored["scope"] == "global"
+    with pytest.raises(ValidationError, match="MEMVID_TOOL_NAMES"):
+        tool_names("camel")
+
+
+# ------------------------------------------------------------------------------- tools
+
+
+async def test_store_search_get_round_trip_with_forgiving_inputs(manager: Any, mode: str) -> None:
+    text = "The deploy key for staging lives in the vault at ops/deploy/staging."
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        first = await ok(
+            client, "memory_store", {"text": text, "tags": "ops, deploy", "kind": "fact"}
+        )
+        assert first["scope"] == "global" and first["deduplicated"] is False
+        again = await ok(client, "memory_store", {"text": text, "tags": ["ops"]})
+        assert again["deduplicated"] is True and again["id"] == first["id"]
+
+        found = await ok(client, "memory_search", {"q": "where is the deploy key", "k": 5})
+        assert found["scopes"] == ["global"]
+        assert [hit["id"] for hit in found["results"]] == [first["id"]]
+        hit = found["results"][0]
+        assert "deploy" in hit["snippet"] and hit["tags"] == ["ops", "deploy"]
+        assert hit["scope"] == "global"
+
+        by_query = await ok(client, "memory_search", {"query": "vault staging", "limit": 3})
+        assert by_query["results"][0]["id"] == first["id"]
+        filtered = await ok(
+            client, "memory_search", {"query": "vault", "tags_all": "ops,deploy", "kind": "fact"}
+        )
+        assert len(filtered["results"]) == 1
+        none = await ok(client, "memory_search", {"query": "vault", "tags_any": ["other"]})
+        assert none["results"] == []
+
+        got = await ok(client, "memory_get", {"ids": first["id"]})
+        assert got["missing"] == [] and got["scopes"] == ["global"]
+        (memory,) = got["memories"]
+        assert memory["text"] == text and memory["truncated"] is False
+        assert memory["kind"] == "fact" and memory["scope"] == "global"
+
+        both = await ok(client, "memory_get", {"ids": [first["id"], MISSING_ID]})
+        assert [m["id"] for m in both["memories"]] == [first["id"]]
+        assert both["missing"] == [MISSING_ID]
+        csv = await ok(client, "memory_get", {"ids": f"{first['id']}, {MISSING_ID}"})
+        assert csv["missing"] == [MISSING_ID]
+
+
+async def test_store_accepts_all_optional_fields(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        stored = await ok(
+            client,
+            "memory_store",
+            {
+                "text": "Prefer uv over pip for this project.",
+                "title": "Tooling preference",
+                "metadata": '{"origin": "chat"}',
+                "source": "conversation",
+                "ttl_seconds": 3600,
+                "pinned": True,
+                "scope": "global",
+            },
+        )
+        got = await ok(client, "memory_get", {"ids": stored["id"]})
+    memory = got["memories"][0]
+    assert memory["title"] == "Tooling preference"
+    assert memory["metadata"] == {"origin": "chat"}
+    assert memory["source"] == "conversation" and memory["pinned"] is True
+    assert memory["expires_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "field"),
+    [
+        ("memory_search", {}, "query"),
+        ("memory_search", {"query": "   "}, "query"),
+        ("memory_search", {"query": "a", "q": "b"}, "query"),
+        ("memory_search", {"query": "a", "limit": 101}, "limit"),
+        ("memory_search", {"query": "a", "k": 0}, "limit"),
+        ("memory_search", {"query": "a", "mode": "psychic"}, "mode"),
+        ("memory_search", {"query": "a", "since": "last tuesday"}, "since"),
+        ("memory_search", {"query": "a", "max_chars": 10}, "max_chars"),
+        ("memory_search", {"query": "a", "scopes": "galaxy"}, "scope"),
+        ("memory_store", {"text": ""}, "text"),
+        ("memory_store", {"text": "x", "scope": "project"}, "scope"),
+        ("memory_store", {"text": "x", "metadata": "[1, 2]"}, "metadata"),
+        ("memory_get", {"ids": "not-an-id"}, "ids"),
+        ("memory_get", {"ids": []}, "ids"),
+        ("memory_get", {"ids": MISSING_ID, "offset": -1}, "offset"),
+        ("memory_delete", {"ids": ""}, "ids"),
+        ("memory_list", {"limit": 1000}, "limit"),
+    ],
+)
+async def test_bad_input_is_a_tool_error_naming_the_field(
+    manager: Any, mode: str, tool: str, args: dict[str, Any], field: str
+) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        message = await fails(client, tool, args)
+    assert field in message
+    assert "internal error" not in message
+
+
+async def test_responses_are_bounded_by_max_chars(manager: Any, mode: str) -> None:
+    long_text = " ".join(f"word{i} alpha" for i in range(1200))  # ~13k characters
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        a = await ok(client, "memory_store", {"text": long_text})
+        b = await ok(client, "memory_store", {"text": "alpha beta " + long_text})
+        got = await ok(client, "memory_get", {"ids": [a["id"], b["id"]], "max_chars": 1000})
+        (memory,) = got["memories"]
+        assert len(memory["text"]) == 1000 and memory["truncated"] is True
+        assert memory["text_chars"] == len(long_text)
+        assert got["omitted"] == [b["id"]] and got["truncated"] is True
+        rest = await ok(client, "memory_get", {"ids": a["id"], "offset": 1000, "max_chars": 200000})
+        assert rest["memories"][0]["text"] == long_text[1000:]
+        assert rest["memories"][0]["offset"] == 1000
+
+        found = await ok(client, "memory_search", {"query": "alpha", "max_chars": 400})
+        assert len(found["results"]) == 2
+        assert all(len(hit["snippet"]) <= 200 for hit in found["results"])
+
+
+async def test_search_and_list_paginate_with_cursors(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        ids = [
+            (await ok(client, "memory_store", {"text": f"release note {i}: shipped feature {i}"}))[
+                "id"
+            ]
+            for i in range(5)
+        ]
+        seen: list[str] = []
+        cursor = None
+        for _ in range(5):
+            args: dict[str, Any] = {"limit": 2}
+            if cursor:
+                args["cursor"] = cursor
+            page = await ok(client, "memory_list", args)
+            assert page["scope"] == "global" and len(page["memories"]) <= 2
+            seen += [m["id"] for m in page["memories"]]
+            assert all("text" not in m for m in page["memories"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+
+        hits: list[str] = []
+        cursor = None
+        for _ in range(5):
+            args = {"query": "release note shipped", "k": 2}
+            if cursor:
+                args["cursor"] = cursor
+            page = await ok(client, "memory_search", args)
+            hits += [h["id"] for h in page["results"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(hits) == sorted(ids)
+
+
+async def test_list_is_bounded_by_max_chars_with_an_exact_cursor(manager: Any, mode: str) -> None:
+    big = {"blob": "x" * 20_000}
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        for i in range(3):
+            await ok(client, "memory_store", {"text": f"memory {i}", "metadata": big})
+        page = await ok(client, "memory_list", {"limit": 3, "max_chars": 30_000})
+        assert len(page["memories"]) == 1 and page["next_cursor"]
+        rest = await ok(
+            client, "memory_list", {"limit": 3, "cursor": page["next_cursor"], "max_chars": 90_000}
+        )
+        assert len(rest["memories"]) == 2
+
+
+async def test_delete_is_immediate_and_idempotent(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        keep = await ok(client, "memory_store", {"text": "keep the blue deployment"})
+        drop = await ok(client, "memory_store", {"text": "drop the green deployment"})
+        deleted = await ok(client, "memory_delete", {"ids": drop["id"]})
+        assert deleted == {"deleted": 1, "ids": [drop["id"]], "scopes": ["global"]}
+        again = await ok(client, "memory_delete", {"ids": [drop["id"]]})
+        assert again["deleted"] == 0
+        found = await ok(client, "memory_search", {"query": "deployment"})
+        assert [h["id"] for h in found["results"]] == [keep["id"]]
+        got = await ok(client, "memory_get", {"ids": drop["id"]})
+        assert got["missing"] == [drop["id"]]
+
+
+async def test_stats_reports_each_scope(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        await ok(client, "memory_store", {"text": "one"})
+        await ok(client, "memory_store", {"text": "two"})
+        stats = await ok(client, "memory_stats", {})
+        (scope,) = stats["scopes"]
+        assert scope["scope"] == "global" and scope["memories"] == 2
+        assert scope["backend"] == "file"
+        only = await ok(client, "memory_stats", {"scope": "global"})
+        assert only["scopes"][0]["memories"] == 2
+
+
+async def test_project_scope_inside_a_git_repository(tmp_path: Path, mode: str) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    settings = Settings(data_dir=tmp_path / "data", embeddings=False, project=repo)
+    with MemoryManager(settings) as manager:
+        async with connect(settings, lambda: manager, mode) as client:
+            local = await ok(client, "memory_store", {"text": "this repo uses tabs"})
+            assert local["scope"] == "project"
+            shared = await ok(
+                client, "memory_store", {"text": "user likes tabs", "scope": "global"}
+            )
+            assert shared["scope"] == "global"
+            found = await ok(client, "memory_search", {"query": "tabs"})
+            assert set(found["scopes"]) == {"project", "global"}
+            assert {h["scope"] for h in found["results"]} == {"project", "global"}
+            only = await ok(client, "memory_search", {"query": "tabs", "scopes": "global"})
+            assert only["scopes"] == ["global"] and len(only["results"]) == 1
+            listed = await ok(client, "memory_list", {"scope": "project"})
+            assert listed["scope"] == "project" and len(listed["memories"]) == 1
+
+
+# ------------------------------------------------------------------------------- resources
+
+
+async def test_resources(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        stored = await ok(client, "memory_store", {"text": "resource text", "title": "R"})
+        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert {"memvid://stats", "memvid://scopes"} <= uris
+        templates = (await client.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["memvid://memory/{id}"]
+
+        stats = json.loads((await client.read_resource("memvid://stats")).contents[0].text)  # type: ignore[union-attr]
+        assert stats["scopes"][0]["memories"] == 1
+        scopes = json.loads((await client.read_resource("memvid://scopes")).contents[0].text)  # type: ignore[union-attr]
+        names = {s["name"]: s for s in scopes["scopes"]}
+        assert names["global"]["available"] is True and names["global"]["default"] is True
+        assert names["project"]["available"] is False
+
+        one = await client.read_resource(f"memvid://memory/{stored['id']}")
+        memory = json.loads(one.contents[0].text)  # type: ignore[union-attr]
+        assert memory["text"] == "resource text" and memory["title"] == "R"
+        assert one.contents[0].mime_type == "application/json"
+        with pytest.raises(MCPError, match="not found"):
+            await client.read_resource(f"memvid://memory/{MISSING_ID}")
+
+
+# ------------------------------------------------------------------------------- failures
+
+
+class _FailingManager:
+    """Just enough of a MemoryManager to make tools fail in chosen ways."""
+
+    search_scopes = ("global",)
+    default_scope = "global"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    def stats(self, scope: str | None = None) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+async def test_internal_errors_are_logged_and_reported_briefly(
+    settings: Settings, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = _FailingManager(RuntimeError("disk exploded at /secret/path"))
+    with caplog.at_level(logging.ERROR, logger="memvid_mcp.server"):
+        async with connect(settings, lambda: fake, mode) as client:
+            message = await fails(client, "memory_search", {"query": "anything"})
+    assert "internal error in memory_search" in message
+    assert "/secret/path" not in message
+    (record,) = [r for r in caplog.records if r.name == "memvid_mcp.server"]
+    assert record.exc_info is not None and "disk exploded" in str(record.exc_info[1])
+
+
+async def test_domain_errors_reach_the_model_verbatim(settings: Settings, mode: str) -> None:
+    fake = _FailingManager(StoreLockedError("global is in use by another memvid-mcp process"))
+    async with connect(settings, lambda: fake, mode) as client:
+        message = await fails(client, "memory_search", {"query": "anything"})
+    assert "in use by another memvid-mcp process" in message
+
+
+class _LoadingManager(_FailingManager):
+    """A manager whose embedding model is still loading: search answers lexically."""
+
+    def __init__(self) -> None:
+        super().__init__(RuntimeError("unused"))
+
+    def search(self, query: str, **kwargs: Any) -> SearchResult:
+        hit = SearchHit("01ARZ3NDEKTSV4RRFFQ69G5FAW", 1.0, None, "a lexical hit", (), "note",
+                        "global", datetime.now(UTC))  # fmt: skip
+        note = "semantic search unavailable (model loading); lexical results"
+        return SearchResult((hit,), None, "lexical", ("global",), note)
+
+
+async def test_search_before_the_model_is_ready_answers_and_says_so(
+    settings: Settings, mode: str
+) -> None:
+    async with connect(settings, _LoadingManager, mode) as client:
+        found = await ok(client, "memory_search", {"query": "anything"})
+    assert found["mode"] == "lexical" and len(found["results"]) == 1
+    assert "model loading" in found["note"]
+
+
+async def test_handshake_and_listing_never_wait_for_the_manager(
+    settings: Settings, mode: str, manager: Any
+) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_factory() -> Any:
+        calls.append(1)
+        release.wait(30)  # a store that takes "forever" to open
+        return manager
+
+    try:
+        async with connect(settings, slow_factory, mode) as client:
+            with anyio.fail_after(5):  # answered while the manager is still opening
+                tools = await client.list_tools()
+                assert len(tools.tools) == 6
+                await client.list_resources()
+            release.set()
+            stored = await ok(client, "memory_store", {"text": "after the slow open"})
+            assert stored["scope"] == "global"
+    finally:
+        release.set()
+    assert len(calls) == 1  # one manager, shared by the warm-up and the tool call
