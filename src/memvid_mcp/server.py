@@ -163,12 +163,10 @@ class _ManagerHolder:
 
     def start_warmup(self) -> None:
         """Open the manager in a background thread (once), so the first tool call is fast."""
-        if self._warmup_started:
-            return
         with self._warmup_lock:
-            if self._warmup_started:
-                return
-            self._warmup_started = True
+            started, self._warmup_started = self._warmup_started, True
+        if started:
+            return
         threading.Thread(target=self._warmup, name="memvid-warmup", daemon=True).start()
 
     def _warmup(self) -> None:
