@@ -1,0 +1,126 @@
+"""SIGKILL a writer mid-seal and mid-compaction: nothing acknowledged is ever lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memvid_mcp.storage.video import VideoStore
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
+
+CHILD = r"""
+import random, sys
+from pathlib import Path
+from memvid_mcp.storage.video import VideoStore
+
+def body(b, i):
+    rng = random.Random(b * 1000 + i)
+    return " ".join(rng.choice(["alpha", "beta", "gamma", "Δelta", "{x: 1}"])
+                    for _ in range(rng.randint(5, 300))).encode()
+
+root, mode = Path(sys.argv[1]), sys.argv[2]
+store = VideoStore(root)
+if mode == "seal":
+    start = int(sys.argv[3])
+    for b in range(start, start + 400):
+        store.put_many([(f"{b}-{i}", body(b, i)) for i in range(25)])
+        print(f"ack {b}", flush=True)
+else:
+    for b in range(12):
+        store.put_many([(f"{b}-{i}", body(b, i)) for i in range(40)])
+    doomed = [f"{b}-{i}" for b in range(12) for i in range(40) if i % 3]
+    store.delete_many(doomed)
+    print("compacting", flush=True)
+    store.compact()
+    print("compacted", flush=True)
+"""
+
+
+def body(b: int, i: int) -> bytes:
+    rng = random.Random(b * 1000 + i)
+    words = ["alpha", "beta", "gamma", "Δelta", "{x: 1}"]
+    return " ".join(rng.choice(words) for _ in range(rng.randint(5, 300))).encode()
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], wanted: str, deadline: float) -> list[str]:
+    lines: list[str] = []
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if line.startswith(wanted):
+            break
+    return lines
+
+
+def test_sigkill_during_sealing_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    rng = random.Random(1234)
+    acked: list[int] = []
+    start = 0
+    for _round in range(3):
+        proc = _spawn(str(tmp_path), "seal", str(start))
+        try:
+            first = _read_until(proc, "ack", time.monotonic() + 60)
+            assert first, "child never acknowledged a batch"
+            time.sleep(rng.uniform(0.0, 0.6))  # a random instant, usually mid-seal
+            proc.send_signal(signal.SIGKILL)
+            rest = proc.communicate(timeout=30)[0].splitlines()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        batches = [int(x.split()[1]) for x in first + rest if x.startswith("ack")]
+        acked += batches
+        start = max(batches) + 1 if batches else start
+        store = VideoStore(tmp_path)
+        for b in acked:
+            for i in range(25):
+                assert store.get(f"{b}-{i}") == body(b, i)
+        assert store.verify() == []
+        store.close()
+    assert len(acked) >= 3
+
+
+def test_sigkill_during_compaction_loses_nothing(tmp_path: Path) -> None:
+    live = {f"{b}-{i}": body(b, i) for b in range(12) for i in range(0, 40, 3)}
+    for round_, delay in enumerate((0.05, 0.25, 0.6)):
+        root = tmp_path / f"r{round_}"
+        proc = _spawn(str(root), "compact")
+        try:
+            lines = _read_until(proc, "compacting", time.monotonic() + 120)
+            assert lines and lines[-1] == "compacting"
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        store = VideoStore(root)
+        assert sorted(store.ids()) == sorted(live)
+        for body_id, data in live.items():
+            assert store.get(body_id) == data
+        assert store.verify() == []
+        store.compact()  # finishes the job and removes whatever the crash orphaned
+        names = {p.name.split(".")[0] for p in (root / "segments").iterdir()}
+        assert len(names) == store.stats().details["segments"]
+        store.close()
+        reopened = VideoStore(root)
+        assert all(reopened.get(k) == v for k, v in live.items())
