@@ -1,0 +1,94 @@
+"""Reciprocal rank fusion as a pure function, snippets, and filter semantics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memvid_mcp.errors import ValidationError
+from memvid_mcp.search.filters import SearchFilters
+from memvid_mcp.search.fusion import rrf
+from memvid_mcp.search.snippet import best_snippet
+
+ids = st.text(alphabet="abcdefgh", min_size=1, max_size=3)
+rankings = st.lists(st.lists(ids, max_size=12), max_size=4)
+
+
+def test_rrf_known_values() -> None:
+    fused = rrf([["a", "b", "c"], ["b", "a", "d"]], k=60)
+    scores = dict(fused)
+    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert scores["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert scores["d"] == pytest.approx(1 / 63)
+    assert [doc for doc, _ in fused][:2] == ["a", "b"]  # tie: first appearance wins
+    assert [doc for doc, _ in fused][2:] == ["c", "d"]
+
+
+def test_rrf_weights_and_errors() -> None:
+    fused = rrf([["a"], ["b"]], k=0, weights=[1.0, 2.0])
+    assert fused == [("b", 2.0), ("a", 1.0)]
+    assert rrf([]) == []
+    with pytest.raises(ValidationError):
+        rrf([["a"]], weights=[1.0, 2.0])
+    with pytest.raises(ValidationError):
+        rrf([["a"]], k=-1)
+
+
+@given(rankings)
+def test_rrf_properties(runs: list[list[str]]) -> None:
+    fused = rrf(runs)
+    union = {doc for run in runs for doc in run}
+    assert {doc for doc, _ in fused} == union
+    assert len(fused) == len(union)
+    scores = [s for _, s in fused]
+    assert scores == sorted(scores, reverse=True)
+    assert all(s > 0 for s in scores)
+    assert rrf(runs) == fused  # deterministic
+    bound = sum(1 / 61 for run in runs if run)
+    assert all(s <= bound + 1e-12 for s in scores)
+
+
+@given(rankings)
+def test_rrf_single_ranking_keeps_order(runs: list[list[str]]) -> None:
+    for run in runs:
+        order = list(dict.fromkeys(run))
+        assert [doc for doc, _ in rrf([run])] == order
+
+
+def test_filters_semantics() -> None:
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    f = SearchFilters(tags_any=("Work", "home"), tags_all=("urgent",), kind="todo")
+    assert f.matches(("work", "URGENT"), "todo", t0, False)
+    assert not f.matches(("work",), "todo", t0, False)  # tags_all missing
+    assert not f.matches(("play", "urgent"), "todo", t0, False)  # no tag of tags_any
+    assert not f.matches(("home", "urgent"), "note", t0, False)  # kind
+    window = SearchFilters(since=t0, until=t0 + timedelta(days=1))
+    assert window.matches((), "n", t0, False)  # since inclusive
+    assert not window.matches((), "n", t0 + timedelta(days=1), False)  # until exclusive
+    assert not window.matches((), "n", t0 - timedelta(seconds=1), False)
+    naive = SearchFilters(since=datetime(2025, 1, 1))  # naive means UTC
+    assert naive.matches((), "n", t0, False)
+    assert SearchFilters(pinned=True).matches((), "n", t0, True)
+    assert not SearchFilters(pinned=False).matches((), "n", t0, True)
+    assert SearchFilters().empty and not f.empty
+    assert SearchFilters().matches(("x",), "y", t0, True)
+
+
+def test_snippet_window_and_limits() -> None:
+    text = "filler words here. " * 40 + "Aspirin lowers fever in adults. " + "more filler. " * 40
+    snip = best_snippet(text, "fever aspirin", 120)
+    assert "Aspirin lowers fever" in snip
+    assert len(snip) <= 120
+    assert snip.startswith("…") and snip.endswith("…")
+    assert best_snippet("short  text\n here", "x") == "short text here"
+    head = best_snippet(text, "absent", 60)
+    assert head.startswith("filler") and head.endswith("…") and len(head) <= 60
+
+
+@given(st.text(max_size=600), st.text(max_size=40), st.integers(min_value=1, max_value=300))
+def test_snippet_never_exceeds(text: str, query: str, limit: int) -> None:
+    snip = best_snippet(text, query, limit)
+    assert len(snip) <= limit

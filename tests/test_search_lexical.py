@@ -1,0 +1,222 @@
+"""LexicalIndex: read-your-writes, no ghosts, filters before the cut, persistence, hostility."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memvid_mcp.errors import CorruptionError
+from memvid_mcp.search.filters import SearchFilters
+from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
+
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def doc(
+    i: int | str,
+    text: str,
+    *,
+    title: str | None = None,
+    tags: tuple[str, ...] = (),
+    kind: str = "note",
+    days: int = 0,
+    pinned: bool = False,
+) -> LexicalDoc:
+    return LexicalDoc(str(i), text, title, tags, kind, T0 + timedelta(days=days), pinned)
+
+
+def ids(hits: list[tuple[str, float]]) -> list[str]:
+    return [h for h, _ in hits]
+
+
+@pytest.fixture
+def index() -> LexicalIndex:
+    return LexicalIndex(None)
+
+
+def test_read_your_writes_before_commit(index: LexicalIndex) -> None:
+    index.upsert([doc("a", "the running dogs chase cats")])
+    assert ids(index.search("dog runs", 5)) == ["a"]  # stemmed, before any commit
+    index.commit(1)
+    index.upsert([doc("b", "a dog sleeps")])
+    assert set(ids(index.search("dog", 5))) == {"a", "b"}
+    assert len(index) == 2
+
+
+def test_or_semantics_for_questions(index: LexicalIndex) -> None:
+    index.upsert([doc(1, "Aspirin reduces fever"), doc(2, "Paris is the capital of France")])
+    index.commit(1)
+    assert ids(index.search("what reduces a fever in children?", 5))[0] == "1"
+    assert ids(index.search("which city is France's capital", 5))[0] == "2"
+
+
+def test_update_and_delete_leave_no_ghosts(index: LexicalIndex) -> None:
+    index.upsert([doc("a", "alpha bravo"), doc("b", "alpha charlie")])
+    index.commit(1)
+    index.upsert([doc("a", "delta echo")])  # replaced, uncommitted
+    index.delete(["b"])
+    assert index.search("alpha", 5) == []
+    assert ids(index.search("delta", 5)) == ["a"]
+    assert len(index) == 1
+    index.commit(2)
+    assert index.search("alpha", 5) == []
+    assert ids(index.search("delta", 5)) == ["a"]
+    index.delete(["a", "missing"])
+    assert index.search("delta", 5) == [] and len(index) == 0
+    index.upsert([doc("a", "alpha again")])  # delete then re-add before a commit
+    assert ids(index.search("alpha", 5)) == ["a"] and len(index) == 1
+    index.commit(3)
+    assert ids(index.search("alpha", 5)) == ["a"] and len(index) == 1
+
+
+def test_tail_scores_match_committed_scores(index: LexicalIndex) -> None:
+    corpus = [doc(i, f"memory {i} about topic{i % 7} and gardening tips") for i in range(60)]
+    index.upsert(corpus[:50])
+    index.commit(1)
+    index.upsert(corpus[50:])
+    before = dict(index.search("gardening topic3", 60))
+    index.commit(2)
+    after = dict(index.search("gardening topic3", 60))
+    assert set(before) == set(after)
+    tail = {str(i) for i in range(50, 60)}
+    for key, score in after.items():  # the tail's scores use the statistics tantivy uses
+        if key in tail:
+            assert before[key] == pytest.approx(score, rel=0.05)
+
+
+def test_filters_apply_before_the_cut(index: LexicalIndex) -> None:
+    docs = [
+        doc(i, "shared words about python", tags=("Py",) if i % 10 == 0 else ()) for i in range(100)
+    ]
+    docs += [doc("k", "shared words", kind="todo", days=5, pinned=True, tags=("py", "x"))]
+    index.upsert(docs)
+    index.commit(1)
+    tagged = index.search("shared words", 5, SearchFilters(tags_any=("py",)))
+    assert len(tagged) == 5
+    assert all(h == "k" or int(h) % 10 == 0 for h in ids(tagged))
+    assert ids(index.search("shared", 5, SearchFilters(kind="todo"))) == ["k"]
+    assert ids(index.search("shared", 5, SearchFilters(pinned=True))) == ["k"]
+    assert ids(index.search("shared", 5, SearchFilters(tags_all=("PY", "x")))) == ["k"]
+    since = SearchFilters(since=T0 + timedelta(days=1))
+    assert ids(index.search("shared", 50, since)) == ["k"]
+    until = SearchFilters(until=T0 + timedelta(days=5))
+    assert "k" not in ids(index.search("shared", 200, until))
+    assert len(index.search("shared", 200, until)) == 100
+    # the same filters over the uncommitted tail
+    index.upsert([doc("t", "shared tail", kind="todo", tags=("PY",))])
+    assert set(ids(index.search("shared", 5, SearchFilters(kind="todo")))) == {"k", "t"}
+    assert "t" not in ids(index.search("shared", 500, SearchFilters(kind="note")))
+
+
+def test_title_is_searched(index: LexicalIndex) -> None:
+    index.upsert([doc("a", "body text", title="Quarterly planning"), doc("b", "other")])
+    assert ids(index.search("planning", 5)) == ["a"]
+
+
+def test_persistence_and_committed_seq(tmp_path: Path) -> None:
+    path = tmp_path / "lex"
+    index = LexicalIndex(path)
+    assert index.committed_seq == -1
+    index.upsert([doc("a", "persistent memory"), doc("b", "volatile memory")])
+    index.commit(41)
+    index.upsert([doc("c", "never committed memory")])
+    index.close()
+    again = LexicalIndex(path)
+    assert again.committed_seq == 41
+    assert set(ids(again.search("memory", 10))) == {"a", "b"}
+    assert len(again) == 2
+    assert again.maybe_commit(42) is False  # not dirty
+    again.delete(["b"])
+    assert again.maybe_commit(43, interval=0.0) is True
+    again.close()
+    third = LexicalIndex(path)
+    assert third.committed_seq == 43 and ids(third.search("memory", 10)) == ["a"]
+    third.clear()
+    assert third.committed_seq == -1 and len(third) == 0 and third.search("memory", 5) == []
+    third.close()
+
+
+def test_corrupt_or_foreign_index_raises(tmp_path: Path) -> None:
+    path = tmp_path / "lex"
+    LexicalIndex(path).close()
+    (path / "memvid_lexical.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(CorruptionError):
+        LexicalIndex(path)
+    (path / "memvid_lexical.json").write_text('{"schema_version": 999, "committed_seq": 1}')
+    with pytest.raises(CorruptionError):
+        LexicalIndex(path)
+    (path / "memvid_lexical.json").write_text('{"schema_version": 1, "committed_seq": 1}')
+    (path / "meta.json").write_text("garbage", encoding="utf-8")
+    with pytest.raises(CorruptionError):
+        LexicalIndex(path)
+
+
+HOSTILE = [
+    "",
+    "   ",
+    "AND OR NOT",
+    'title:"unclosed',
+    "a:(b OR",
+    "field:[1 TO",
+    "*?~^2 +-!",
+    "\\",
+    "\x00\x01",
+    "id:x IN [a b]",
+    "ünïcödé 東京 🚀",
+    "a" * 5000,
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_never_raise(index: LexicalIndex, query: str) -> None:
+    index.upsert([doc("a", "title unclosed field ünïcödé 東京")])
+    index.search(query, 5)
+    index.search(query, 5, SearchFilters(tags_any=(query or "x",), kind=query))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=200))
+def test_arbitrary_text_queries_never_raise(index: LexicalIndex, query: str) -> None:
+    if len(index) == 0:
+        index.upsert([doc("a", "some words to match against"), doc("b", "more words")])
+        index.commit(1)
+        index.upsert([doc("c", "tail words")])
+    hits = index.search(query, 3)
+    assert len(hits) <= 3
+    if not index.analyze(query):
+        assert hits == []
+
+
+def test_concurrent_writer_and_searchers() -> None:
+    index = LexicalIndex(None)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        try:
+            while not stop.is_set():
+                for doc_id, _ in index.search("common", 20):
+                    assert doc_id.startswith("d")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(300):
+        index.upsert([doc(f"d{i}", f"common text {i}")])
+        if i % 7 == 0:
+            index.delete([f"d{i - 3}"])
+        if i % 50 == 0:
+            index.commit(i)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    index.commit(300)
+    assert len(index) == len(index.search("common", 1000))
