@@ -30,6 +30,7 @@ import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
@@ -549,7 +550,22 @@ def build_http_app(
             f"binding {host} (not a loopback address) requires a bearer token: set "
             "MEMVID_HTTP_TOKEN to a long random secret",
         )
-    app = server.streamable_http_app(host=host, max_request_body_size=max_body_bytes)
+    loopback = _is_loopback(host)
+    # The SDK's own Host/Origin (DNS rebinding) check: on for loopback binds, with our extra
+    # origins; off elsewhere, where the Host is unknowable and the token guards the door.
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=loopback,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=[
+            "http://127.0.0.1:*",
+            "http://localhost:*",
+            "http://[::1]:*",
+            *allowed_origins,
+        ],
+    )
+    app = server.streamable_http_app(
+        host=host, max_request_body_size=max_body_bytes, transport_security=security
+    )
     return HTTPSecurity(
         app,
         token=token or None,
