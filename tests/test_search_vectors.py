@@ -1,0 +1,211 @@
+"""VectorIndex: exact and HNSW search, filters before the cut, no ghosts, persistence."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memvid_mcp.errors import CorruptionError, ValidationError
+from memvid_mcp.search.vectors import VectorIndex
+
+DIM = 16
+
+
+def vecs(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def names(hits: list[tuple[str, float]]) -> list[str]:
+    return [h for h, _ in hits]
+
+
+def brute(x: np.ndarray, ids: list[str], q: np.ndarray, k: int) -> list[str]:
+    scores = x @ q
+    return [ids[i] for i in np.argsort(-scores)[:k]]
+
+
+def wait_graph(index: VectorIndex, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not index.uses_graph and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert index.uses_graph
+
+
+def test_exact_search_and_validation() -> None:
+    x = vecs(200)
+    ids = [f"v{i}" for i in range(200)]
+    index = VectorIndex(None, dim=DIM)
+    index.upsert(ids, x * 3.0)  # normalised on the way in
+    assert len(index) == 200 and index.has("v7") and not index.has("nope")
+    for q in x[:10]:
+        assert names(index.search(q, 5)) == brute(x, ids, q, 5)
+    hit, score = index.search(x[3], 1)[0]
+    assert hit == "v3" and score == pytest.approx(1.0, abs=1e-5)
+    assert index.search(x[0], 0) == []
+    assert len(index.search(x[0], 500)) == 200
+    with pytest.raises(ValidationError):
+        index.upsert(["a"], np.zeros((1, DIM + 1), dtype=np.float32))
+    with pytest.raises(ValidationError):
+        index.upsert(["a", "b"], x[:1])
+    with pytest.raises(ValidationError):
+        index.upsert(["a"], np.full((1, DIM), np.nan, dtype=np.float32))
+    with pytest.raises(ValidationError):
+        index.upsert(["a", "a"], x[:2])
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_replace_and_delete_leave_no_ghosts(graph: bool) -> None:
+    x = vecs(300)
+    ids = [f"v{i}" for i in range(300)]
+    index = VectorIndex(None, dim=DIM, exact_limit=100 if graph else 10_000)
+    index.upsert(ids, x)
+    if graph:
+        wait_graph(index)
+    index.upsert(["v0"], x[1:2])  # v0 now points where v1 is
+    assert names(index.search(x[0], 300)).count("v0") == 1
+    assert set(names(index.search(x[1], 2))) == {"v0", "v1"}
+    index.delete(["v1", "v2", "unknown"])
+    everything = names(index.search(x[2], 300))
+    assert "v1" not in everything and "v2" not in everything
+    assert len(everything) == len(index) == 298
+    assert names(index.search(x[0], 1)) != ["v0"] or index.search(x[0], 1)[0][1] < 0.999
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_allowed_filter_applies_before_the_cut(graph: bool) -> None:
+    x = vecs(400, seed=1)
+    ids = [f"v{i}" for i in range(400)]
+    index = VectorIndex(None, dim=DIM, exact_limit=100 if graph else 10_000)
+    index.upsert(ids, x)
+    if graph:
+        wait_graph(index)
+
+    def rare(doc_id: str) -> bool:
+        return int(doc_id[1:]) % 97 == 0  # 5 of 400
+
+    hits = index.search(x[0], 5, allowed=rare)
+    assert sorted(names(hits)) == ["v0", "v194", "v291", "v388", "v97"]
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    even = index.search(x[3], 10, allowed=lambda d: int(d[1:]) % 2 == 0)
+    assert len(even) == 10 and all(int(d[1:]) % 2 == 0 for d in names(even))
+    assert names(even) == [d for d in brute(x, ids, x[3], 400) if int(d[1:]) % 2 == 0][:10]
+
+
+def test_hnsw_recall_on_clustered_data() -> None:
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((50, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, 50, 3000)] + 0.3 * rng.standard_normal((3000, DIM))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    ids = [f"v{i}" for i in range(3000)]
+    index = VectorIndex(None, dim=DIM, exact_limit=1000)
+    index.upsert(ids, x)
+    wait_graph(index)
+    recall = np.mean(
+        [len(set(names(index.search(q, 10))) & set(brute(x, ids, q, 10))) / 10 for q in x[:100]]
+    )
+    assert recall >= 0.95
+
+
+def test_persistence_seq_and_crash_tail(tmp_path: Path) -> None:
+    path = tmp_path / "vec"
+    x = vecs(50)
+    index = VectorIndex(path, dim=DIM)
+    assert index.committed_seq == -1
+    index.upsert([f"v{i}" for i in range(40)], x[:40])
+    index.delete(["v5"])
+    index.commit(17)
+    index.upsert([f"v{i}" for i in range(40, 50)], x[40:])  # never committed
+    index.close()
+    again = VectorIndex(path, dim=DIM)
+    assert again.committed_seq == 17 and len(again) == 39
+    assert not again.has("v5") and not again.has("v45")
+    assert names(again.search(x[7], 1)) == ["v7"]
+    # a crash after appending but before the meta update: the tail is dropped
+    with open(path / "vectors.f32", "ab") as f:
+        f.write(b"\x00" * 4 * DIM * 3)
+    with open(path / "vectors.log", "ab") as f:
+        f.write(b'["+", 999, "ghost"]\n')
+    again.close()
+    third = VectorIndex(path, dim=DIM)
+    assert len(third) == 39 and not third.has("ghost")
+    with pytest.raises(CorruptionError):
+        VectorIndex(path, dim=DIM + 1)
+    third.close()
+
+
+def test_corruption_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "vec"
+    index = VectorIndex(path, dim=DIM)
+    index.upsert(["a", "b"], vecs(2))
+    index.commit(1)
+    index.close()
+    with open(path / "vectors.f32", "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(CorruptionError):
+        VectorIndex(path, dim=DIM)
+    (path / "vectors.json").write_text("{", encoding="utf-8")
+    with pytest.raises(CorruptionError):
+        VectorIndex(path, dim=DIM)
+    (path / "vectors.json").unlink()
+    with pytest.raises(CorruptionError):
+        VectorIndex(path, dim=DIM)
+
+
+def test_graph_saved_and_reloaded_with_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "vec"
+    x = vecs(2600, seed=3)
+    ids = [f"v{i}" for i in range(2600)]
+    index = VectorIndex(path, dim=DIM, exact_limit=500)
+    index.upsert(ids[:1500], x[:1500])
+    index.build_graph()
+    wait_graph(index)
+    index.commit(1)
+    index.close()
+    assert (path / "hnsw.usearch").exists()
+    again = VectorIndex(path, dim=DIM, exact_limit=500)
+    assert again.uses_graph  # loaded, not rebuilt
+    again.upsert(ids[1500:], x[1500:])
+    again.delete(ids[:1400])  # most rows dead: compaction at the next commit
+    again.commit(2)
+    assert len(again) == 1200
+    assert names(again.search(x[2000], 1)) == ["v2000"]
+    assert "v3" not in names(again.search(x[3], 50))
+    again.close()
+    third = VectorIndex(path, dim=DIM, exact_limit=500)
+    assert len(third) == 1200 and third.committed_seq == 2
+    assert names(third.search(x[2500], 1)) == ["v2500"]
+    assert (path / "vectors.f32").stat().st_size == 1200 * DIM * 4
+    third.close()
+
+
+def test_concurrent_writer_and_searchers() -> None:
+    x = vecs(600, seed=4)
+    index = VectorIndex(None, dim=DIM, exact_limit=200)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        try:
+            while not stop.is_set():
+                for doc_id, _ in index.search(x[0], 10, allowed=lambda d: d != "v1"):
+                    assert doc_id != "v1"
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(0, 600, 10):
+        index.upsert([f"v{j}" for j in range(i, i + 10)], x[i : i + 10])
+        index.delete([f"v{i + 3}"])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(index) == 540
