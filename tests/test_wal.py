@@ -133,3 +133,25 @@ def test_drop_through_removes_only_covered_files(tmp_path: Path) -> None:
     assert wal.drop_through(10) == 1  # never the file being appended to
     records, _ = WriteAheadLog(tmp_path / "wal").replay()
     assert [r.payload["n"] for r in records] == [4]
+
+
+def test_sequence_resumes_after_the_snapshot_when_every_file_was_dropped(tmp_path: Path) -> None:
+    from memvid_mcp.config import Settings
+    from memvid_mcp.scope_store import ScopeStore
+    from memvid_mcp.validation import validate_store
+
+    settings = Settings(data_dir=tmp_path, embeddings=False)
+    scope = ScopeStore("global", tmp_path / "g", settings)
+    first, _, _ = scope.store(validate_store(settings, "before the checkpoint"))
+    scope.write_batch(everything=True)
+    assert scope.checkpoint(force=True)
+    scope.lexical.close()  # simulate a crash: no close(), just drop the locks
+    scope._scope_lock.release()
+    scope = ScopeStore("global", tmp_path / "g", settings)
+    assert scope.wal.last_seq >= scope.snapshot_seq > 0
+    second, _, _ = scope.store(validate_store(settings, "after the checkpoint"))
+    scope.lexical.close()
+    scope._scope_lock.release()
+    scope = ScopeStore("global", tmp_path / "g", settings)
+    assert scope.record(first.id) is not None and scope.record(second.id) is not None
+    scope.close()

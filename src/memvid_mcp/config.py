@@ -97,6 +97,8 @@ class Settings:
         if self.batch_max_memories < 1:
             raise ValidationError("batch_max_memories", "must be at least 1")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.project is not None:
+            object.__setattr__(self, "project", Path(self.project).expanduser())
 
 
 def _coerce(name: str, annotation: Any, raw: str) -> Any:

@@ -129,6 +129,7 @@ class ScopeStore:
         for record in records:
             self._index_record(record)
         self._wal_records, self.replay_report = self.wal.replay()
+        self.wal.advance_to(self.snapshot_seq)
         for rec in self._wal_records:
             if rec.seq > self.snapshot_seq:
                 self._apply(rec)

