@@ -37,10 +37,12 @@ def holder(tmp_path: Path):
 
 
 def test_second_writer_waits_then_fails_clearly(holder: Path) -> None:
-    with MemoryManager.open(holder, project=holder, embeddings=False,
-                            lock_timeout=0.3) as manager:
-        with pytest.raises(StoreLockedError, match="in use by another memvid-mcp process"):
-            manager.store("should not be written")
+    with (
+        MemoryManager.open(holder, project=holder, embeddings=False,
+                           lock_timeout=0.3) as manager,
+        pytest.raises(StoreLockedError, match="in use by another memvid-mcp process"),
+    ):
+        manager.store("should not be written")
 
 
 def test_second_process_can_read_only(holder: Path) -> None:
