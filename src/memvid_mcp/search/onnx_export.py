@@ -1,0 +1,95 @@
+"""One-time export of a local transformers/sentence-transformers model to ONNX.
+
+Run as ``python -m memvid_mcp.search.onnx_export SRC DST`` by ``embed.convert_local``, in a
+subprocess, so the server never imports torch. Uses the legacy exporter (``dynamo=False``,
+opset 17), which works offline, through a keyword-argument wrapper because transformers 5
+changed the positional order of ``BertModel.forward``. Exit code 3: torch, transformers or
+onnx is not installed (the ``torch`` extra).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+_COPY = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "config.json",
+    "sentence_bert_config.json",
+    "modules.json",
+    "1_Pooling/config.json",
+)
+
+
+def export(src: Path, dst: Path) -> Path:
+    """Write ``dst/model.onnx`` (output ``last_hidden_state``) and the tokenizer files."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(src), local_files_only=True)
+    model.eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.inner(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+            )
+            return out.last_hidden_state
+
+    dst.mkdir(parents=True, exist_ok=True)
+    ids = torch.ones((2, 8), dtype=torch.long)
+    args = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    axes = {0: "batch", 1: "sequence"}
+    target = dst / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            Wrapper(model),
+            args,
+            str(target),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "token_type_ids": axes,
+                "last_hidden_state": axes,
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    for name in _COPY:
+        if (src / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, dst / name)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        sys.stderr.write("usage: python -m memvid_mcp.search.onnx_export SRC DST\n")
+        return 2
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        sys.stderr.write(f'{exc}: pip install "memvid-mcp[torch]"\n')
+        return 3
+    export(Path(args[0]), Path(args[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

