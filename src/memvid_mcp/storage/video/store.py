@@ -198,7 +198,9 @@ class VideoStore:
             tmp_mvi = self.seg_dir / f".seg-{seg}.mvi.tmp"
             try:
                 written = codec.write_segment(tmp_mp4, images, settings)
-                failed = self._check_written(tmp_mp4, written, packed.payloads)
+                failed = self._check_written(
+                    tmp_mp4, written, packed.payloads, settings.px_per_module
+                )
                 if failed:
                     log.warning(
                         "seal verification: %d of %d frames did not decode with %s/%s "
@@ -230,7 +232,7 @@ class VideoStore:
         )
 
     def _check_written(
-        self, path: Path, written: codec.WrittenSegment, payloads: list[bytes]
+        self, path: Path, written: codec.WrittenSegment, payloads: list[bytes], px: int
     ) -> list[int]:
         """Indexes of frames whose decoded QR payload differs from what was encoded."""
         if len(written.packets) != len(payloads):
@@ -244,6 +246,7 @@ class VideoStore:
                 written.width,
                 written.height,
                 data[offset : offset + size],
+                px,
             )
             if got != payloads[i]:
                 bad.append(i)
@@ -644,7 +647,9 @@ def _read_packet(path: Path, entry: mvi.FrameEntry) -> bytes:
 def _payload_to_content(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes) -> bytes:
     entry = index.frames[frame]
     where = f"{path}#frame={frame}"
-    payload = codec.decode_payload(index.codec, index.extradata, index.width, index.height, packet)
+    payload = codec.decode_payload(
+        index.codec, index.extradata, index.width, index.height, packet, index.px_per_module
+    )
     if payload is None:
         raise CorruptionError(where, "frame does not decode to a QR symbol")
     if len(payload) != entry.payload_len or zlib.crc32(payload) != entry.payload_crc:
