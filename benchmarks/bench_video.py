@@ -56,7 +56,7 @@ def code(limit: int) -> list[bytes]:
         chunk: list[str] = []
         for line in lines:
             chunk.append(line)
-            if len(chunk) >= 30 and not line.strip() or len(chunk) >= 60:
+            if (len(chunk) >= 30 and not line.strip()) or len(chunk) >= 60:
                 text = "\n".join(chunk).strip()
                 if len(text) > 80:
                     out.append(f"# {path.name}\n{text}".encode())
