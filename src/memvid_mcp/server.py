@@ -23,7 +23,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
@@ -207,6 +208,25 @@ class _ManagerHolder:
             raise ResourceError(f"internal error reading {uri}; see the server's log") from None
 
 
+@contextmanager
+def _sdk_logging_left_alone() -> Iterator[None]:
+    """Keep ``MCPServer()`` from configuring logging (it imports rich: ~30-50 ms of start-up).
+
+    Logging is this process's business: ``run_server`` sends it to stderr; tests use pytest's.
+    """
+    import mcp.server.mcpserver.server as sdk
+
+    original = getattr(sdk, "configure_logging", None)
+    if original is None:  # the SDK moved it: nothing to skip
+        yield
+        return
+    setattr(sdk, "configure_logging", lambda *args, **kwargs: None)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(sdk, "configure_logging", original)  # noqa: B010
+
+
 def _default_factory(settings: Settings) -> Callable[[], MemoryManager]:
     def factory() -> MemoryManager:
         from .manager import MemoryManager  # heavy imports happen here, not at start-up
@@ -267,14 +287,15 @@ def _build(
         holder.start_warmup()  # after the first answer, so start-up never waits on it
         return result
 
-    server: MCPServer = MCPServer(
-        "memvid-mcp",
-        title="memvid memory",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        middleware=[warm_up],
-        warn_on_duplicate_tools=False,
-    )
+    with _sdk_logging_left_alone():
+        server: MCPServer = MCPServer(
+            "memvid-mcp",
+            title="memvid memory",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            middleware=[warm_up],
+            warn_on_duplicate_tools=False,
+        )
 
     async def memory_store(
         text: Text,
