@@ -377,6 +377,35 @@ def compact(obj: Context) -> None:
 
 @main.command()
 @click.pass_obj
+def repair(obj: Context) -> None:
+    """Rebuild indexes from the durable files; quarantine (copy) what cannot be read."""
+    with obj.manager() as manager:
+        bar = _progress("checking", 1)
+        with bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            reports = manager.repair(progress)
+        remaining = manager.verify()
+
+    def human() -> None:
+        for name, report in reports.items():
+            click.echo(f"[{name}] problems found: {report['problems_found']}, unreadable "
+                       f"memories removed: {len(report['memories_unreadable'])}")
+            if report["quarantine"]:
+                click.echo(f"  evidence kept in {report['quarantine']}")
+        click.echo("ok: verify is clean" if not remaining else
+                   f"{len(remaining)} problems remain; run verify for details")
+
+    obj.emit({"scopes": reports, "remaining_problems": [p.to_dict() for p in remaining]},
+             human)
+    if remaining:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_obj
 def prune(obj: Context) -> None:
     """Delete memories whose TTL has passed."""
     with obj.manager() as manager:

@@ -294,6 +294,7 @@ class MemoryManager:
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         if mode != "lexical":
+            self.embedder.start()
             try:
                 vector = self.embedder.embed_query(query)
             except EmbeddingUnavailable as exc:
@@ -384,6 +385,16 @@ class MemoryManager:
                 reports[store.name] = store.backend.compact(progress)
         return reports
 
+    def repair(self, progress: Callable[[int, int], None] | None = None
+               ) -> dict[str, dict[str, Any]]:
+        """Per scope: quarantine damaged files, drop unreadable memories, rebuild indexes."""
+        reports = {}
+        self.flush()
+        for store in self._existing_scopes(None):
+            with self._maint_lock:  # no background batch runs during the repair
+                reports[store.name] = store.repair(progress)
+        return reports
+
     def info(self) -> dict[str, Any]:
         from . import __version__
 
@@ -424,7 +435,8 @@ class MemoryManager:
     def _start_background(self) -> None:
         if self._threads:
             return
-        self.embedder.start()
+        if not self.settings.read_only:
+            self.embedder.start()
         for target, name in ((self._batcher, "memvid-batcher"), (self._embedder, "memvid-embed")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

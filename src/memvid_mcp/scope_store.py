@@ -13,7 +13,9 @@ between the WAL delete and the backend delete); indexes catch up from the WAL or
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import threading
 import time
 from collections import deque
@@ -149,6 +151,14 @@ class ScopeStore:
 
     def _open_lexical(self, meta: Path) -> LexicalIndex:
         if self.read_only:
+            # The writer's committed index serves when it is current; else rebuild in memory.
+            try:
+                on_disk = LexicalIndex(meta / "lexical", read_only=True)
+                if on_disk.committed_seq == self.wal.last_seq and on_disk.committed_seq >= 0:
+                    return on_disk
+                on_disk.close()
+            except CorruptionError:
+                pass
             index = LexicalIndex(None)
             self._rebuild_lexical(index)
             return index
@@ -494,6 +504,53 @@ class ScopeStore:
             problems.append(Problem(str(self.directory), "bodies missing from storage",
                                     tuple(sorted(missing))))
         return problems
+
+    def repair(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Rebuild indexes from the durable files and quarantine what cannot be read.
+
+        Damaged files are COPIED to ``quarantine/<time>/`` (evidence is never deleted); memories
+        whose body cannot be read are listed in ``unreadable.jsonl`` there and removed from the
+        live store, so everything else keeps being served and ``verify`` can come back clean.
+        """
+        self._check_writable()
+        problems = self.verify(progress)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        quarantine = self.directory / "quarantine" / stamp
+        copied: list[str] = []
+        for path in sorted({Path(p.path) for p in problems}):
+            if path.is_file() and path.is_relative_to(self.directory):
+                target = quarantine / path.relative_to(self.directory)
+                ensure_dir(target.parent)
+                shutil.copy2(path, target)
+                copied.append(str(path))
+        unreadable: list[MemoryRecord] = []
+        for memory_id in sorted({i for p in problems for i in p.memory_ids}):
+            record = self._records.get(memory_id)
+            if record is None:
+                continue
+            try:
+                self.read_body(record)
+            except (NotFoundError, CorruptionError, UnicodeDecodeError):
+                unreadable.append(record)
+        if unreadable:
+            ensure_dir(quarantine)
+            lines = [json.dumps(r.to_state(), ensure_ascii=False) for r in unreadable]
+            (quarantine / "unreadable.jsonl").write_text("\n".join(lines) + "\n")
+            self.delete([r.id for r in unreadable])
+        self.write_batch(everything=True)
+        self.lexical.clear()
+        self._rebuild_lexical(self.lexical)
+        self._reconcile_vectors()
+        self.commit_indexes(force=True)
+        self.checkpoint(force=True)
+        report = self.backend.compact() if self.backend.capabilities.compaction else None
+        return {
+            "problems_found": len(problems),
+            "files_quarantined": copied,
+            "memories_unreadable": [r.id for r in unreadable],
+            "quarantine": str(quarantine) if copied or unreadable else None,
+            "bytes_reclaimed": report.bytes_reclaimed if report else 0,
+        }
 
     def stats(self) -> dict[str, Any]:
         storage = self.backend.stats()

@@ -1,0 +1,63 @@
+"""Corruption is detected, named, and repaired without losing evidence or healthy memories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from memvid_mcp.manager import MemoryManager
+
+
+def _open(data_dir: Path, project: Path) -> MemoryManager:
+    return MemoryManager.open(data_dir, project=project, embeddings=False)
+
+
+def test_damaged_body_is_quarantined_and_the_rest_served(data_dir: Path,
+                                                        outside_repo: Path) -> None:
+    with _open(data_dir, outside_repo) as m:
+        ids = [m.store(f"healthy memory number {i}").id for i in range(5)]
+        victim = m.store("this body will be damaged").id
+        record = m._scope("global").record(victim)
+        assert record is not None
+        m.flush()
+    (target,) = (data_dir / "global" / "bodies").glob(f"*/{record.body_id}.mvb")
+    original = target.read_bytes()
+    damaged = original[:-5] + bytes(b ^ 0x55 for b in original[-5:])
+    target.write_bytes(damaged)
+    with _open(data_dir, outside_repo) as m:
+        (problem,) = m.verify()
+        assert problem.memory_ids == (victim,) and problem.path == str(target)
+        assert len(m.get(ids).memories) == 5  # undamaged memories keep being served
+        report = m.repair()["global"]
+        assert report["memories_unreadable"] == [victim]
+        quarantine = Path(report["quarantine"])
+        assert (quarantine / "unreadable.jsonl").read_text().count(victim) == 1
+        copies = list(quarantine.rglob("*.mvb"))
+        assert [c.read_bytes() for c in copies] == [damaged]
+        assert m.verify() == []
+        assert len(m.get(ids).memories) == 5
+        assert [h.id for h in m.search("damaged body").results] == []
+
+
+def test_lexical_index_damage_is_rebuilt_on_open(data_dir: Path, outside_repo: Path) -> None:
+    with _open(data_dir, outside_repo) as m:
+        kept = m.store("an index that will be rebuilt").id
+    meta = data_dir / "global" / "meta" / "lexical" / "memvid_lexical.json"
+    meta.write_text("{not json")
+    with _open(data_dir, outside_repo) as m:
+        assert [h.id for h in m.search("index rebuilt").results] == [kept]
+
+
+def test_truncated_wal_tail_is_reported_not_fatal(data_dir: Path, outside_repo: Path) -> None:
+    with _open(data_dir, outside_repo) as m:
+        kept = m.store("written before the damage").id
+        m._scope("global").wal.append({"op": "put", "record": {}, "text": "x" * 50})
+        wal_file = m._scope("global").wal.files()[-1]
+        m._scope("global")._scope_lock.release()
+        m._scope("global").lexical.close()
+        m._closed = True  # simulate a crash: nothing more is written
+    wal_file.write_bytes(wal_file.read_bytes()[:-20])
+    with _open(data_dir, outside_repo) as m:
+        assert m.get(kept).memories
+        problems = m.verify()
+        assert any("torn" in p.message for p in problems)
+        assert m.store("the store accepts new writes").scope == "global"
