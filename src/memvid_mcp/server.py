@@ -596,13 +596,17 @@ def build_http_app(
 
 
 def _configure_logging() -> None:
-    level = os.environ.get("MEMVID_LOG_LEVEL", "INFO").upper()
+    """Logs go to stderr. An existing set-up (the CLI's ``-v``) is kept unless
+    ``MEMVID_LOG_LEVEL`` names a level."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
+        root.setLevel(logging.WARNING)
+    level = os.environ.get("MEMVID_LOG_LEVEL", "").strip().upper()
+    if level in logging.getLevelNamesMapping():
+        root.setLevel(level)
 
 
 def run_server(

@@ -176,7 +176,9 @@ TtlSeconds = Annotated[
     float | None, Field(description="Optional lifetime in seconds; the memory expires after it.")
 ]
 ExpiresAt = Annotated[str | None, Field(description="Optional expiry time (ISO 8601).")]
-Pinned = Annotated[bool, Field(description="Pinned memories are never expired or compacted.")]
+Pinned = Annotated[
+    bool, Field(description="Mark as important; searches can filter with pinned=true.")
+]
 Query = Annotated[
     str | None, Field(description="What to look for, in natural language or keywords. Required.")
 ]
