@@ -475,3 +475,22 @@ async def test_handshake_and_listing_never_wait_for_the_manager(
     finally:
         release.set()
     assert len(calls) == 1  # one manager, shared by the warm-up and the tool call
+
+
+async def test_search_without_a_ready_model_is_lexical_with_a_note(
+    tmp_path: Path, mode: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        embeddings=True,
+        embed_model=str(tmp_path / "no-such-model"),  # loading, then unavailable: never ready
+        project=work,
+    )
+    with MemoryManager(settings) as manager:
+        async with connect(settings, lambda: manager, mode) as client:
+            await ok(client, "memory_store", {"text": "lexical fallback keeps working"})
+            found = await ok(client, "memory_search", {"query": "lexical fallback"})
+    assert found["mode"] == "lexical" and len(found["results"]) == 1
+    assert "semantic search unavailable" in found["note"]
