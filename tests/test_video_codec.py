@@ -24,10 +24,10 @@ def _payloads(n: int, capacity: int) -> list[bytes]:
 def test_segment_round_trip(tmp_path: Path, profile: str) -> None:
     settings = codec.PROFILES[profile][0]
     payloads = [*_payloads(6, settings.capacity), b"short tail frame"]
-    images, versions = codec.encode_images(payloads, settings)
+    symbols, versions = codec.encode_symbols(payloads, settings)
     assert versions[0] == 40 and versions[-1] < 40  # the tail frame uses a smaller symbol
-    assert len({image.shape for image in images}) == 1
-    written = codec.write_segment(tmp_path / "s.mp4", images, settings)
+    written = codec.write_segment(tmp_path / "s.mp4", symbols, settings)
+    assert written.width == written.height == 186 * settings.px_per_module
     assert len(written.packets) == len(payloads)
     data = (tmp_path / "s.mp4").read_bytes()
     assert data[4:8] == b"ftyp" and len(data) == written.size
@@ -43,7 +43,8 @@ def test_archival_is_lossless_and_small(tmp_path: Path) -> None:
     settings = codec.PROFILES["archival"][0]
     payloads = _payloads(8, settings.capacity)
     images, _ = codec.encode_images(payloads, settings)
-    written = codec.write_segment(tmp_path / "a.mp4", images, settings)
+    symbols, _ = codec.encode_symbols(payloads, settings)
+    written = codec.write_segment(tmp_path / "a.mp4", symbols, settings)
     assert written.codec == "ffv1" and images[0].shape == (186, 186)
     # random payloads are the worst case: ~1.1 bits per module, ~1.5 bytes per payload byte
     pairs = zip(written.packets, payloads, strict=True)
@@ -65,9 +66,9 @@ def test_any_qr_reader_sees_the_payload() -> None:
 
 def test_determinism(tmp_path: Path) -> None:
     settings = codec.PROFILES["archival"][0]
-    images, _ = codec.encode_images(_payloads(5, settings.capacity), settings)
-    codec.write_segment(tmp_path / "1.mp4", images, settings)
-    codec.write_segment(tmp_path / "2.mp4", images, settings)
+    symbols, _ = codec.encode_symbols(_payloads(5, settings.capacity), settings)
+    codec.write_segment(tmp_path / "1.mp4", symbols, settings)
+    codec.write_segment(tmp_path / "2.mp4", symbols, settings)
     assert (tmp_path / "1.mp4").read_bytes() == (tmp_path / "2.mp4").read_bytes()
 
 

@@ -226,3 +226,18 @@ def test_concurrent_readers_during_writes_and_compaction(tmp_path: Path) -> None
     assert errors == []
     with pytest.raises(NotFoundError):
         store.get("r1")
+
+
+def test_lost_segment_line_is_rebuilt_and_never_collected(tmp_path: Path) -> None:
+    store = VideoStore(tmp_path)
+    store.put_many([("s1", _text(1)), ("s2", _text(2))])
+    store.put_many([("s3", _text(3))])
+    path = tmp_path / "manifest.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert b'"op":"seg"' in lines[0]
+    path.write_bytes(b'{"damaged": true}\n' + b"".join(lines[1:]))
+    store = VideoStore(tmp_path)
+    assert any("rebuilt" in p.message for p in store.verify())
+    store.compact()  # must not take the segment for an orphan
+    for i in (1, 2, 3):
+        assert VideoStore(tmp_path).get(f"s{i}") == _text(i)

@@ -102,15 +102,27 @@ def render(modules: Image, px: int, side_modules: int) -> Image:
     return canvas
 
 
+def encode_symbols(
+    payloads: Sequence[bytes], settings: EncodeSettings
+) -> tuple[list[Image], list[int]]:
+    """QR symbols at 1 px per module (rendered per frame later), and each one's version."""
+    symbols = [qr_modules(p, settings.ecc, settings.mask) for p in payloads]
+    return symbols, [qr_version(s) for s in symbols]
+
+
+def frame_side(symbols: Sequence[Image]) -> int:
+    """Frame side in modules: the largest symbol, rounded up to even for 4:2:0 chroma."""
+    side = max(s.shape[0] for s in symbols)
+    return int(side + side % 2)
+
+
 def encode_images(
     payloads: Sequence[bytes], settings: EncodeSettings
 ) -> tuple[list[Image], list[int]]:
-    """Gray frames (all the same size) for the payloads, and each symbol's QR version."""
-    symbols = [qr_modules(p, settings.ecc, settings.mask) for p in payloads]
-    side = max(s.shape[0] for s in symbols)
-    side += side % 2  # even frame sides for 4:2:0 chroma
-    images = [render(s, settings.px_per_module, side) for s in symbols]
-    return images, [qr_version(s) for s in symbols]
+    """Rendered gray frames (all the same size) for the payloads, and each QR version."""
+    symbols, versions = encode_symbols(payloads, settings)
+    side = frame_side(symbols)
+    return [render(s, settings.px_per_module, side) for s in symbols], versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,21 +146,23 @@ def _video_frame(image: Image, pix_fmt: str) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(planar, format=pix_fmt)
 
 
-def write_segment(path: Path, images: Sequence[Image], settings: EncodeSettings) -> WrittenSegment:
-    """Encode ``images`` into an .mp4 at ``path`` (fsynced), then index its packets."""
+def write_segment(path: Path, symbols: Sequence[Image], settings: EncodeSettings) -> WrittenSegment:
+    """Render and encode ``symbols`` one frame at a time into an .mp4 at ``path`` (fsynced),
+    then index its packets. Rendering per frame keeps memory flat at 4 px per module."""
+    px = settings.px_per_module
+    side = frame_side(symbols) * px
     try:
         with av.open(str(path), mode="w", format="mp4") as container:
             stream = container.add_stream(settings.encoder, rate=settings.rate)
             assert isinstance(stream, VideoStream)
-            stream.width = images[0].shape[1]
-            stream.height = images[0].shape[0]
+            stream.width = stream.height = side
             stream.pix_fmt = settings.pix_fmt
             stream.codec_context.gop_size = 1
             stream.codec_context.thread_count = 1
             stream.codec_context.options = dict(settings.options)
             stream.time_base = Fraction(1, settings.rate)
-            for i, image in enumerate(images):
-                frame = _video_frame(image, settings.pix_fmt)
+            for i, symbol in enumerate(symbols):
+                frame = _video_frame(render(symbol, px, side // px), settings.pix_fmt)
                 frame.pts = i
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))

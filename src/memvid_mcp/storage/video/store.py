@@ -31,7 +31,7 @@ from .manifest import Manifest, fsync_dir
 
 log = logging.getLogger(__name__)
 
-SEGMENT_RAW_LIMIT = 8 << 20  # raw body bytes per sealed segment
+SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
 SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by compaction
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 
@@ -145,11 +145,41 @@ class VideoStore:
                 self._manifest_problems.append(f"record with missing or bad fields: {op}")
         for seg in self._segs.values():
             self._load_index(seg)
+        self._rebuild_lost_segments()
         for loc in self._loc.values():
             segment = self._segs.get(loc.seg)
             if segment is not None:
                 segment.live_count += 1
                 segment.live_bytes += loc.length
+
+    def _rebuild_lost_segments(self) -> None:
+        """Bodies whose segment line was damaged: describe the segment again from its .mvi."""
+        lost: dict[str, int] = {}
+        for loc in self._loc.values():
+            if loc.seg not in self._segs:
+                lost[loc.seg] = lost.get(loc.seg, 0) + loc.length
+        for seg_id, raw in lost.items():
+            seg = _Segment(seg_id, {"op": "seg", "seg": seg_id})
+            self._load_index(seg)
+            if seg.index is None:
+                continue
+            index = seg.index
+            seg.record.update(
+                frames=len(index.frames),
+                bytes=index.mp4_size,
+                mvi_bytes=len(mvi.dumps(index)),
+                bodies=sum(1 for loc in self._loc.values() if loc.seg == seg_id),
+                raw=raw,
+                profile=index.profile,
+                codec=index.codec,
+                px=index.px_per_module,
+                ecc=index.ecc,
+                ts="",
+            )
+            self._segs[seg_id] = seg
+            self._manifest_problems.append(
+                f"segment {seg_id} had no manifest line; rebuilt from its .mvi"
+            )
 
     def _load_index(self, seg: _Segment) -> None:
         path = self._mvi(seg.ulid)
@@ -192,12 +222,12 @@ class VideoStore:
         failed: list[int] = []
         for settings in self._ladder:
             packed = framing.Packer(settings.capacity).pack(bodies)
-            images, versions = codec.encode_images(packed.payloads, settings)
+            symbols, versions = codec.encode_symbols(packed.payloads, settings)
             seg = str(ULID())
             tmp_mp4 = self.seg_dir / f".seg-{seg}.mp4.tmp"
             tmp_mvi = self.seg_dir / f".seg-{seg}.mvi.tmp"
             try:
-                written = codec.write_segment(tmp_mp4, images, settings)
+                written = codec.write_segment(tmp_mp4, symbols, settings)
                 failed = self._check_written(
                     tmp_mp4, written, packed.payloads, settings.px_per_module
                 )
@@ -503,9 +533,10 @@ class VideoStore:
 
     def _remove_orphans(self) -> None:
         """Delete files no manifest line references (left by a crash mid-seal or compaction)."""
+        referenced = set(self._segs) | {loc.seg for loc in self._loc.values()}
         for path in self.seg_dir.iterdir():
             match = _SEG_FILE.match(path.name)
-            orphan = path.name.startswith(".seg-") or (match and match.group(1) not in self._segs)
+            orphan = path.name.startswith(".seg-") or (match and match.group(1) not in referenced)
             if orphan:
                 log.info("removing orphan %s", path)
                 path.unlink(missing_ok=True)
