@@ -280,7 +280,7 @@ async def test_search_and_list_paginate_with_cursors(manager: Any, mode: str) ->
             if cursor:
                 args["cursor"] = cursor
             page = await ok(client, "memory_list", args)
-            assert page["scope"] == "global" and len(page["memories"]) <= 2
+            assert page["scopes"] == ["global"] and len(page["memories"]) <= 2
             seen += [m["id"] for m in page["memories"]]
             assert all("text" not in m for m in page["memories"])
             cursor = page["next_cursor"]
@@ -359,7 +359,9 @@ async def test_project_scope_inside_a_git_repository(tmp_path: Path, mode: str) 
             only = await ok(client, "memory_search", {"query": "tabs", "scopes": "global"})
             assert only["scopes"] == ["global"] and len(only["results"]) == 1
             listed = await ok(client, "memory_list", {"scope": "project"})
-            assert listed["scope"] == "project" and len(listed["memories"]) == 1
+            assert listed["scopes"] == ["project"] and len(listed["memories"]) == 1
+            both = await ok(client, "memory_list", {})
+            assert both["scopes"] == ["project", "global"] and len(both["memories"]) == 2
 
 
 # ------------------------------------------------------------------------------- resources

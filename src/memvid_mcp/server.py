@@ -69,6 +69,7 @@ from .server_models import (
     Since,
     Source,
     StatsOutput,
+    StatsScope,
     StoreOutput,
     Tags,
     TagsAll,
@@ -199,7 +200,7 @@ class _ManagerHolder:
         """Like ``call`` for resources: failures become resource errors."""
         try:
             return await anyio.to_thread.run_sync(lambda: work(self.get()))
-        except NotFoundError as exc:
+        except (NotFoundError, ValidationError) as exc:
             raise ResourceNotFoundError(str(exc)) from exc
         except MemvidError as exc:
             raise ResourceError(str(exc)) from exc
@@ -405,12 +406,14 @@ def _build(
                 result = page(fit)
                 infos = [memory_info(r) for r in result.memories]
             return ListOutput(
-                memories=infos, next_cursor=result.next_cursor, scope=where or m.default_scope
+                memories=infos,
+                next_cursor=result.next_cursor,
+                scopes=[where] if where else list(m.search_scopes),
             )
 
         return _result(await holder.call(names["memory_list"], work))
 
-    async def memory_stats(scope: ListScope = None) -> Annotated[CallToolResult, StatsOutput]:
+    async def memory_stats(scope: StatsScope = None) -> Annotated[CallToolResult, StatsOutput]:
         def work(m: MemoryManager) -> StatsOutput:
             where = scope.strip().lower() if scope and scope.strip() else None
             return stats_output(m.stats(where))
@@ -474,9 +477,9 @@ def _build(
         name=names["memory_list"],
         title="List memories",
         description=(
-            "Browse memories in one scope, newest first, without a query: metadata only (no "
-            "text), optionally filtered by kind or tags. Returns up to `limit` (default 20, at "
-            "most 100) plus next_cursor for the next page and the scope listed."
+            "Browse memories newest first without a query: metadata only (no text), optionally "
+            "filtered by scope, kind or tags. Returns up to `limit` (default 20, at most 100), "
+            "next_cursor for the next page, and the scopes listed."
         ),
         annotations=read_only,
     )

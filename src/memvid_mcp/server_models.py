@@ -126,7 +126,7 @@ class DeleteOutput(BaseModel):
 class ListOutput(BaseModel):
     memories: list[MemoryInfo]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
-    scope: str = Field(description="Scope that was listed.")
+    scopes: list[str] = Field(description="Scopes that were listed.")
 
 
 class ScopeStats(BaseModel):
@@ -190,7 +190,15 @@ Limit = Annotated[
 LimitAlias = Annotated[int | None, Field(description="Alias of `limit`.")]
 Scopes = Annotated[list[str] | str | None, Field(description=_SCOPES_HELP)]
 ListScope = Annotated[
-    str | None, Field(description="Scope to list: 'project', 'committed' or 'global'.")
+    str | None,
+    Field(
+        description="Scope to list: 'project', 'committed' or 'global'. Default: project and "
+        "global (only global outside a git repository)."
+    ),
+]
+StatsScope = Annotated[
+    str | None,
+    Field(description="Scope to report: 'project', 'committed' or 'global'. Default: all."),
 ]
 TagsAny = Annotated[
     list[str] | str | None, Field(description="Only memories with at least one of these tags.")
