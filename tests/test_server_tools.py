@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -496,3 +498,22 @@ async def test_search_without_a_ready_model_is_lexical_with_a_note(
             found = await ok(client, "memory_search", {"query": "lexical fallback"})
     assert found["mode"] == "lexical" and len(found["results"]) == 1
     assert "semantic search unavailable" in found["note"]
+
+
+def test_building_the_server_loads_nothing_slow(tmp_path: Path) -> None:
+    """Importing and building the server loads no model runtime and opens no store."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from memvid_mcp.config import Settings\n"
+        "from memvid_mcp.server import build_server\n"
+        f"build_server(Settings(data_dir=Path({str(tmp_path / 'data')!r})))\n"
+        "heavy = ['onnxruntime', 'tokenizers', 'huggingface_hub', 'torch', 'usearch', 'av',\n"
+        "         'zxingcpp']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == ""
+    assert not (tmp_path / "data").exists()  # no scope was opened, no index loaded

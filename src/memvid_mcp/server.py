@@ -128,10 +128,10 @@ TOOL_BASE_NAMES = (
 )
 
 INSTRUCTIONS = """\
-Durable memory that persists across conversations. Use memory_search before answering questions
-that may depend on earlier work, decisions or user preferences; use memory_store to save facts,
+Durable memory that persists across conversations. Use {memory_search} before answering questions
+that may depend on earlier work, decisions or user preferences; use {memory_store} to save facts,
 decisions and preferences worth remembering (one self-contained memory per call; storing the same
-text twice is harmless). Search returns snippets and ids; memory_get returns the full text.
+text twice is harmless). Search returns snippets and ids; {memory_get} returns the full text.
 Scopes: 'project' (this git repository, private), 'committed' (inside the repository, meant to be
 checked in) and 'global' (this user, every project); by default writes go to the project scope
 inside a git repository and to global otherwise, and searches cover project and global."""
@@ -293,7 +293,7 @@ def _build(
             "memvid-mcp",
             title="memvid memory",
             version=__version__,
-            instructions=INSTRUCTIONS,
+            instructions=INSTRUCTIONS.format(**names),
             middleware=[warm_up],
             warn_on_duplicate_tools=False,
         )
