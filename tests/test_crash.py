@@ -51,7 +51,7 @@ def _run_and_kill(data_dir: Path, backend: str, seed: int, min_acks: int,
     assert count >= min_acks, f"writer produced only {count} acknowledgements"
 
 
-@pytest.mark.parametrize("backend", ["file"])
+@pytest.mark.parametrize("backend", ["file", "video"])
 def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, backend: str) -> None:
     data_dir = tmp_path / "data"
     acked: dict[str, str] = {}
