@@ -362,6 +362,9 @@ async def test_project_scope_inside_a_git_repository(tmp_path: Path, mode: str) 
             assert only["scopes"] == ["global"] and len(only["results"]) == 1
             listed = await ok(client, "memory_list", {"scope": "project"})
             assert listed["scopes"] == ["project"] and len(listed["memories"]) == 1
+            got = await ok(client, "memory_get", {"ids": local["id"]})
+            assert got["scopes"] == ["global", "project", "committed"]
+            assert got["memories"][0]["scope"] == "project"
             both = await ok(client, "memory_list", {})
             assert both["scopes"] == ["project", "global"] and len(both["memories"]) == 2
 

@@ -49,6 +49,7 @@ from .server_models import (
     GetChars,
     GetOutput,
     Ids,
+    IdScopes,
     Kind,
     KindFilter,
     Limit,
@@ -228,6 +229,11 @@ def _sdk_logging_left_alone() -> Iterator[None]:
         setattr(sdk, "configure_logging", original)  # noqa: B010
 
 
+def _all_scopes(m: MemoryManager) -> list[str]:
+    """The scopes get and delete look in when none are named: every available one."""
+    return [s["name"] for s in m.scopes() if s["available"]]
+
+
 def _default_factory(settings: Settings) -> Callable[[], MemoryManager]:
     def factory() -> MemoryManager:
         from .manager import MemoryManager  # heavy imports happen here, not at start-up
@@ -355,7 +361,7 @@ def _build(
 
     async def memory_get(
         ids: Ids,
-        scopes: Scopes = None,
+        scopes: IdScopes = None,
         max_chars: GetChars = None,
         offset: Offset = 0,
     ) -> Annotated[CallToolResult, GetOutput]:
@@ -366,18 +372,18 @@ def _build(
                 raise ValidationError("offset", "must be 0 or more")
             where = parse_scopes(scopes)
             result = m.get(wanted, scopes=where)
-            return get_output(result, where or m.search_scopes, budget, offset)
+            return get_output(result, where or _all_scopes(m), budget, offset)
 
         return _result(await holder.call(names["memory_get"], work))
 
     async def memory_delete(
-        ids: Ids, scopes: Scopes = None
+        ids: Ids, scopes: IdScopes = None
     ) -> Annotated[CallToolResult, DeleteOutput]:
         def work(m: MemoryManager) -> DeleteOutput:
             wanted = parse_ids(ids)
             where = parse_scopes(scopes)
             deleted = m.delete(wanted, scopes=where)
-            return DeleteOutput(deleted=deleted, ids=wanted, scopes=list(where or m.search_scopes))
+            return DeleteOutput(deleted=deleted, ids=wanted, scopes=list(where or _all_scopes(m)))
 
         return _result(await holder.call(names["memory_delete"], work))
 

@@ -189,6 +189,13 @@ Limit = Annotated[
 ]
 LimitAlias = Annotated[int | None, Field(description="Alias of `limit`.")]
 Scopes = Annotated[list[str] | str | None, Field(description=_SCOPES_HELP)]
+IdScopes = Annotated[
+    list[str] | str | None,
+    Field(
+        description="Scopes to look in: a list or comma-separated string of 'project', "
+        "'committed', 'global'. Default: every scope."
+    ),
+]
 ListScope = Annotated[
     str | None,
     Field(
