@@ -12,7 +12,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import Settings
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ClosedError,
     CorruptionError,
@@ -25,18 +26,43 @@ from .errors import (
     StoreLockedError,
     ValidationError,
 )
-from .manager import MemoryManager
-from .models import (
-    GetResult,
-    ListResult,
-    Memory,
-    MemoryRecord,
-    Problem,
-    SearchHit,
-    SearchResult,
-    Stats,
-    StoreResult,
-)
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .manager import MemoryManager
+    from .models import (
+        GetResult,
+        ListResult,
+        Memory,
+        MemoryRecord,
+        Problem,
+        SearchHit,
+        SearchResult,
+        Stats,
+        StoreResult,
+    )
+
+# Loaded on first use (PEP 562), so starting the MCP server does not import the search and
+# storage stack before the first request needs it.
+_LAZY = {
+    "Settings": "config",
+    "MemoryManager": "manager",
+    **{name: "models" for name in ("GetResult", "ListResult", "Memory", "MemoryRecord",
+                                   "Problem", "SearchHit", "SearchResult", "Stats",
+                                   "StoreResult")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memvid_mcp' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ClosedError",

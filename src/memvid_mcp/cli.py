@@ -13,15 +13,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .config import BACKENDS, Settings
 from .errors import MemvidError, ValidationError
-from .manager import MODES, MemoryManager
-from .models import SCOPES, iso
+from .models import SCOPES, SEARCH_MODES, iso
+
+if TYPE_CHECKING:  # the manager (search + storage stack) loads only when a command needs it
+    from .manager import MemoryManager
 
 log = logging.getLogger("memvid_mcp")
 
@@ -36,6 +38,8 @@ class Context:
 
     @contextmanager
     def manager(self, **overrides: Any) -> Iterator[MemoryManager]:
+        from .manager import MemoryManager
+
         settings = self.settings.replace(**overrides) if overrides else self.settings
         with MemoryManager(settings) as manager:
             yield manager
@@ -160,7 +164,7 @@ def store(obj: Context, text: str, title: str | None, tags: str | None, kind: st
 @click.option("--kind", default=None)
 @click.option("--since", default=None, help="ISO date or time (inclusive).")
 @click.option("--until", default=None, help="ISO date or time (exclusive).")
-@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--mode", type=click.Choice(SEARCH_MODES), default="hybrid", show_default=True)
 @click.option("--cursor", default=None, help="next_cursor of a previous page.")
 @click.pass_obj
 def search(obj: Context, query: str, k: int, tags: str | None, all_tags: str | None,
@@ -274,6 +278,8 @@ def stats(obj: Context) -> None:
 @click.pass_obj
 def info(obj: Context) -> None:
     """Where data lives, which backend, versions."""
+    from .manager import MemoryManager
+
     manager = MemoryManager(obj.settings)
     try:
         data = manager.info()
@@ -417,6 +423,8 @@ def prune(obj: Context) -> None:
 @click.pass_obj
 def warmup(obj: Context) -> None:
     """Fetch and load the embedding model now, so the first search need not wait."""
+    from .manager import MemoryManager
+
     manager = MemoryManager(obj.settings)
     try:
         manager.embedder.start()

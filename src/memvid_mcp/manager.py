@@ -22,6 +22,7 @@ from typing import Any
 from .config import Settings
 from .errors import ClosedError, EmbeddingUnavailable, ValidationError
 from .models import (
+    SEARCH_MODES,
     GetResult,
     ListResult,
     Memory,
@@ -44,7 +45,7 @@ from .validation import StoreInput, check_datetime, normalise_ids, normalise_tag
 
 log = logging.getLogger(__name__)
 
-MODES = ("hybrid", "lexical", "semantic")
+MODES = SEARCH_MODES
 MAX_K = 1000
 FLUSH_MODEL_WAIT_SECONDS = 300.0
 

@@ -12,6 +12,7 @@ from typing import Any
 
 SCOPES: tuple[str, ...] = ("global", "project", "committed")
 DEFAULT_KIND = "note"
+SEARCH_MODES: tuple[str, ...] = ("hybrid", "lexical", "semantic")
 
 
 def utcnow() -> datetime:
