@@ -119,7 +119,9 @@ def test_persistence_seq_and_crash_tail(tmp_path: Path) -> None:
     assert index.committed_seq == -1
     index.upsert([f"v{i}" for i in range(40)], x[:40])
     index.delete(["v5"])
-    index.commit(17)
+    assert index.maybe_commit(16, interval=3600) is False  # too soon
+    assert index.maybe_commit(17, interval=0) is True
+    assert index.maybe_commit(18, interval=0) is False  # nothing new
     index.upsert([f"v{i}" for i in range(40, 50)], x[40:])  # never committed
     index.close()
     again = VectorIndex(path, dim=DIM)

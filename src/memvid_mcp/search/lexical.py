@@ -116,6 +116,8 @@ class LexicalIndex:
         self._searcher = self._index.searcher()
         self._avg_len = self._field_averages(self._searcher)
         self._pending: dict[str, _Pending] = {}
+        self._tail_terms: dict[str, set[str]] = {}  # term -> pending ids holding it
+        self._tail_len = dict.fromkeys(_TEXT_FIELDS, 0)  # summed field lengths of the tail
         self._shadow: set[str] = set()  # ids whose committed version must not be returned
         self._len_delta = 0
         self._dirty = False
@@ -243,10 +245,29 @@ class LexicalIndex:
                 self._writer.delete_documents_by_term("id", doc.id)
                 self._writer.add_document(tdoc)
                 with self._state_lock:
+                    self._drop_pending(doc.id)
                     self._pending[doc.id] = _Pending(doc, terms, lengths)
+                    for field in _TEXT_FIELDS:
+                        self._tail_len[field] += lengths[field]
+                        for term in terms[field]:
+                            self._tail_terms.setdefault(term, set()).add(doc.id)
                     self._shadow.add(doc.id)
                     self._len_delta += 0 if existed else 1
                 self._dirty = True
+
+    def _drop_pending(self, doc_id: str) -> None:
+        """Forget an uncommitted version (state lock held)."""
+        old = self._pending.pop(doc_id, None)
+        if old is None:
+            return
+        for field in _TEXT_FIELDS:
+            self._tail_len[field] -= old.lengths[field]
+            for term in old.terms[field]:
+                holders = self._tail_terms.get(term)
+                if holders is not None:
+                    holders.discard(doc_id)
+                    if not holders:
+                        del self._tail_terms[term]
 
     def delete(self, ids: Iterable[str]) -> None:
         """Remove documents by id (unknown ids are ignored)."""
@@ -256,7 +277,7 @@ class LexicalIndex:
                 existed = self._exists(doc_id)
                 self._writer.delete_documents_by_term("id", doc_id)
                 with self._state_lock:
-                    self._pending.pop(doc_id, None)
+                    self._drop_pending(doc_id)
                     self._shadow.add(doc_id)
                     self._len_delta -= 1 if existed else 0
                 self._dirty = True
@@ -313,6 +334,8 @@ class LexicalIndex:
             self._searcher = searcher
             self._avg_len = avg_len
             self._pending.clear()
+            self._tail_terms.clear()
+            self._tail_len = dict.fromkeys(_TEXT_FIELDS, 0)
             self._shadow.clear()
             self._len_delta = 0
             self._committed_seq = seq
@@ -348,7 +371,11 @@ class LexicalIndex:
                 raise StorageError("lexical index is closed")
             searcher = self._searcher
             avg_len = self._avg_len
-            pending = list(self._pending.values())
+            holders: set[str] = set()
+            for term in terms:
+                holders.update(self._tail_terms.get(term, ()))
+            tail = [self._pending[i] for i in holders]
+            tail_docs, tail_len = len(self._pending), dict(self._tail_len)
             shadow = frozenset(self._shadow)
         hits: dict[str, float] = {}
         tq = self._query(terms, filters)
@@ -357,8 +384,10 @@ class LexicalIndex:
             doc_id = searcher.doc(address)["id"][0]
             if doc_id not in shadow:
                 hits[doc_id] = float(score)
-        if pending:
-            hits.update(self._score_tail(terms, pending, searcher, avg_len, filters))
+        if tail:
+            hits.update(
+                self._score_tail(terms, tail, tail_docs, tail_len, searcher, avg_len, filters)
+            )
         ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
 
@@ -411,41 +440,38 @@ class LexicalIndex:
     def _score_tail(
         self,
         terms: list[str],
-        pending: list[_Pending],
+        tail: list[_Pending],
+        tail_docs: int,
+        tail_len: dict[str, int],
         searcher: tantivy.Searcher,
         avg_len: dict[str, float],
         filters: SearchFilters | None,
     ) -> dict[str, float]:
-        """BM25 of uncommitted documents with the committed statistics plus the tail's own."""
+        """BM25 of uncommitted documents holding a query term, with the statistics tantivy
+        will use after the commit (committed + tail document counts and lengths)."""
         matching = [
             p
-            for p in pending
-            if any(t in p.terms[f] for t in terms for f in _TEXT_FIELDS)
-            and (
-                filters is None
-                or filters.matches(p.doc.tags, p.doc.kind, p.doc.created_at, p.doc.pinned)
-            )
+            for p in tail
+            if filters is None
+            or filters.matches(p.doc.tags, p.doc.kind, p.doc.created_at, p.doc.pinned)
         ]
         if not matching:
             return {}
         committed = int(searcher.num_docs)
-        n_docs = committed + len(pending)
-        avg_len = {
-            f: max((avg_len[f] * committed + sum(p.lengths[f] for p in pending)) / n_docs, 1.0)
-            for f in _TEXT_FIELDS
-        }
+        n_docs = committed + tail_docs
+        avg = {f: max((avg_len[f] * committed + tail_len[f]) / n_docs, 1.0) for f in _TEXT_FIELDS}
         idf: dict[tuple[str, str], float] = {}
         for field in _TEXT_FIELDS:
             for term in terms:
-                df = int(searcher.doc_freq(field, term))
-                df += sum(1 for p in pending if term in p.terms[field])
+                df = int(searcher.doc_freq(field, term)) if committed else 0
+                df += sum(1 for p in tail if term in p.terms[field])  # tail: all holders
                 idf[field, term] = _idf(n_docs, df)
         out: dict[str, float] = {}
         for p in matching:
             score = 0.0
             for field in _TEXT_FIELDS:
                 counts = p.terms[field]
-                norm = K1 * (1.0 - B + B * p.lengths[field] / avg_len[field])
+                norm = K1 * (1.0 - B + B * p.lengths[field] / avg[field])
                 for term in terms:
                     tf = counts.get(term, 0)
                     if tf:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class VectorIndex:
         self._file_rows = 0  # rows already written to DATA_FILE
         self._log_bytes = 0
         self._committed_seq = -1
+        self._last_commit = time.monotonic()
         self._generation = 0  # bumped by compaction: row numbers change
         self._hnsw: Any = None
         self._hnsw_building = False
@@ -276,11 +278,20 @@ class VectorIndex:
     def dirty(self) -> bool:
         return bool(self._log_buffer)
 
+    def maybe_commit(self, seq: int, interval: float = 1.0) -> bool:
+        """Group commit: commit when dirty and the last commit is ``interval`` s old."""
+        with self._lock:
+            if not self._log_buffer or time.monotonic() - self._last_commit < interval:
+                return False
+            self.commit(seq)
+            return True
+
     def commit(self, seq: int) -> None:
         """Append new rows and log lines, fsync, then record ``seq`` in the meta file."""
         with self._lock:
             self._check_open()
             if self._path is None:
+                self._last_commit = time.monotonic()
                 self._log_buffer.clear()
                 self._file_rows = self._rows
                 self._committed_seq = seq
@@ -301,6 +312,7 @@ class VectorIndex:
                 self._file_rows = self._rows
                 self._log_buffer.clear()
                 self._committed_seq = seq
+                self._last_commit = time.monotonic()
                 self._write_meta()
                 dead = self._rows - len(self._by_id)
                 if dead >= COMPACT_MIN_DEAD and dead > len(self._by_id):

