@@ -118,8 +118,7 @@ class ScopeStore:
             meta = ensure_dir(directory / "meta")
             self._recover(meta)
             self.lexical = self._open_lexical(meta)
-            self.vectors = VectorIndex(None if read_only else meta / "vectors", dim=dim,
-                                       exact_limit=settings.exact_vector_limit)
+            self.vectors = self._open_vectors(meta, dim)
             self._reconcile_vectors()
         except BaseException:
             self._scope_lock.release()
@@ -140,7 +139,7 @@ class ScopeStore:
                 body_id = rec.payload["record"]["body_id"]
                 if body_id in self._by_body and not self.backend.contains(body_id):
                     self._pending[body_id] = _Pending(rec.seq, rec.payload["text"].encode())
-        if not self.read_only:
+        if not self.read_only and not self.replay_report.problems:
             orphans = set(self.backend.ids()) - set(self._by_body)
             if orphans:
                 log.info("scope %s: removing %d unreferenced bodies", self.name, len(orphans))
@@ -166,7 +165,7 @@ class ScopeStore:
             index = LexicalIndex(meta / "lexical")
         except CorruptionError as exc:
             log.warning("scope %s: lexical index unreadable (%s); rebuilding", self.name, exc)
-            self._move_aside(meta / "lexical")
+            self._move_aside(meta / "lexical", exc)
             index = LexicalIndex(meta / "lexical")
             index.clear()
             self._rebuild_lexical(index)
@@ -181,9 +180,25 @@ class ScopeStore:
         index.commit(self.wal.last_seq)
         return index
 
-    def _move_aside(self, path: Path) -> None:
+    def _open_vectors(self, meta: Path, dim: int) -> VectorIndex:
+        path = None if self.read_only else meta / "vectors"
+        try:
+            return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
+        except CorruptionError as exc:
+            assert path is not None
+            log.warning("scope %s: vector index unreadable (%s); rebuilding", self.name, exc)
+            self._move_aside(path, exc)
+            return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
+
+    def _move_aside(self, path: Path, exc: CorruptionError) -> None:
+        """Move a damaged rebuildable index into quarantine/ (evidence is kept) and report it."""
         if path.exists():
-            path.rename(path.with_name(f"{path.name}.damaged-{int(time.time())}"))
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            target = self.directory / "quarantine" / stamp / path.relative_to(self.directory)
+            ensure_dir(target.parent)
+            path.rename(target)
+            self.replay_report.problems.append(
+                (exc.path, f"{str(exc).split(': ', 1)[-1]}; moved to {target} and rebuilt"))
 
     def _rebuild_lexical(self, index: LexicalIndex) -> None:
         batch: list[LexicalDoc] = []
@@ -503,7 +518,19 @@ class ScopeStore:
         if missing:
             problems.append(Problem(str(self.directory), "bodies missing from storage",
                                     tuple(sorted(missing))))
+        orphans = self._kept_orphans()
+        if orphans:
+            problems.append(Problem(str(self.directory),
+                                    f"{len(orphans)} stored bodies belong to no memory (their "
+                                    "WAL records are damaged); repair saves their text"))
         return problems
+
+    def _kept_orphans(self) -> list[str]:
+        """Bodies no record names, kept at open because the WAL was damaged (evidence)."""
+        if self.read_only or not self.replay_report.problems:
+            return []
+        with self._lock:
+            return sorted(set(self.backend.ids()) - set(self._by_body) - self._pending_deletes)
 
     def repair(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Rebuild indexes from the durable files and quarantine what cannot be read.
@@ -537,12 +564,33 @@ class ScopeStore:
             lines = [json.dumps(r.to_state(), ensure_ascii=False) for r in unreadable]
             (quarantine / "unreadable.jsonl").write_text("\n".join(lines) + "\n")
             self.delete([r.id for r in unreadable])
+        orphans = self._kept_orphans()
+        if orphans:
+            ensure_dir(quarantine)
+            with open(quarantine / "orphan-bodies.jsonl", "w", encoding="utf-8") as out:
+                for body_id in orphans:
+                    try:
+                        text = self.backend.get(body_id).decode("utf-8", "replace")
+                    except (NotFoundError, CorruptionError) as exc:
+                        text, body_id = None, f"{body_id} (unreadable: {exc})"
+                    out.write(json.dumps({"body_id": body_id, "text": text},
+                                         ensure_ascii=False) + "\n")
+            self.backend.delete_many(orphans)
         self.write_batch(everything=True)
         self.lexical.clear()
         self._rebuild_lexical(self.lexical)
         self._reconcile_vectors()
         self.commit_indexes(force=True)
         self.checkpoint(force=True)
+        # Every sound WAL record is now in the snapshot: damaged WAL files (copied to the
+        # quarantine above) are dropped so they are not reported again.
+        damaged_wal = {Path(f) for f, _ in self.replay_report.problems}
+        if self.replay_report.torn_tail:
+            damaged_wal.add(Path(self.replay_report.torn_tail))
+        for path in self.wal.files():
+            if path in damaged_wal and str(path) in copied and path != self.wal.current_path:
+                path.unlink()
+        self.replay_report = ReplayReport()
         report = self.backend.compact() if self.backend.capabilities.compaction else None
         return {
             "problems_found": len(problems),

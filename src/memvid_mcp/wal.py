@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 FILE_MAGIC = b"MVWAL\x01\x00\x00"
 _FRAME = struct.Struct("<IIQ")
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+DATA_FOLLOWS = "; records after it are not replayed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +77,17 @@ def decode_records(data: bytes, path: str) -> tuple[list[WalRecord], str | None]
         if length > MAX_RECORD_BYTES or start + length > len(data):
             return records, f"torn or oversized record at byte {pos}"
         body = data[start : start + length]
+        after = len(data) - (start + length)
+        # A crash can only tear the last record; a bad record with data after it is damage.
+        damaged = f" ({after} bytes follow it){DATA_FOLLOWS}" if after else ""
         if zlib.crc32(struct.pack("<Q", seq) + body) != crc:
-            return records, f"checksum mismatch at byte {pos}"
+            return records, f"checksum mismatch at byte {pos}{damaged}"
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return records, f"undecodable record at byte {pos}"
+            return records, f"undecodable record at byte {pos}{damaged}"
         if not isinstance(payload, dict):
-            return records, f"record at byte {pos} is not an object"
+            return records, f"record at byte {pos} is not an object{damaged}"
         records.append(WalRecord(seq, payload))
         pos = start + length
     return records, None
@@ -128,7 +132,7 @@ class WriteAheadLog:
                 out.append(record)
                 self.last_seq = record.seq
             if stopped:
-                if index == len(files) - 1:
+                if index == len(files) - 1 and not stopped.endswith(DATA_FOLLOWS):
                     report.torn_tail = str(path)
                     log.warning("write-ahead log %s: %s; skipped the torn tail", path, stopped)
                 else:
@@ -187,6 +191,11 @@ class WriteAheadLog:
             self._file.seek(size)
         except OSError:
             log.exception("could not cut the write-ahead log back after a failed append")
+
+    @property
+    def current_path(self) -> Path | None:
+        """The file appends go to (None until the first append after opening)."""
+        return self._file_path
 
     @property
     def bytes_in_current_file(self) -> int:
