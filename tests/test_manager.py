@@ -162,3 +162,45 @@ def test_checkpoint_then_reopen(data_dir: Path, outside_repo: Path) -> None:
         got = m.get(ids)
         assert len(got.memories) == 35 and set(got.missing) == set(ids[:5])
         assert m.verify() == []
+
+
+def test_parallel_calls_in_one_process_are_safe(data_dir: Path, outside_repo: Path) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    stored: dict[str, str] = {}
+    deleted: set[str] = set()
+    lock = threading.Lock()
+
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False,
+                            batch_max_memories=8, batch_max_seconds=0.01,
+                            checkpoint_wal_bytes=4096) as m:
+        def worker(n: int) -> None:
+            try:
+                for i in range(40):
+                    text = f"thread {n} memory {i} " + "pad " * (i % 7)
+                    result = m.store(text, tags=[f"t{n}"])
+                    with lock:
+                        stored[result.id] = text
+                    if i % 5 == 0:
+                        m.delete(result.id)
+                        with lock:
+                            deleted.add(result.id)
+                    m.search(f"thread {n} memory", k=5)
+                    m.list(limit=5)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        live = {i: t for i, t in stored.items() if i not in deleted}
+        got = m.get(list(live))
+        assert {mem.id: mem.text for mem in got.memories} == live
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        assert len(m.get(list(live)).memories) == len(live)
+        assert set(m.get(list(deleted)).missing) == deleted
+        assert m.verify() == []
