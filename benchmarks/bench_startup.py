@@ -5,7 +5,9 @@ SDK's stdio client and measures, from just before the process is spawned:
 
 - ``initialize``: the legacy handshake answered (Claude Desktop / Cursor time out at 60 s);
 - ``tools/list``: the tool list answered;
-- ``first search``: a ``memory_search`` answered (opens the store; the model may still load).
+- ``first search``: a ``memory_search`` answered (opens the store; the model may still load);
+- the server's CPU time (user + system) when ``initialize`` was answered, which depends far
+  less than wall time on how busy the machine is.
 
 Run: ``python benchmarks/bench_startup.py [--runs 7] [--embeddings]``. Prints one line per run
 and min / median / max. The first (cold) run is reported separately: it may compile bytecode.
@@ -25,7 +27,27 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 
-async def one_run(data_dir: Path, embeddings: bool) -> tuple[float, float, float]:
+def _child_cpu_seconds() -> float:
+    """User + system CPU seconds used so far by this process's children (the server).
+
+    Wall-clock start-up depends on how busy the machine is; CPU time much less so.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():  # ppid
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
+async def one_run(data_dir: Path, embeddings: bool) -> tuple[float, float, float, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVID_")}
     env["MEMVID_EMBEDDINGS"] = "1" if embeddings else "0"
     params = StdioServerParameters(
@@ -38,12 +60,13 @@ async def one_run(data_dir: Path, embeddings: bool) -> tuple[float, float, float
         start = time.perf_counter()
         async with Client(params, mode="legacy") as client:  # type: ignore[arg-type]
             initialized = time.perf_counter() - start
+            cpu = _child_cpu_seconds() if sys.platform == "linux" else float("nan")
             await client.list_tools()
             listed = time.perf_counter() - start
             result = await client.call_tool("memory_search", {"query": "start-up probe"})
             searched = time.perf_counter() - start
             assert not result.is_error, result.content
-    return initialized, listed, searched
+    return initialized, listed, searched, cpu
 
 
 def _summary(name: str, values: list[float]) -> str:
@@ -69,11 +92,14 @@ async def main() -> None:
             run = await one_run(data_dir, args.embeddings)
             runs.append(run)
             print(f"run {i + 1}: initialize {run[0] * 1000:.1f} ms, tools/list "
-                  f"{run[1] * 1000:.1f} ms, first search {run[2] * 1000:.1f} ms")  # fmt: skip
+                  f"{run[1] * 1000:.1f} ms, first search {run[2] * 1000:.1f} ms, "
+                  f"server CPU at initialize {run[3] * 1000:.0f} ms")  # fmt: skip
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} warm runs:")
     print(_summary("initialize", [r[0] for r in runs]))
     print(_summary("tools/list", [r[1] for r in runs]))
     print(_summary("first search", [r[2] for r in runs]))
+    print(_summary("CPU at init", [r[3] for r in runs]))
+    print(f"load average {os.getloadavg()[0]:.2f} (wall times grow with it; CPU time much less)")
 
 
 if __name__ == "__main__":
