@@ -87,6 +87,8 @@ async def test_concurrent_clients_share_one_store_safely(manager: Any) -> None:
 
         async def client_session(name: str, mode: str) -> None:
             async with Client(url, mode=mode) as client:
+                modern = client.protocol_version == "2026-07-28"
+                assert modern is (mode == "auto")  # legacy: initialize; auto: 2026-07-28
                 for i in range(8):
                     result = await client.call_tool(
                         "memory_store", {"text": f"{name} remembers fact number {i}"}

@@ -75,6 +75,7 @@ async def test_stdio_session_with_the_sdk_client(tmp_path: Path, mode: str) -> N
     recorder = _Recorder()
     with anyio.fail_after(60):
         async with Client(_params(tmp_path), mode=mode, message_handler=recorder) as client:
+            assert (client.protocol_version == "2026-07-28") is (mode == "auto")
             tools = (await client.list_tools()).tools
             assert len(tools) == 6
             assert all(TOOL_NAME_PATTERN.fullmatch(t.name) for t in tools)
