@@ -206,8 +206,7 @@ def decode_image(codec: str, extradata: bytes, width: int, height: int, packet: 
         ctx.extradata = extradata
     ctx.width, ctx.height = width, height
     ctx.thread_count = 1
-    frames = ctx.decode(av.Packet(packet))
-    frames += ctx.decode(None)
+    frames = ctx.decode(av.Packet(packet)) or ctx.decode(None)  # flush only if it held one
     if not frames:
         raise ValueError("no frame decoded")
     plane = frames[0].planes[0]

@@ -250,6 +250,8 @@ class VideoStore:
                 os.replace(tmp_mvi, self._mvi(seg))
                 fsync_dir(self.seg_dir)
                 return _Sealed(seg, index, len(data), packed.locations, settings)
+            except StorageError:
+                raise
             except OSError as exc:
                 raise StorageError(f"{self.seg_dir}: sealing failed: {exc}") from exc
             finally:
