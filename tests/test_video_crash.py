@@ -50,6 +50,11 @@ def body(b: int, i: int) -> bytes:
     return " ".join(rng.choice(words) for _ in range(rng.randint(5, 300))).encode()
 
 
+def _damage(store: VideoStore) -> list[str]:
+    """verify() findings other than a torn manifest tail (an unacknowledged append)."""
+    return [p.message for p in store.verify() if "torn" not in p.message]
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args],
@@ -94,7 +99,7 @@ def test_sigkill_during_sealing_loses_nothing_acknowledged(tmp_path: Path) -> No
         for b in acked:
             for i in range(25):
                 assert store.get(f"{b}-{i}") == body(b, i)
-        assert store.verify() == []
+        assert _damage(store) == []
         store.close()
     assert len(acked) >= 3
 
@@ -117,7 +122,7 @@ def test_sigkill_during_compaction_loses_nothing(tmp_path: Path) -> None:
         assert sorted(store.ids()) == sorted(live)
         for body_id, data in live.items():
             assert store.get(body_id) == data
-        assert store.verify() == []
+        assert _damage(store) == []
         store.compact()  # finishes the job and removes whatever the crash orphaned
         names = {p.name.split(".")[0] for p in (root / "segments").iterdir()}
         assert len(names) == store.stats().details["segments"]
