@@ -504,15 +504,17 @@ async def test_search_without_a_ready_model_is_lexical_with_a_note(
 
 
 def test_building_the_server_loads_nothing_slow(tmp_path: Path) -> None:
-    """Importing and building the server loads no model runtime and opens no store."""
+    """Importing and building the server (and the CLI) loads no manager, search or storage
+    code, no model runtime, and opens no store."""
     code = (
         "import sys\n"
         "from pathlib import Path\n"
         "from memvid_mcp.config import Settings\n"
+        "import memvid_mcp.cli\n"
         "from memvid_mcp.server import build_server\n"
         f"build_server(Settings(data_dir=Path({str(tmp_path / 'data')!r})))\n"
-        "heavy = ['onnxruntime', 'tokenizers', 'huggingface_hub', 'torch', 'usearch', 'av',\n"
-        "         'zxingcpp']\n"
+        "heavy = ['memvid_mcp.manager', 'numpy', 'tantivy', 'onnxruntime', 'tokenizers',\n"
+        "         'huggingface_hub', 'torch', 'usearch', 'av', 'zxingcpp', 'rich']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
