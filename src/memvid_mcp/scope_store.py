@@ -102,6 +102,7 @@ class ScopeStore:
         self._pending_deletes: set[str] = set()
         self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
         self.replay_report = ReplayReport()
+        self._moved_aside: set[str] = set()  # damaged index files already in quarantine/
         self.snapshot_seq = 0
         self._closed = False
         self._scope_lock = ScopeLock(directory)
@@ -197,6 +198,7 @@ class ScopeStore:
             target = self.directory / "quarantine" / stamp / path.relative_to(self.directory)
             ensure_dir(target.parent)
             path.rename(target)
+            self._moved_aside.add(exc.path)
             self.replay_report.problems.append(
                 (exc.path, f"{str(exc).split(': ', 1)[-1]}; moved to {target} and rebuilt"))
 
@@ -544,7 +546,11 @@ class ScopeStore:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         quarantine = self.directory / "quarantine" / stamp
         copied: list[str] = []
-        for path in sorted({Path(p.path) for p in problems}):
+        named = {Path(p.path) for p in problems if p.path not in self._moved_aside}
+        # A damaged frame index or segment: keep its partner too, the .mp4 holds the text.
+        named |= {p.with_suffix(s) for p in named if p.suffix in (".mvi", ".mp4")
+                  for s in (".mvi", ".mp4")}
+        for path in sorted(named):
             if path.is_file() and path.is_relative_to(self.directory):
                 target = quarantine / path.relative_to(self.directory)
                 ensure_dir(target.parent)
