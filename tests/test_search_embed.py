@@ -158,3 +158,13 @@ def test_onnx_vectors_equal_sentence_transformers(embed_cache: Path) -> None:
     theirs = model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     cosine = (ours * theirs).sum(axis=1)
     assert cosine.min() >= 0.999, cosine
+
+
+@pytest.mark.model
+def test_int8_provider_close_to_fp32(embed_cache: Path) -> None:
+    pytest.importorskip("onnx")
+    fp32 = load_embedder(str(bundled_model()), embed_cache).embed(TEXTS)
+    int8 = load_embedder(str(bundled_model()), embed_cache, provider="onnx-int8")
+    assert isinstance(int8, OnnxEmbedder) and "int8" in str(int8.path)
+    cosine = (int8.embed(TEXTS) * fp32).sum(axis=1)
+    assert cosine.min() >= 0.95, cosine

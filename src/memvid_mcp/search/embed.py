@@ -6,8 +6,10 @@ happens inside a function, never at module import, so the server answers MCP ``i
 at once. A model is named by a hub id (``onnx/model.onnx`` + ``tokenizer.json`` fetched by
 huggingface_hub into its cache) or a local directory: with an ONNX file it loads directly; a
 sentence-transformers directory with only safetensors is converted once, in a subprocess that
-imports torch (``python -m memvid_mcp.search.onnx_export``), and cached. The optional
-``sentence-transformers`` provider loads any model that library supports.
+imports torch (``python -m memvid_mcp.search.onnx_export``), and cached. The ``onnx-int8``
+provider quantises that ONNX file once (per-channel int8: ~4x faster, cosine ~0.99 to
+fp32; needs the ``onnx`` package). The optional ``sentence-transformers`` provider loads any
+model that library supports.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ..errors import EmbeddingUnavailable, ValidationError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-PROVIDERS = ("onnx", "sentence-transformers")
+PROVIDERS = ("onnx", "onnx-int8", "sentence-transformers")
 TORCH_HINT = 'pip install "memvid-mcp[torch]"'
 CONVERT_TIMEOUT = 900.0
 HUB_PROBE_TIMEOUT = 3.0
@@ -292,13 +294,30 @@ def convert_local(src: Path, cache_dir: Path, *, timeout: float = CONVERT_TIMEOU
     a subprocess so this process never imports torch.
     """
     dst = Path(cache_dir) / "onnx" / f"{src.name}-{_source_key(src)}"
+    return _export(src, dst, [], timeout)
+
+
+def quantize_local(src: Path, cache_dir: Path, *, timeout: float = CONVERT_TIMEOUT) -> Path:
+    """An int8 (per-channel, dynamic) copy of the ONNX model in ``src``, made once."""
+    onnx_file = find_onnx(src)
+    if onnx_file is None:
+        raise EmbeddingUnavailable(f"{src}: no ONNX file to quantise")
+    stat = onnx_file.stat()
+    raw = f"{onnx_file.resolve()}:{stat.st_mtime_ns}:{stat.st_size}"
+    key = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+    return _export(src, Path(cache_dir) / "int8" / f"{src.name}-{key}", ["--int8"], timeout)
+
+
+def _export(src: Path, dst: Path, flags: list[str], timeout: float) -> Path:
+    """Run ``onnx_export`` in a subprocess into a temporary directory, then rename."""
     if find_onnx(dst) is not None and (dst / "tokenizer.json").is_file():
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    command = [sys.executable, "-m", "memvid_mcp.search.onnx_export", str(src), str(tmp)]
-    log.info("converting %s to ONNX once (subprocess)", src)
+    module = "memvid_mcp.search.onnx_export"
+    command = [sys.executable, "-m", module, *flags, str(src), str(tmp)]
+    log.info("exporting %s to %s once (subprocess)", src, dst)
     started = time.monotonic()
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
@@ -309,9 +328,8 @@ def convert_local(src: Path, cache_dir: Path, *, timeout: float = CONVERT_TIMEOU
         shutil.rmtree(tmp, ignore_errors=True)
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         if proc.returncode == 3:
-            raise EmbeddingUnavailable(
-                f"{src} has no ONNX file and converting it needs torch: {TORCH_HINT}"
-            )
+            need = "quantising it needs onnx" if flags else "converting it needs torch"
+            raise EmbeddingUnavailable(f"{src}: {need}: {TORCH_HINT}")
         raise EmbeddingUnavailable(f"{src}: ONNX conversion failed: {tail[0]}")
     try:
         os.replace(tmp, dst)
@@ -371,6 +389,9 @@ def load_embedder(
     """Load (download/convert first if needed) an embedder; raises EmbeddingUnavailable."""
     if provider == "onnx":
         return OnnxEmbedder(resolve_onnx_model(model, cache_dir), batch_size=batch_size)
+    if provider == "onnx-int8":
+        fp32 = resolve_onnx_model(model, cache_dir)
+        return OnnxEmbedder(quantize_local(fp32, cache_dir), batch_size=batch_size)
     if provider == "sentence-transformers":
         return SentenceTransformerEmbedder(model, batch_size=batch_size)
     raise ValidationError("embed_provider", f"must be one of {', '.join(PROVIDERS)}")

@@ -1,7 +1,9 @@
 """One-time export of a local transformers/sentence-transformers model to ONNX.
 
 Run as ``python -m memvid_mcp.search.onnx_export SRC DST`` by ``embed.convert_local``, in a
-subprocess, so the server never imports torch. Uses the legacy exporter (``dynamo=False``,
+subprocess, so the server never imports torch; with ``--int8`` SRC is a directory holding an
+ONNX model, quantised (dynamic, per-channel int8 weights) into DST for the ``onnx-int8``
+provider. Uses the legacy exporter (``dynamo=False``,
 opset 17), which works offline, through a keyword-argument wrapper because transformers 5
 changed the positional order of ``BertModel.forward``. Exit code 3: torch, transformers or
 onnx is not installed (the ``torch`` extra).
@@ -75,11 +77,36 @@ def export(src: Path, dst: Path) -> Path:
     return target
 
 
+def quantize(src: Path, dst: Path) -> Path:
+    """Write ``dst/model.onnx`` with int8 per-channel weights (needs the ``onnx`` package)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = next(p for p in (src / "onnx" / "model.onnx", src / "model.onnx") if p.is_file())
+    dst.mkdir(parents=True, exist_ok=True)
+    target = dst / "model.onnx"
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+    for name in _COPY:
+        if (src / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, dst / name)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    int8 = "--int8" in args
+    args = [a for a in args if a != "--int8"]
     if len(args) != 2:
-        sys.stderr.write("usage: python -m memvid_mcp.search.onnx_export SRC DST\n")
+        sys.stderr.write("usage: python -m memvid_mcp.search.onnx_export [--int8] SRC DST\n")
         return 2
+    if int8:
+        try:
+            import onnx
+        except ImportError as exc:
+            sys.stderr.write(f'{exc}: pip install "memvid-mcp[torch]" (or onnx)\n')
+            return 3
+        quantize(Path(args[0]), Path(args[1]))
+        return 0
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
         import torch  # noqa: F401
