@@ -522,3 +522,19 @@ def test_building_the_server_loads_nothing_slow(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == ""
     assert not (tmp_path / "data").exists()  # no scope was opened, no index loaded
+
+
+async def test_the_client_docs_cover_every_tool_argument_and_resource(manager: Any) -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "mcp-clients.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in docs.splitlines()
+            if line.startswith("| `memory_")}  # fmt: skip
+    async with connect(manager.settings, lambda: manager, "legacy") as client:
+        tools = (await client.list_tools()).tools
+        templates = (await client.list_resource_templates()).resource_templates
+        resources = (await client.list_resources()).resources
+    for tool in tools:
+        assert tool.name in rows, f"{tool.name} is not in docs/mcp-clients.md"
+        for argument in tool.input_schema["properties"]:
+            assert f"`{argument}`" in rows[tool.name], f"{tool.name}.{argument} undocumented"
+    for uri in [t.uri_template for t in templates] + [str(r.uri) for r in resources]:
+        assert f"`{uri}`" in docs
