@@ -136,6 +136,13 @@ def test_persistence_seq_and_crash_tail(tmp_path: Path) -> None:
     again.close()
     third = VectorIndex(path, dim=DIM)
     assert len(third) == 39 and not third.has("ghost")
+    assert third.verify() == []
+    with open(path / "vectors.f32", "r+b") as f:  # a flipped byte inside a row
+        f.seek(5 * DIM * 4 + 3)
+        byte = f.read(1)
+        f.seek(5 * DIM * 4 + 3)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert any("vectors.f32" in p for p in third.verify())
     with pytest.raises(CorruptionError):
         VectorIndex(path, dim=DIM + 1)
     third.close()
@@ -183,6 +190,7 @@ def test_graph_saved_and_reloaded_with_compaction(tmp_path: Path) -> None:
     assert len(third) == 1200 and third.committed_seq == 2
     assert names(third.search(x[2500], 1)) == ["v2500"]
     assert (path / "vectors.f32").stat().st_size == 1200 * DIM * 4
+    assert third.verify() == []
     third.close()
 
 

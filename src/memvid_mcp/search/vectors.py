@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ class VectorIndex:
         self._log_buffer: list[str] = []
         self._file_rows = 0  # rows already written to DATA_FILE
         self._log_bytes = 0
+        self._data_crc = 0  # running CRC-32 of the committed bytes of each file
+        self._log_crc = 0
         self._committed_seq = -1
         self._last_commit = time.monotonic()
         self._generation = 0  # bumped by compaction: row numbers change
@@ -123,6 +126,8 @@ class VectorIndex:
             rows, log_bytes = int(meta["rows"]), int(meta["log_bytes"])
             self._committed_seq = int(meta["committed_seq"])
             self._generation = int(meta.get("generation", 0))
+            self._data_crc = int(meta.get("data_crc", 0))
+            self._log_crc = int(meta.get("log_crc", 0))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(str(meta_path), f"unreadable vector meta: {exc}") from exc
         data_path, log_path = self._path / DATA_FILE, self._path / LOG_FILE
@@ -183,6 +188,8 @@ class VectorIndex:
             "log_bytes": self._log_bytes,
             "committed_seq": self._committed_seq,
             "generation": self._generation,
+            "data_crc": self._data_crc,
+            "log_crc": self._log_crc,
         }
         tmp = self._path / (META_FILE + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
@@ -298,12 +305,15 @@ class VectorIndex:
                 return
             try:
                 if self._file_rows < self._rows:
+                    chunk = self._matrix[self._file_rows : self._rows].tobytes()
+                    self._data_crc = zlib.crc32(chunk, self._data_crc)
                     with open(self._path / DATA_FILE, "ab") as f:
-                        f.write(self._matrix[self._file_rows : self._rows].tobytes())
+                        f.write(chunk)
                         f.flush()
                         os.fsync(f.fileno())
                 if self._log_buffer:
                     data = ("\n".join(self._log_buffer) + "\n").encode("utf-8")
+                    self._log_crc = zlib.crc32(data, self._log_crc)
                     with open(self._path / LOG_FILE, "ab") as f:
                         f.write(data)
                         f.flush()
@@ -346,6 +356,8 @@ class VectorIndex:
         self._by_id = {doc_id: i for i, doc_id in enumerate(self._row_ids)}
         self._rows = self._file_rows = len(items)
         self._log_bytes = len(log_data)
+        self._data_crc = zlib.crc32(matrix.tobytes())
+        self._log_crc = zlib.crc32(log_data)
         self._generation += 1
         self._write_meta()
         self._drop_graph()
@@ -458,6 +470,40 @@ class VectorIndex:
             self._hnsw_dirty = False
         except (OSError, RuntimeError) as exc:
             log.warning("could not save the HNSW graph: %s", exc)
+
+    def verify(self) -> list[str]:
+        """Check the committed files against their CRC-32s (not done on open: a full read).
+
+        Returns problems as ``"<path>: <message>"``; empty when the files are intact. A bad
+        file is rebuildable: re-embed from the bodies.
+        """
+        if self._path is None:
+            return []
+        problems = []
+        with self._lock:
+            checks = (
+                (self._path / DATA_FILE, self._file_rows * self.dim * 4, self._data_crc),
+                (self._path / LOG_FILE, self._log_bytes, self._log_crc),
+            )
+            for path, size, expected in checks:
+                crc = 0
+                try:
+                    with open(path, "rb") as f:
+                        left = size
+                        while left > 0:
+                            block = f.read(min(left, 1 << 22))
+                            if not block:
+                                break
+                            crc = zlib.crc32(block, crc)
+                            left -= len(block)
+                except OSError as exc:
+                    problems.append(f"{path}: unreadable: {exc}")
+                    continue
+                if left > 0:
+                    problems.append(f"{path}: shorter than the {size} committed bytes")
+                elif crc != expected:
+                    problems.append(f"{path}: checksum mismatch (damaged vectors)")
+        return problems
 
     @property
     def uses_graph(self) -> bool:
