@@ -212,6 +212,8 @@ class LexicalIndex:
             raise ReadOnlyError("lexical index opened read-only")
 
     def _committed_has(self, doc_id: str) -> bool:
+        if self._searcher.num_docs == 0:  # fresh or rebuilding: skip the lookup
+            return False
         hits = self._searcher.search(tantivy.Query.term_query(self._schema, "id", doc_id), 1)
         return bool(hits.hits)
 
