@@ -43,6 +43,7 @@ def test_exact_search_and_validation() -> None:
     index = VectorIndex(None, dim=DIM)
     index.upsert(ids, x * 3.0)  # normalised on the way in
     assert len(index) == 200 and index.has("v7") and not index.has("nope")
+    assert sorted(index.ids()) == sorted(ids)
     for q in x[:10]:
         assert names(index.search(q, 5)) == brute(x, ids, q, 5)
     hit, score = index.search(x[3], 1)[0]
