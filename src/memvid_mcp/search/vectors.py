@@ -264,11 +264,6 @@ class VectorIndex:
                 self._hnsw.remove(np.asarray(dead_keys, dtype=np.uint64))
                 self._hnsw_dirty = True
 
-    def ids(self) -> list[str]:
-        """Every live id (for reconciling with the manager's records)."""
-        with self._lock:
-            return list(self._by_id)
-
     def has(self, doc_id: str) -> bool:
         with self._lock:
             return doc_id in self._by_id
