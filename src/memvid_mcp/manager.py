@@ -127,6 +127,8 @@ class MemoryManager:
 
     def _existing_scopes(self, names: Iterable[str] | None) -> list[ScopeStore]:
         """Scopes to read: the named ones (or all available), skipping ones never written."""
+        if names is not None and not isinstance(names, Iterable):
+            raise ValidationError("scopes", "must be a list of scope names")
         wanted = list(names) if names else list(self.layout.available)
         out = []
         for name in wanted:
@@ -277,6 +279,10 @@ class MemoryManager:
             raise ValidationError("k", f"must be an integer from 1 to {MAX_K}")
         if mode not in MODES:
             raise ValidationError("mode", f"must be one of {', '.join(MODES)}")
+        if kind is not None and not isinstance(kind, str):
+            raise ValidationError("kind", "must be a string")
+        if pinned is not None and not isinstance(pinned, bool):
+            raise ValidationError("pinned", "must be true, false or absent")
         filters = SearchFilters(
             tags_any=normalise_tags(tags_any, self.settings, "tags_any"),
             tags_all=normalise_tags(tags_all, self.settings, "tags_all"),

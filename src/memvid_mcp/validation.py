@@ -65,6 +65,8 @@ def check_id(value: Any, field: str = "id") -> str:
 
 def normalise_ids(ids: str | Iterable[str], field: str = "ids") -> list[str]:
     """One id, a comma-separated string, or a list; duplicates removed, order kept."""
+    if not isinstance(ids, str | Iterable):
+        raise ValidationError(field, "must be a memory id or a list of memory ids")
     items = ids.split(",") if isinstance(ids, str) else list(ids)
     out: list[str] = []
     for item in items:
@@ -84,6 +86,8 @@ def normalise_tags(tags: str | Iterable[str] | None, settings: Settings,
     dropped (first spelling kept)."""
     if tags is None:
         return ()
+    if not isinstance(tags, str | Iterable):
+        raise ValidationError(field, "must be a list of strings or a comma-separated string")
     items = tags.split(",") if isinstance(tags, str) else list(tags)
     out: list[str] = []
     seen: set[str] = set()
