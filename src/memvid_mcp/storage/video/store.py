@@ -468,7 +468,7 @@ class VideoStore:
             before = sum(s.stored_bytes for s in segs)
             victims = [s for s in segs if s.live_share < self.live_threshold]
             small = [s for s in segs if s not in victims and s.stored_bytes < SMALL_SEGMENT_BYTES]
-            if len(small) >= 2:
+            if len(small) >= 2 or (victims and small):  # merge into what is written anyway
                 victims += small
             if not victims:
                 return CompactReport(bytes_before=before, bytes_after=before)
