@@ -52,7 +52,8 @@ class _Pending:
     since: float = field(default_factory=time.monotonic)
 
 
-def open_backend(settings: Settings, directory: Path) -> StorageAdapter:
+def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
+                 ) -> StorageAdapter:
     """The configured storage backend for one scope directory."""
     if settings.backend == "video":
         from .storage.video import VideoStore
@@ -65,7 +66,7 @@ def open_backend(settings: Settings, directory: Path) -> StorageAdapter:
         )
     from .storage.filestore import FileStore
 
-    return FileStore(directory)
+    return FileStore(directory, read_only=read_only)
 
 
 def lexical_doc(record: MemoryRecord, text: str) -> LexicalDoc:
@@ -114,7 +115,7 @@ class ScopeStore:
             ensure_dir(directory)
             self._scope_lock.acquire(settings.lock_timeout)
         try:
-            self.backend = open_backend(settings, directory)
+            self.backend = open_backend(settings, directory, read_only=read_only)
             self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
             meta = ensure_dir(directory / "meta")
             self._recover(meta)

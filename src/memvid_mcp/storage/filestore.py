@@ -61,8 +61,10 @@ class FileStore:
 
     capabilities = Capabilities(name="file")
 
-    def __init__(self, root: Path) -> None:
-        self._dir = ensure_dir(Path(root) / "bodies")
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        # A read-only opener (another process holds the scope lock) must not create or
+        # remove anything: the temp files below may be the writer's bodies in flight.
+        self._dir = Path(root) / "bodies" if read_only else ensure_dir(Path(root) / "bodies")
         self._lock = threading.RLock()
         self._sizes: dict[str, int] = {}  # body_id -> raw length
         self._closed = False
@@ -73,8 +75,9 @@ class FileStore:
                 self._sizes[path.name[: -len(_SUFFIX)]] = _HEADER.unpack(header)[4]
             except (OSError, struct.error):
                 self._sizes[path.name[: -len(_SUFFIX)]] = 0  # verify() will report it
-        for tmp in self._dir.glob("*/.*.tmp-*"):
-            tmp.unlink(missing_ok=True)  # leftovers of a crash mid-write; never acknowledged
+        if not read_only:
+            for tmp in self._dir.glob("*/.*.tmp-*"):
+                tmp.unlink(missing_ok=True)  # leftovers of a crash mid-write; never acknowledged
 
     def _path(self, body_id: str) -> Path:
         if not body_id or not set(body_id) <= _SAFE_ID or len(body_id) > 64:
