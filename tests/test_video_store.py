@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from memvid_mcp.errors import ClosedError, CorruptionError, NotFoundError, ValidationError
+from memvid_mcp.errors import (
+    ClosedError,
+    CorruptionError,
+    MemvidError,
+    NotFoundError,
+    ValidationError,
+)
 from memvid_mcp.storage.base import StorageAdapter
 from memvid_mcp.storage.video import VideoStore, codec, manifest
 from memvid_mcp.storage.video import store as store_module
@@ -241,3 +250,57 @@ def test_lost_segment_line_is_rebuilt_and_never_collected(tmp_path: Path) -> Non
     store.compact()  # must not take the segment for an orphan
     for i in (1, 2, 3):
         assert VideoStore(tmp_path).get(f"s{i}") == _text(i)
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.text(max_size=8),
+    st.lists(st.text(max_size=4)),
+    st.just("01M7XW0BNPEG748ZKFAMK5MJ1K"),  # a well-formed segment id with no files
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"op": st.sampled_from(["seg", "put", "del", "drop"])},
+            optional={
+                k: _values
+                for k in (
+                    "seg",
+                    "body_id",
+                    "frame",
+                    "offset",
+                    "len",
+                    "frames",
+                    "sha256",
+                    "ids",
+                    "raw",
+                    "bytes",
+                    "mvi_bytes",
+                )
+            },
+        ),
+        max_size=8,
+    )
+)
+def test_checksummed_nonsense_in_the_manifest_raises_only_memvid_errors(
+    tmp_path_factory: pytest.TempPathFactory, records: list[dict[str, object]]
+) -> None:
+    root = tmp_path_factory.mktemp("nonsense")
+    (root / "manifest.jsonl").write_bytes(b"".join(manifest.encode_line(r) for r in records))
+    try:
+        store = VideoStore(root)
+        for body_id in list(store.ids()):
+            with contextlib.suppress(MemvidError):
+                store.get(body_id)
+        store.stats()
+        store.verify()
+        store.compact()
+    except MemvidError:
+        pass

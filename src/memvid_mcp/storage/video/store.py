@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
 SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by compaction
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
+_ULID = re.compile(r"^[0-9A-Z]{26}$")
 
 
 class _Loc(NamedTuple):
@@ -133,10 +134,16 @@ class VideoStore:
             op = rec["op"]
             try:
                 if op == "seg":
-                    self._segs[str(rec["seg"])] = _Segment(str(rec["seg"]), rec)
+                    if not _is_ulid(rec["seg"]) or not all(
+                        type(rec.get(k)) is int for k in ("frames", "bytes", "mvi_bytes", "raw")
+                    ):
+                        raise ValueError("bad segment record")
+                    self._segs[rec["seg"]] = _Segment(rec["seg"], rec)
                 elif op == "put":
                     self._loc[str(rec["body_id"])] = _loc_from(rec)
                 elif op == "del":
+                    if not isinstance(rec["ids"], list):
+                        raise ValueError("bad tombstone record")
                     for body_id in rec["ids"]:
                         self._loc.pop(str(body_id), None)
                 elif op == "drop":
@@ -596,7 +603,13 @@ def _groups(items: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]
         yield group
 
 
+def _is_ulid(value: object) -> bool:
+    return isinstance(value, str) and _ULID.match(value) is not None
+
+
 def _loc_from(rec: dict[str, Any]) -> _Loc:
+    if not _is_ulid(rec["seg"]):
+        raise ValueError("bad segment id")
     return _Loc(
         str(rec["seg"]),
         int(rec["frame"]),
