@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -307,3 +308,77 @@ def test_redaction_can_be_turned_off(tmp_path: Path, outside_repo: Path) -> None
         assert result.redactions == ()
         assert m.get(result.id).memories[0].text == f"key {secret}"
     assert os.environ.get("MEMVID_REDACT_SECRETS") is None
+
+
+# ------------------------------------------------------------------------ HTTP
+
+STORE_CALL = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+              "params": {"name": "memory_store",
+                         "arguments": {"text": "hostile-request-text-4f1e never stored"}}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_hostile_http_requests_get_the_right_status_and_store_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, anyio_backend: str) -> None:
+    import httpx
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from memvid_mcp.server import build_http_app
+    from test_server_http import HEADERS, INITIALIZE, TOKEN, serve
+
+    (tmp_path / "work").mkdir()
+    manager = MemoryManager(Settings(data_dir=tmp_path / "data", embeddings=False,
+                                     project=tmp_path / "work"))
+    app = build_http_app(build_server(manager.settings, lambda: manager), host="0.0.0.0",
+                         token=TOKEN, max_body_bytes=4096)
+    auth = {**HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    secret_text = "durable-text-that-must-not-be-logged-91c3"
+    try:
+        with caplog.at_level(logging.DEBUG):
+            async with serve(app) as url:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    cases = [
+                        ("no token", STORE_CALL, HEADERS, 401),
+                        ("wrong token", STORE_CALL,
+                         {**HEADERS, "Authorization": "Bearer not-the-token"}, 401),
+                        ("token in the query", STORE_CALL, HEADERS, 401),
+                        ("foreign Origin", STORE_CALL,
+                         {**auth, "Origin": "https://evil.example"}, 403),
+                        ("oversized body",
+                         {**STORE_CALL, "params": {**STORE_CALL["params"],  # type: ignore[dict-item]
+                                                   "pad": "x" * 8192}}, auth, 413),
+                    ]
+                    for label, body, headers, status in cases:
+                        target = f"{url}?token={TOKEN}" if "query" in label else url
+                        response = await http.post(target, json=body, headers=headers)
+                        assert response.status_code == status, label
+                    for raw in (b"{not json", b"[]", b'{"jsonrpc": "2.0"}', b"null",
+                                b'{"jsonrpc": "1.0", "id": 1, "method": "initialize"}'):
+                        response = await http.post(url, content=raw, headers=auth)
+                        assert 400 <= response.status_code < 500, raw
+                    ok = await http.post(url, json=INITIALIZE, headers=auth)
+                    assert ok.status_code == 200  # the server is still healthy
+                async with (
+                    httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"},
+                                       timeout=30) as http2,
+                    Client(streamable_http_client(url, http_client=http2)) as client,
+                ):
+                    stored = await client.call_tool("memory_store", {"text": secret_text})
+                    assert not stored.is_error
+                    assert stored.structured_content is not None
+                    got = await client.call_tool("memory_get",
+                                                 {"ids": stored.structured_content["id"]})
+                    assert not got.is_error
+        memories = manager.list(limit=10).memories
+        assert len(memories) == 1  # only the authorised store reached the store
+        assert manager.get(memories[0].id).memories[0].text == secret_text
+    finally:
+        manager.close()
+    client_side = ("httpx", "httpcore", "mcp.client")  # this test's own clients
+    server_records = [r for r in caplog.records if not r.name.startswith(client_side)]
+    assert any(r.name.startswith(("uvicorn", "mcp.server")) for r in server_records)
+    logged = " ".join(f"{r.getMessage()} {r.args}" for r in server_records)
+    assert TOKEN not in logged
+    assert secret_text not in logged and "hostile-request-text" not in logged
