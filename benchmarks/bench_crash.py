@@ -13,7 +13,7 @@ started afresh every ``--reset`` trials so reopen and verify stay quick. Bounded
 ``--trials`` per backend and ``--max-seconds`` overall; prints one table.
 
 Run: ``python benchmarks/bench_crash.py [--trials 100] [--backends file,video]
-[--max-seconds 900] [--seed 1]``.
+[--max-seconds 1800] [--seed 1]``.
 """
 
 from __future__ import annotations
@@ -153,17 +153,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=100, help="kills per backend")
     parser.add_argument("--backends", default="file,video")
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="overall time cap")
+    parser.add_argument("--max-seconds", type=float, default=1800.0,
+                        help="overall time cap, split evenly between the backends")
     parser.add_argument("--reset", type=int, default=10, help="fresh data dir every N trials")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    deadline = time.monotonic() + args.max_seconds
+    backends = args.backends.split(",")
+    budget = args.max_seconds / len(backends)  # each backend gets its share of the time
     tallies: dict[str, Tally] = {}
     root = Path(tempfile.mkdtemp(prefix="memvid-crash-"))
     started = time.monotonic()
     try:
-        for backend in args.backends.split(","):
+        for backend in backends:
+            deadline = time.monotonic() + budget
             tally = tallies[backend] = Tally()
             ledger = Ledger()
             data_dir = root / backend
