@@ -95,8 +95,9 @@ def fsync_dir(path: Path) -> None:
 class Manifest:
     """Reads, appends to and atomically rewrites one manifest file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tmp_dir: Path | None = None) -> None:
         self.path = path
+        self.tmp_path = (tmp_dir or path.parent) / f".{path.name}.tmp"
         self._good_size: int | None = None
 
     def load(self) -> Parsed:
@@ -137,7 +138,7 @@ class Manifest:
 
     def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
         """Replace the whole manifest atomically (temp file, fsync, rename, fsync dir)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self.tmp_path
         try:
             with open(tmp, "wb") as fh:
                 for record in records:
@@ -147,6 +148,8 @@ class Manifest:
                 size = fh.tell()
             os.replace(tmp, self.path)
             fsync_dir(self.path.parent)
+            if tmp.parent != self.path.parent:
+                fsync_dir(tmp.parent)
         except OSError as exc:
             raise StorageError(f"{self.path}: {exc}") from exc
         self._good_size = size

@@ -112,7 +112,7 @@ class VideoStore:
         self._cache = ByteLRU(cache_bytes)
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
-        self._manifest = Manifest(self.root / "manifest.jsonl")
+        self._manifest = Manifest(self.root / "manifest.jsonl", tmp_dir=self.seg_dir)
         self._loc: dict[str, _Loc] = {}
         self._segs: dict[str, _Segment] = {}
         self._manifest_problems: list[str] = []
@@ -549,7 +549,7 @@ class VideoStore:
             if orphan:
                 log.info("removing orphan %s", path)
                 path.unlink(missing_ok=True)
-        (self.root / "manifest.jsonl.tmp").unlink(missing_ok=True)
+        self._manifest.tmp_path.unlink(missing_ok=True)
 
     def stats(self) -> StorageStats:
         self._check_open()
