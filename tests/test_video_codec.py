@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 import memvid_mcp
-from memvid_mcp.storage.video import codec, framing
+from memvid_mcp.storage.video import VideoStore, codec, framing, mvi
 
 PACKAGE = Path(memvid_mcp.__file__).parent
 
@@ -95,3 +96,24 @@ def test_only_codec_imports_av_and_zxingcpp() -> None:
     ]
     assert offenders == []
     assert {"av", "zxingcpp"} <= _imports(PACKAGE / "storage" / "video" / "codec.py")
+
+
+def test_format_doc_recipe_reads_a_real_frame(tmp_path: Path) -> None:
+    """docs/format.md's Python recipe, fed the frame ffmpeg would extract."""
+    store = VideoStore(tmp_path)
+    bodies = [f"note {i}: Grüße ✓ the ferry leaves at nine".encode() * 20 for i in range(60)]
+    store.put_many([(f"n{i}", b) for i, b in enumerate(bodies)])
+    (mvi_path,) = (tmp_path / "segments").glob("*.mvi")
+    index = mvi.loads(mvi_path.read_bytes())
+    entry = index.frames[0]
+    packet = mvi_path.with_suffix(".mp4").read_bytes()[entry.offset : entry.offset + entry.size]
+    frame = codec.decode_image(index.codec, index.extradata, index.width, index.height, packet)
+    doc = (PACKAGE.parents[1] / "docs" / "format.md").read_text(encoding="utf-8")
+    recipe = re.search(r"```python\n(.*?)```", doc, re.S)
+    assert recipe is not None
+    code = recipe.group(1).replace("from PIL import Image\n", "")
+    code = code.replace('Image.open("out.png")', "frame")
+    namespace: dict[str, object] = {"frame": frame}
+    exec(code, namespace)
+    assert namespace["index"] == 0
+    assert bytes(namespace["text"]).startswith(bodies[0])  # type: ignore[call-overload]

@@ -304,3 +304,13 @@ def test_checksummed_nonsense_in_the_manifest_raises_only_memvid_errors(
         store.compact()
     except MemvidError:
         pass
+
+
+def test_huge_batch_seals_several_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "SEGMENT_RAW_LIMIT", 5000)
+    store = VideoStore(tmp_path)
+    items = [(f"h{i}", _text(i, 1200)) for i in range(12)]
+    store.put_many(items)
+    assert len(_files(tmp_path, "mp4")) >= 3
+    reopened = VideoStore(tmp_path)
+    assert all(reopened.get(i) == b for i, b in items)
