@@ -40,6 +40,29 @@ def test_segment_round_trip(tmp_path: Path, profile: str) -> None:
         assert got == payload
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [s for ladder in codec.PROFILES.values() for s in ladder[1:]],
+    ids=lambda s: f"{s.profile}-{s.px_per_module}px-{s.ecc}",
+)
+def test_safer_rungs_round_trip_full_frames(tmp_path: Path, settings: codec.EncodeSettings) -> None:
+    payloads = _payloads(3, settings.capacity)
+    symbols, versions = codec.encode_symbols(payloads, settings)
+    assert versions[0] == 40
+    written = codec.write_segment(tmp_path / "r.mp4", symbols, settings)
+    data = (tmp_path / "r.mp4").read_bytes()
+    for (offset, size, _pts), payload in zip(written.packets, payloads, strict=True):
+        got = codec.decode_payload(
+            written.codec,
+            written.extradata,
+            written.width,
+            written.height,
+            data[offset : offset + size],
+            settings.px_per_module,
+        )
+        assert got == payload
+
+
 def test_archival_is_lossless_and_small(tmp_path: Path) -> None:
     settings = codec.PROFILES["archival"][0]
     payloads = _payloads(8, settings.capacity)
