@@ -87,6 +87,30 @@ def test_seal_retries_with_safer_settings(tmp_path: Path, monkeypatch: pytest.Mo
     assert VideoStore(tmp_path).get("x") == _text(5, 3000)
 
 
+def test_seal_moves_on_when_an_encoder_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = codec.write_segment
+
+    def refuse_first(path: Path, symbols: object, settings: codec.EncodeSettings) -> object:
+        if settings.ecc == "L":
+            raise store_module.StorageError("encoder refused these options")
+        return real(path, symbols, settings)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(codec, "write_segment", refuse_first)
+    store = VideoStore(tmp_path)
+    store.put_many([("e", _text(8, 2000))])
+    assert store.get("e") == _text(8, 2000)
+
+    def refuse_all(*args: object) -> object:
+        raise store_module.StorageError("no encoder at all")
+
+    monkeypatch.setattr(codec, "write_segment", refuse_all)
+    with pytest.raises(store_module.StorageError):
+        store.put_many([("never", b"x")])
+    assert not store.contains("never")
+
+
 def test_seal_never_publishes_an_unreadable_frame(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -227,6 +227,7 @@ class VideoStore:
     def _seal(self, bodies: list[bytes]) -> _Sealed:
         """Encode and verify one segment, then rename its files into place (unpublished)."""
         failed: list[int] = []
+        encode_error: StorageError | None = None
         for settings in self._ladder:
             packed = framing.Packer(settings.capacity).pack(bodies)
             symbols, versions = codec.encode_symbols(packed.payloads, settings)
@@ -234,7 +235,12 @@ class VideoStore:
             tmp_mp4 = self.seg_dir / f".seg-{seg}.mp4.tmp"
             tmp_mvi = self.seg_dir / f".seg-{seg}.mvi.tmp"
             try:
-                written = codec.write_segment(tmp_mp4, symbols, settings)
+                try:
+                    written = codec.write_segment(tmp_mp4, symbols, settings)
+                except StorageError as exc:  # this setting cannot encode here: try the next
+                    log.warning("seal: %s; trying safer settings", exc)
+                    encode_error = exc
+                    continue
                 failed = self._check_written(
                     tmp_mp4, written, packed.payloads, settings.px_per_module
                 )
@@ -264,6 +270,8 @@ class VideoStore:
             finally:
                 for tmp in (tmp_mp4, tmp_mvi):
                     tmp.unlink(missing_ok=True)
+        if encode_error is not None and not failed:
+            raise encode_error
         raise CorruptionError(
             str(self.seg_dir),
             f"frames {failed[:10]} did not decode back under any {self.profile} setting; "
