@@ -382,3 +382,42 @@ async def test_hostile_http_requests_get_the_right_status_and_store_nothing(
     logged = " ".join(f"{r.getMessage()} {r.args}" for r in server_records)
     assert TOKEN not in logged
     assert secret_text not in logged and "hostile-request-text" not in logged
+
+
+# ---------------------------------------------- parsers not covered elsewhere
+
+
+@FUZZ
+@given(data=st.binary(max_size=600), flip=st.integers(0, 10_000), cut=st.integers(0, 10_000))
+def test_snapshot_and_body_parsers_raise_only_corruption(
+        tmp_path_factory: pytest.TempPathFactory, data: bytes, flip: int, cut: int) -> None:
+    import zstandard
+
+    from memvid_mcp.errors import CorruptionError
+    from memvid_mcp.models import MemoryRecord
+    from memvid_mcp.snapshot import read_snapshot, write_snapshot
+    from memvid_mcp.storage.filestore import decode_body, encode_body
+
+    root = tmp_path_factory.mktemp("parse")
+    good = root / "good.zst"
+    record = MemoryRecord.from_state({
+        "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "body_id": "01ARZ3NDEKTSV4RRFFQ69G5FAW",
+        "title": None, "kind": "note", "tags": [], "scope": "global", "metadata": {},
+        "source": None, "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00", "expires_at": None, "pinned": False,
+        "sha256": "0" * 64, "size": 1})
+    write_snapshot(good, 3, [record])
+    blobs = [data, zstandard.ZstdCompressor().compress(data)]
+    sound = bytearray(good.read_bytes())
+    sound[flip % len(sound)] ^= 0x5A
+    blobs += [bytes(sound), good.read_bytes()[: cut % len(sound)]]
+    body = bytearray(encode_body(data or b"x"))
+    body[flip % len(body)] ^= 0x5A
+    for blob in blobs:
+        path = root / "snap.zst"
+        path.write_bytes(blob)
+        with contextlib.suppress(CorruptionError):
+            read_snapshot(path)
+    for blob in (data, bytes(body), encode_body(data)[: cut % (len(data) + 20)]):
+        with contextlib.suppress(CorruptionError):
+            decode_body(blob, "x.mvb")
