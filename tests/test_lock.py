@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,45 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path: Path) -> None:
     with MemoryManager.open(data_dir, project=data_dir, embeddings=False,
                             lock_timeout=2) as manager:
         assert manager.store("the lock died with its holder").scope == "global"
+
+
+WRITER_THEN_WAIT = textwrap.dedent("""
+    import sys
+    from memvid_mcp.manager import MemoryManager
+    m = MemoryManager.open(sys.argv[1], project=sys.argv[1], embeddings=False)
+    m.store("first from the holder")
+    m.flush()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    m.store("second from the holder")
+    m.flush()
+    print("wrote", flush=True)
+    sys.stdin.readline()
+    m.close()
+""")
+
+
+def test_read_only_fallback_follows_the_writer_and_takes_over(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER_THEN_WAIT, str(data_dir)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    with MemoryManager.open(data_dir, project=data_dir, embeddings=False, lock_timeout=0.2,
+                            read_only_fallback=True) as manager:
+        assert len(manager.list().memories) == 1
+        with pytest.raises(ReadOnlyError):
+            manager.store("refused while the holder lives")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "wrote"
+        deadline = time.monotonic() + 10
+        while len(manager.list().memories) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(manager.list().memories) == 2  # the read-only view followed the writer
+        proc.stdin.write("exit\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+        taken = manager.store("written after the holder left")
+        assert taken.scope == "global"
+        assert len(manager.list().memories) == 3

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import ClosedError, EmbeddingUnavailable, ValidationError
+from .errors import ClosedError, EmbeddingUnavailable, StoreLockedError, ValidationError
 from .models import (
     SEARCH_MODES,
     GetResult,
@@ -109,13 +109,15 @@ class MemoryManager:
             })
         return out
 
-    def _scope(self, name: str | None) -> ScopeStore:
+    def _scope(self, name: str | None, *, write: bool = False) -> ScopeStore:
         """The open scope, opening it (and starting background work) on first use."""
         if self._closed:
             raise ClosedError("the memory manager is closed")
         scope = self.layout.check(name or self.default_scope)
         store = self._scopes.get(scope)
         if store is not None:
+            if store.read_only and not self.settings.read_only:
+                return self._revisit_fallback(scope, write=write)
             return store
         with self._open_lock:
             store = self._scopes.get(scope)
@@ -125,7 +127,27 @@ class MemoryManager:
                 self._start_background()
         return store
 
-    def _existing_scopes(self, names: Iterable[str] | None) -> list[ScopeStore]:
+    def _revisit_fallback(self, scope: str, *, write: bool) -> ScopeStore:
+        """A scope opened read-only because another process held its lock: on a write, take
+        the lock if that process has gone; on a read, reload if its files changed."""
+        with self._open_lock:
+            store = self._scopes[scope]
+            if not store.read_only or not (write or store.changed_on_disk()):
+                return store
+            directory = self.layout.directory(scope)
+            try:
+                fresh = ScopeStore(scope, directory, self.settings.replace(lock_timeout=0.0))
+                log.info("scope %s: the other writer has gone; now writable", scope)
+            except StoreLockedError:
+                if write:
+                    return store  # its store() raises a clear ReadOnlyError
+                fresh = ScopeStore(scope, directory, self.settings, read_only=True)
+            store.close()
+            self._scopes[scope] = fresh
+            return fresh
+
+    def _existing_scopes(self, names: Iterable[str] | None, *, write: bool = False
+                         ) -> list[ScopeStore]:
         """Scopes to read: the named ones (or all available), skipping ones never written."""
         if names is not None and not isinstance(names, Iterable):
             raise ValidationError("scopes", "must be a list of scope names")
@@ -134,7 +156,7 @@ class MemoryManager:
         for name in wanted:
             self.layout.check(name)
             if name in self._scopes or self.layout.directory(name).exists():
-                out.append(self._scope(name))
+                out.append(self._scope(name, write=write))
         return out
 
     def _search_stores(self, scopes: str | Sequence[str] | None) -> list[ScopeStore]:
@@ -166,7 +188,7 @@ class MemoryManager:
 
     def _store_prepared(self, item: StoreInput, redactions: tuple[str, ...],
                         imported: dict[str, Any] | None = None) -> StoreResult:
-        store = self._scope(item.scope)
+        store = self._scope(item.scope, write=True)
         record, deduplicated, replaced = store.store(item, imported=imported)
         self._nudge()
         return StoreResult(record.id, deduplicated, store.name, record.sha256, replaced,
@@ -215,7 +237,7 @@ class MemoryManager:
         """Tombstone memories by id; returns how many existed."""
         wanted = normalise_ids(ids)
         deleted = 0
-        for store in self._existing_scopes(scopes):
+        for store in self._existing_scopes(scopes, write=True):
             found = store.delete(wanted)
             deleted += len(found)
             wanted = [i for i in wanted if i not in found]
@@ -225,7 +247,7 @@ class MemoryManager:
     def prune_expired(self) -> int:
         """Delete every memory whose TTL has passed; returns how many."""
         pruned = 0
-        for store in self._existing_scopes(None):
+        for store in self._existing_scopes(None, write=True):
             if not store.read_only:
                 pruned += len(store.delete(store.expired_ids()))
         return pruned

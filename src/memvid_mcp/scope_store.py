@@ -107,6 +107,8 @@ class ScopeStore:
         self.snapshot_seq = 0
         self._closed = False
         self._scope_lock = ScopeLock(directory)
+        self._disk_signature: tuple[Any, ...] = ()
+        self._signature_checked = 0.0
 
         if read_only:
             if not directory.exists():
@@ -127,7 +129,27 @@ class ScopeStore:
             raise
 
     # ----------------------------------------------------------------- opening
+    def _signature(self) -> tuple[Any, ...]:
+        """What changes on disk when another process writes this scope."""
+        parts: list[Any] = []
+        for path in [self.directory / "meta" / SNAPSHOT_FILE, *self.wal.files()]:
+            try:
+                stat = path.stat()
+                parts.append((path.name, stat.st_size, stat.st_mtime_ns))
+            except OSError:
+                continue
+        return tuple(parts)
+
+    def changed_on_disk(self, interval: float = 1.0) -> bool:
+        """For read-only opens: whether the writer changed the files (checked once a second)."""
+        now = time.monotonic()
+        if now - self._signature_checked < interval:
+            return False
+        self._signature_checked = now
+        return self._signature() != self._disk_signature
+
     def _recover(self, meta: Path) -> None:
+        self._disk_signature = self._signature()
         self.snapshot_seq, records = read_snapshot(meta / SNAPSHOT_FILE)
         for record in records:
             self._index_record(record)
