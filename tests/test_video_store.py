@@ -338,3 +338,19 @@ def test_huge_batch_seals_several_segments(tmp_path: Path, monkeypatch: pytest.M
     assert len(_files(tmp_path, "mp4")) >= 3
     reopened = VideoStore(tmp_path)
     assert all(reopened.get(i) == b for i, b in items)
+
+
+def test_a_second_reader_follows_the_writer(tmp_path: Path) -> None:
+    writer = VideoStore(tmp_path)
+    items = [(f"w{i}", _text(i, 500)) for i in range(40)]
+    writer.put_many(items[:20])
+    writer.put_many(items[20:])
+    reader = VideoStore(tmp_path, cache_bytes=0)  # another process, in effect
+    writer.put_many([("late", b"sealed after the reader opened")])
+    writer.delete_many([f"w{i}" for i in range(20) if i % 5])
+    writer.compact()  # moves the survivors, deletes the old segment files
+    assert reader.get("late") == b"sealed after the reader opened"
+    for body_id, body in items:
+        if writer.contains(body_id):
+            assert reader.get(body_id) == body
+    assert not reader.contains("w1")

@@ -116,6 +116,8 @@ class VideoStore:
         self._loc: dict[str, _Loc] = {}
         self._segs: dict[str, _Segment] = {}
         self._manifest_problems: list[str] = []
+        self._stamp: tuple[int, int, int] | None = None
+        self._wrote = False
         self._closed = False
         self._load()
 
@@ -128,8 +130,11 @@ class VideoStore:
         return self.seg_dir / f"seg-{seg}.mvi"
 
     def _load(self) -> None:
+        stamp = self._manifest_stamp()
         parsed = self._manifest.load()
-        self._manifest_problems = parsed.problems
+        problems = parsed.problems
+        locs: dict[str, _Loc] = {}
+        segs: dict[str, _Segment] = {}
         for rec in parsed.records:
             op = rec["op"]
             try:
@@ -138,32 +143,59 @@ class VideoStore:
                         type(rec.get(k)) is int for k in ("frames", "bytes", "mvi_bytes", "raw")
                     ):
                         raise ValueError("bad segment record")
-                    self._segs[rec["seg"]] = _Segment(rec["seg"], rec)
+                    segs[rec["seg"]] = _Segment(rec["seg"], rec)
                 elif op == "put":
-                    self._loc[str(rec["body_id"])] = _loc_from(rec)
+                    locs[str(rec["body_id"])] = _loc_from(rec)
                 elif op == "del":
                     if not isinstance(rec["ids"], list):
                         raise ValueError("bad tombstone record")
                     for body_id in rec["ids"]:
-                        self._loc.pop(str(body_id), None)
+                        locs.pop(str(body_id), None)
                 elif op == "drop":
-                    self._segs.pop(str(rec["seg"]), None)
+                    segs.pop(str(rec["seg"]), None)
             except (KeyError, TypeError, ValueError):
-                self._manifest_problems.append(f"record with missing or bad fields: {op}")
-        for seg in self._segs.values():
+                problems.append(f"record with missing or bad fields: {op}")
+        for seg in segs.values():
             self._load_index(seg)
-        self._rebuild_lost_segments()
-        for loc in self._loc.values():
-            segment = self._segs.get(loc.seg)
+        self._rebuild_lost_segments(locs, segs, problems)
+        for loc in locs.values():
+            segment = segs.get(loc.seg)
             if segment is not None:
                 segment.live_count += 1
                 segment.live_bytes += loc.length
+        with self._state_lock:
+            self._loc, self._segs = locs, segs
+            self._manifest_problems = problems
+            self._stamp = stamp
 
-    def _rebuild_lost_segments(self) -> None:
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._manifest.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _refresh(self) -> bool:
+        """Reload if another process changed the manifest (a reader beside the writer).
+
+        A store that has written is the writer (the scope lock allows one): it never reloads.
+        """
+        if self._wrote or self._manifest_stamp() == self._stamp:
+            return False
+        with self._write_lock:
+            if self._manifest_stamp() == self._stamp:
+                return False
+            log.info("%s changed on disk; reloading", self._manifest.path)
+            self._load()
+            return True
+
+    def _rebuild_lost_segments(
+        self, locs: dict[str, _Loc], segs: dict[str, _Segment], problems: list[str]
+    ) -> None:
         """Bodies whose segment line was damaged: describe the segment again from its .mvi."""
         lost: dict[str, int] = {}
-        for loc in self._loc.values():
-            if loc.seg not in self._segs:
+        for loc in locs.values():
+            if loc.seg not in segs:
                 lost[loc.seg] = lost.get(loc.seg, 0) + loc.length
         for seg_id, raw in lost.items():
             seg = _Segment(seg_id, {"op": "seg", "seg": seg_id})
@@ -175,7 +207,7 @@ class VideoStore:
                 frames=len(index.frames),
                 bytes=index.mp4_size,
                 mvi_bytes=len(mvi.dumps(index)),
-                bodies=sum(1 for loc in self._loc.values() if loc.seg == seg_id),
+                bodies=sum(1 for loc in locs.values() if loc.seg == seg_id),
                 raw=raw,
                 profile=index.profile,
                 codec=index.codec,
@@ -183,10 +215,8 @@ class VideoStore:
                 ecc=index.ecc,
                 ts="",
             )
-            self._segs[seg_id] = seg
-            self._manifest_problems.append(
-                f"segment {seg_id} had no manifest line; rebuilt from its .mvi"
-            )
+            segs[seg_id] = seg
+            problems.append(f"segment {seg_id} had no manifest line; rebuilt from its .mvi")
 
     def _load_index(self, seg: _Segment) -> None:
         path = self._mvi(seg.ulid)
@@ -219,6 +249,8 @@ class VideoStore:
             batch.setdefault(body_id, bytes(body))
         with self._write_lock:
             self._check_open()
+            self._refresh()  # catch up before becoming the writer
+            self._wrote = True
             fresh = [(i, b) for i, b in batch.items() if i not in self._loc]
             for group in _groups(fresh):
                 sealed = self._seal([b for _, b in group])
@@ -330,16 +362,20 @@ class VideoStore:
         with self._state_lock:
             self._segs[sealed.ulid] = segment
             self._loc.update(locs)
+            self._stamp = self._manifest_stamp()
 
     def delete_many(self, body_ids: Iterable[str]) -> int:
         """Tombstone bodies with one fsynced manifest line; returns how many were live."""
         self._check_open()
         with self._write_lock:
+            self._refresh()
+            self._wrote = True
             existing = [i for i in dict.fromkeys(body_ids) if i in self._loc]
             if not existing:
                 return 0
             self._manifest.append([{"op": "del", "ids": existing, "ts": iso(utcnow())}])
             with self._state_lock:
+                self._stamp = self._manifest_stamp()
                 for body_id in existing:
                     loc = self._loc.pop(body_id)
                     seg = self._segs.get(loc.seg)
@@ -353,6 +389,8 @@ class VideoStore:
     def get(self, body_id: str) -> bytes:
         self._check_open()
         loc = self._loc.get(body_id)
+        if loc is None and self._refresh():
+            loc = self._loc.get(body_id)
         if loc is None:
             raise NotFoundError(f"body {body_id} not found")
         return self._read(body_id, loc)
@@ -360,6 +398,8 @@ class VideoStore:
     def get_many(self, body_ids: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
         out: dict[str, bytes] = {}
+        if any(i not in self._loc for i in body_ids):
+            self._refresh()
         for body_id in body_ids:
             loc = self._loc.get(body_id)
             if loc is not None and body_id not in out:
@@ -368,7 +408,7 @@ class VideoStore:
 
     def contains(self, body_id: str) -> bool:
         self._check_open()
-        return body_id in self._loc
+        return body_id in self._loc or (self._refresh() and body_id in self._loc)
 
     def ids(self) -> Iterator[str]:
         self._check_open()
@@ -382,6 +422,8 @@ class VideoStore:
                 data = self._assemble(loc)
             except _Gone:
                 newer = self._loc.get(body_id)
+                if newer == loc and self._refresh():
+                    newer = self._loc.get(body_id)
                 if newer is None or newer == loc:
                     raise CorruptionError(str(self._mp4(loc.seg)), "segment missing") from None
                 loc = newer
@@ -478,6 +520,8 @@ class VideoStore:
         """
         self._check_open()
         with self._write_lock:
+            self._refresh()
+            self._wrote = True
             self._remove_orphans()
             segs = list(self._segs.values())
             before = sum(s.stored_bytes for s in segs)
@@ -533,7 +577,8 @@ class VideoStore:
             with self._state_lock:
                 self._segs = {s.ulid: s for s in kept}
                 self._loc = final
-            self._manifest_problems = []
+                self._manifest_problems = []
+                self._stamp = self._manifest_stamp()
             for seg in victims:
                 self._mp4(seg.ulid).unlink(missing_ok=True)
                 self._mvi(seg.ulid).unlink(missing_ok=True)
