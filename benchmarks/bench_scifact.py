@@ -45,9 +45,9 @@ def ir_eval() -> Any:
 
 
 def load(data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]], Any]:
-    corpus = [json.loads(line) for line in data / "corpus.jsonl".read_text("utf-8").splitlines()]
+    corpus = [json.loads(line) for line in (data / "corpus.jsonl").read_text("utf-8").splitlines()]
     queries = [
-        json.loads(line) for line in data / "queries_test.jsonl".read_text("utf-8").splitlines()
+        json.loads(line) for line in (data / "queries_test.jsonl").read_text("utf-8").splitlines()
     ]
     qrels = ir_eval().load_qrels(str(data / "qrels" / "test.tsv"))
     return corpus, queries, qrels

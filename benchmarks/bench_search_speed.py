@@ -62,7 +62,7 @@ def ms(values: list[float]) -> str:
 
 def sentences_and_queries() -> tuple[list[str], list[str]]:
     sentences: list[str] = []
-    for line in DATA / "scifact" / "corpus.jsonl".read_text("utf-8").splitlines():
+    for line in (DATA / "scifact" / "corpus.jsonl").read_text("utf-8").splitlines():
         doc = json.loads(line)
         for s in re.split(r"(?<=[.!?])\s+", doc["text"]):
             if len(s) > 30:
@@ -78,7 +78,7 @@ def sentences_and_queries() -> tuple[list[str], list[str]]:
                         turns.append(text)
     queries = [
         json.loads(line)["text"]
-        for line in DATA / "scifact" / "queries_test.jsonl".read_text("utf-8").splitlines()
+        for line in (DATA / "scifact" / "queries_test.jsonl").read_text("utf-8").splitlines()
     ]
     queries += [t for t in turns if t.endswith("?")][:200]
     return sentences + turns, queries
