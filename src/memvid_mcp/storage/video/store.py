@@ -4,7 +4,9 @@ Each ``put_many`` seals its bodies into new immutable segments (``seg-<ulid>.mp4
 its ``.mvi`` index): pack, encode, decode-verify every frame, rename into place, fsync, and
 only then append the manifest lines that publish them. The segment is then the only copy
 of those bodies. Thread safety: one writer at a time (an internal lock serialises
-put_many, delete_many and compact) alongside any number of concurrent readers.
+put_many, delete_many and compact) alongside any number of concurrent readers. A store
+that only reads, opened beside a writer in another process, reloads the manifest when a
+lookup misses and the file changed, so it follows new seals and compactions.
 """
 
 from __future__ import annotations
