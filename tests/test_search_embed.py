@@ -151,11 +151,12 @@ def test_bundled_model_offline_via_service(embed_cache: Path) -> None:
 
 @pytest.mark.model
 def test_onnx_vectors_equal_sentence_transformers(embed_cache: Path) -> None:
-    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("sentence_transformers")
     onnx_dir = resolve_onnx_model(str(bundled_model()), embed_cache)
     ours = OnnxEmbedder(onnx_dir).embed(TEXTS)
-    model = st.SentenceTransformer(str(bundled_model()), device="cpu")
-    theirs = model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    provider = load_embedder(str(bundled_model()), embed_cache, provider="sentence-transformers")
+    assert provider.dim == 384
+    theirs = provider.embed(TEXTS)
     cosine = (ours * theirs).sum(axis=1)
     assert cosine.min() >= 0.999, cosine
 
