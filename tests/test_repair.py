@@ -54,7 +54,10 @@ def test_truncated_wal_tail_is_reported_not_fatal(data_dir: Path, outside_repo: 
         wal_file = m._scope("global").wal.files()[-1]
         m._scope("global")._scope_lock.release()
         m._scope("global").lexical.close()
-        m._closed = True  # simulate a crash: nothing more is written
+        m._stop.set()  # simulate a crash: background threads stop, nothing more is written
+        for thread in m._threads:
+            thread.join(timeout=30)
+        m._closed = True
     wal_file.write_bytes(wal_file.read_bytes()[:-20])
     with _open(data_dir, outside_repo) as m:
         assert m.get(kept).memories

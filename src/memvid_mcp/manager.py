@@ -130,7 +130,7 @@ class MemoryManager:
     def _revisit_fallback(self, scope: str, *, write: bool) -> ScopeStore:
         """A scope opened read-only because another process held its lock: on a write, take
         the lock if that process has gone; on a read, reload if its files changed."""
-        with self._open_lock:
+        with self._open_lock, self._maint_lock:
             store = self._scopes[scope]
             if not store.read_only or not (write or store.changed_on_disk()):
                 return store
@@ -484,6 +484,8 @@ class MemoryManager:
                     return
                 try:
                     with self._maint_lock:
+                        if store.closed:  # replaced by _revisit_fallback meanwhile
+                            continue
                         if store.due():
                             store.write_batch()
                         store.commit_indexes()
@@ -515,6 +517,8 @@ class MemoryManager:
         worked = False
         with self._embed_lock:
             for store in list(self._scopes.values()):
+                if store.closed:
+                    continue
                 batch = store.take_embed_batch(self.settings.embed_batch)
                 if not batch:
                     continue

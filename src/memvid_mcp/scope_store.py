@@ -440,6 +440,10 @@ class ScopeStore:
 
     # ----------------------------------------------------------------- background
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def pending_count(self) -> int:
         return len(self._pending)
 
@@ -543,6 +547,9 @@ class ScopeStore:
         if missing:
             problems.append(Problem(str(self.directory), "bodies missing from storage",
                                     tuple(sorted(missing))))
+        damaged = self.lexical.check()
+        if damaged:
+            problems.append(Problem(str(self.directory / "meta" / "lexical"), damaged))
         orphans = self._kept_orphans()
         if orphans:
             problems.append(Problem(str(self.directory),
