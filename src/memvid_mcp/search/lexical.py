@@ -88,6 +88,13 @@ def _schema() -> tantivy.Schema:
     return sb.build()
 
 
+def _index_failure(exc: BaseException) -> bool:
+    """Whether tantivy failed on damaged index files: an error, or a Rust panic surfacing as
+    ``pyo3_runtime.PanicException`` (a BaseException), never an interrupt or exit."""
+    return isinstance(exc, OSError | ValueError | KeyError | TypeError | RuntimeError
+                      | IndexError) or type(exc).__name__ == "PanicException"
+
+
 def _micros(dt: datetime) -> int:
     utc = as_utc(dt)
     return int(utc.timestamp()) * 1_000_000 + utc.microsecond
@@ -156,7 +163,9 @@ class LexicalIndex:
             self._check_schema(index)
         except CorruptionError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except BaseException as exc:  # tantivy panics (BaseException) on some damaged files
+            if not _index_failure(exc):
+                raise
             raise CorruptionError(str(self._path), f"lexical index unusable: {exc}") from exc
         return index
 
@@ -380,17 +389,40 @@ class LexicalIndex:
             shadow = frozenset(self._shadow)
         hits: dict[str, float] = {}
         tq = self._query(terms, filters)
-        result = searcher.search(tq, k + len(shadow), count=False)
-        for score, address in result.hits:
-            doc_id = searcher.doc(address)["id"][0]
-            if doc_id not in shadow:
-                hits[doc_id] = float(score)
+        try:
+            result = searcher.search(tq, k + len(shadow), count=False)
+            for score, address in result.hits:
+                doc_id = searcher.doc(address)["id"][0]
+                if doc_id not in shadow:
+                    hits[doc_id] = float(score)
+        except BaseException as exc:  # tantivy: a damaged index file
+            if not _index_failure(exc):
+                raise
+            raise CorruptionError(
+                str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
+            ) from exc
         if tail:
             hits.update(
                 self._score_tail(terms, tail, tail_docs, tail_len, searcher, avg_len, filters)
             )
         ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
+
+    def check(self) -> str | None:
+        """Read every committed document's id back; a message when index files are damaged."""
+        with self._state_lock:
+            searcher = self._searcher
+        try:
+            count = searcher.num_docs
+            if count:
+                result = searcher.search(tantivy.Query.all_query(), count, count=False)
+                for _score, address in result.hits:
+                    searcher.doc(address)["id"][0]
+        except BaseException as exc:
+            if not _index_failure(exc):
+                raise
+            return f"lexical index unreadable: {exc}"
+        return None
 
     def _query(self, terms: list[str], filters: SearchFilters | None) -> tantivy.Query:
         schema = self._schema
