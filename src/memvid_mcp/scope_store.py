@@ -28,7 +28,14 @@ import numpy as np
 from ulid import ULID
 
 from .config import Settings
-from .errors import ClosedError, CorruptionError, NotFoundError, ReadOnlyError, StoreLockedError
+from .errors import (
+    ClosedError,
+    CorruptionError,
+    NotFoundError,
+    ReadOnlyError,
+    StorageError,
+    StoreLockedError,
+)
 from .fsutil import ensure_dir
 from .hashing import content_sha256
 from .lock import ScopeLock
@@ -185,15 +192,26 @@ class ScopeStore:
             index = LexicalIndex(None)
             self._rebuild_lexical(index)
             return index
+        path = meta / "lexical"
         try:
-            index = LexicalIndex(meta / "lexical")
-        except CorruptionError as exc:
-            log.warning("scope %s: lexical index unreadable (%s); rebuilding", self.name, exc)
-            self._move_aside(meta / "lexical", exc)
-            index = LexicalIndex(meta / "lexical")
+            index = LexicalIndex(path)
+            try:
+                self._catch_up_lexical(index)
+            except BaseException:
+                index.close()
+                raise
+            return index
+        except StorageError as exc:  # damaged, or a crash left files that block its commits
+            log.warning("scope %s: lexical index unusable (%s); rebuilding", self.name, exc)
+            damage = exc if isinstance(exc, CorruptionError) else CorruptionError(
+                str(path), str(exc).split(": ", 1)[-1])
+            self._move_aside(path, damage)
+            index = LexicalIndex(path)
             index.clear()
             self._rebuild_lexical(index)
             return index
+
+    def _catch_up_lexical(self, index: LexicalIndex) -> None:
         if index.committed_seq < self.snapshot_seq or index.committed_seq > self.wal.last_seq:
             index.clear()
             self._rebuild_lexical(index)
@@ -202,7 +220,6 @@ class ScopeStore:
                 if rec.seq > index.committed_seq:
                     self._apply_to_lexical(index, rec)
         index.commit(self.wal.last_seq)
-        return index
 
     def _open_vectors(self, meta: Path, dim: int) -> VectorIndex:
         path = None if self.read_only else meta / "vectors"

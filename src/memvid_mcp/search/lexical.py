@@ -122,6 +122,13 @@ class LexicalIndex:
         self._index = self._open_index()
         self._schema = self._index.schema
         self._writer: Any = None if read_only else self._index.writer(_WRITER_HEAP, 1)
+        if self._writer is not None:
+            try:  # a writer killed mid-commit leaves files the next commit would collide with
+                self._writer.garbage_collect_files()
+            except BaseException as exc:
+                if not _index_failure(exc):
+                    raise
+                log.warning("%s: lexical garbage collection failed: %s", self._path, exc)
         self._searcher = self._index.searcher()
         self._avg_len = self._field_averages(self._searcher)
         self._pending: dict[str, _Pending] = {}
