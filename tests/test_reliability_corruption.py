@@ -22,14 +22,16 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from memvid_mcp.errors import CorruptionError, NotFoundError
+from memvid_mcp.errors import CorruptionError, NotFoundError, StorageError
 from memvid_mcp.manager import MemoryManager
 from memvid_mcp.models import Problem
+from memvid_mcp.search.lexical import META_FILE, LexicalDoc, LexicalIndex
 from memvid_mcp.storage.video import mvi
 
 N_MEMORIES = 8
@@ -325,3 +327,60 @@ def test_cli_repair_quarantines_and_comes_back_clean(tmp_path: Path) -> None:
     clean = subprocess.run([*base, "verify"], capture_output=True, text=True, timeout=60,
                            env=env)
     assert clean.returncode == 0 and json.loads(clean.stdout)["ok"] is True
+
+
+# ------------------------------------------------ crash leftovers in the lexical index
+
+
+def _doc(i: int) -> LexicalDoc:
+    return LexicalDoc(id=f"id{i}", text=f"text {i}", title=None, tags=(), kind="note",
+                      created_at=datetime.now(UTC), pinned=False)
+
+
+def test_files_of_a_commit_killed_midway_do_not_block_the_next(tmp_path: Path) -> None:
+    """Found by benchmarks/bench_crash.py: a writer killed after tantivy wrote a delete file
+    but before meta.json left ``<seg>.<opstamp>.del``; replaying the same operations after the
+    restart reached the same opstamp and every commit failed (FileAlreadyExists)."""
+    root = tmp_path / "lexical"
+    index = LexicalIndex(root)
+    index.upsert([_doc(i) for i in range(10)])
+    index.commit(1)
+    index.close()
+    before = (root / "meta.json").read_bytes(), (root / META_FILE).read_bytes()
+    index = LexicalIndex(root)
+    index.delete(["id1", "id2"])
+    index.commit(2)
+    index.close()
+    assert list(root.glob("*.del"))
+    (root / "meta.json").write_bytes(before[0])  # as if killed before meta.json was replaced
+    (root / META_FILE).write_bytes(before[1])
+    index = LexicalIndex(root)
+    index.delete(["id1", "id2"])  # the same replayed operations: the same opstamp
+    index.commit(2)
+    assert [i for i, _ in index.search("text", 20)] == [f"id{i}" for i in range(10)
+                                                         if i not in (1, 2)]
+    index.close()
+
+
+def test_a_lexical_index_that_cannot_commit_is_rebuilt_on_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = build(tmp_path, "file")
+    real_commit = LexicalIndex.commit
+    calls = {"n": 0}
+
+    def fail_once(self: LexicalIndex, seq: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StorageError(f"{built.scope}/meta/lexical: lexical commit failed: "
+                               "FileAlreadyExists")
+        real_commit(self, seq)
+
+    monkeypatch.setattr(LexicalIndex, "commit", fail_once)
+    with built.open() as m:
+        assert served(m, built.texts) == built.texts
+        hits = m.search("topic5", mode="lexical").results
+        assert [h.id for h in hits][:1] == [i for i, t in built.texts.items() if "topic5" in t]
+        assert names(m.verify(), built.scope / "meta" / "lexical")
+        m.repair()
+        assert m.verify() == []
+    assert list((built.scope / "quarantine").glob("*/meta/lexical/meta.json"))
