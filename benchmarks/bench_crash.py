@@ -8,6 +8,9 @@ random mix), kills it with SIGKILL at a random instant, reopens the store and ch
 - ``verify`` is clean (a torn last WAL record, never acknowledged, is counted apart);
 - the store accepts a new write (which then joins the acknowledged set).
 
+A store that does not reopen is counted (``reopen failed``; its acknowledged memories count as
+lost) and the trial series starts afresh.
+
 The data directory carries over between trials (state accumulates, as in real use) and is
 started afresh every ``--reset`` trials so reopen and verify stay quick. Bounded by
 ``--trials`` per backend and ``--max-seconds`` overall; prints one table.
@@ -48,6 +51,7 @@ class Tally:
     verify_problems: int = 0
     torn_tails: int = 0
     write_after_failed: int = 0
+    reopen_failed: int = 0
     during: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -179,7 +183,15 @@ def main() -> None:
                     shutil.rmtree(data_dir, ignore_errors=True)
                     ledger = Ledger()
                 run_trial(data_dir, backend, args.seed * 100_000 + trial, rng, ledger, tally)
-                check(data_dir, backend, ledger, tally, trial)
+                try:
+                    check(data_dir, backend, ledger, tally, trial)
+                except Exception as exc:  # the store did not reopen: count it, start afresh
+                    tally.reopen_failed += 1
+                    tally.examples.append(f"trial {trial}: reopen failed: {exc!r}"[:300])
+                    tally.acknowledged += len(ledger.acked)
+                    tally.lost += len(ledger.acked)
+                    shutil.rmtree(data_dir, ignore_errors=True)
+                    ledger = Ledger()
                 tally.trials += 1
                 print(f"\r{backend}: trial {trial + 1}/{args.trials}", end="", file=sys.stderr,
                       flush=True)
@@ -190,14 +202,16 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     elapsed = time.monotonic() - started
     cols = ["backend", "trials", "kills", "acknowledged", "deletes", "lost", "changed",
-            "resurrected", "verify problems", "torn tails", "write after crash failed"]
+            "resurrected", "verify problems", "torn tails", "write after crash failed",
+            "reopen failed"]
     print(f"bench_crash: seed {args.seed}, {elapsed:.0f} s, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cpus")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for backend, t in tallies.items():
         row = [backend, t.trials, t.kills, t.acknowledged, t.deletes, t.lost, t.changed,
-               t.resurrected, t.verify_problems, t.torn_tails, t.write_after_failed]
+               t.resurrected, t.verify_problems, t.torn_tails, t.write_after_failed,
+               t.reopen_failed]
         print("| " + " | ".join(str(v) for v in row) + " |")
     for backend, t in tallies.items():
         phases = ", ".join(f"{k} {v}" for k, v in sorted(t.during.items()))
@@ -205,7 +219,7 @@ def main() -> None:
         for example in t.examples:
             print(f"  {example}")
     bad = sum(t.lost + t.changed + t.resurrected + t.verify_problems + t.write_after_failed
-              for t in tallies.values())
+              + t.reopen_failed for t in tallies.values())
     sys.exit(1 if bad else 0)
 
 
