@@ -305,6 +305,19 @@ def _progress(label: str, total: int | None = None) -> Any:
                              hidden=not sys.stderr.isatty() or not total)
 
 
+@contextmanager
+def _progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress(done, total) callback drawing a bar on a terminal (stderr)."""
+    bar = click.progressbar(length=1, label=label, file=sys.stderr,
+                            hidden=not sys.stderr.isatty())
+    with bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+        yield progress
+
+
 @main.command(name="import")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @click.pass_obj
@@ -337,14 +350,8 @@ def export(obj: Context, path: Path) -> None:
 @click.pass_obj
 def verify(obj: Context) -> None:
     """Check every record and checksum (and decode every video frame). Exit 0 when sound."""
-    with obj.manager(read_only=True) as manager:
-        bar = _progress("verifying", 1)
-        with bar:
-            def progress(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
-
-            problems = manager.verify(progress)
+    with obj.manager(read_only=True) as manager, _progress_callback("verifying") as progress:
+        problems = manager.verify(progress)
     data = {"ok": not problems, "problems": [p.to_dict() for p in problems]}
 
     def human() -> None:
@@ -363,14 +370,8 @@ def verify(obj: Context) -> None:
 @click.pass_obj
 def compact(obj: Context) -> None:
     """Rewrite segments with many deleted bodies and merge small ones."""
-    with obj.manager() as manager:
-        bar = _progress("compacting", 1)
-        with bar:
-            def progress(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
-
-            reports = manager.compact(progress)
+    with obj.manager() as manager, _progress_callback("compacting") as progress:
+        reports = manager.compact(progress)
     data = {name: report.to_dict() for name, report in reports.items()}
 
     def human() -> None:
@@ -386,12 +387,7 @@ def compact(obj: Context) -> None:
 def repair(obj: Context) -> None:
     """Rebuild indexes from the durable files; quarantine (copy) what cannot be read."""
     with obj.manager() as manager:
-        bar = _progress("checking", 1)
-        with bar:
-            def progress(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
-
+        with _progress_callback("checking") as progress:
             reports = manager.repair(progress)
         remaining = manager.verify()
 

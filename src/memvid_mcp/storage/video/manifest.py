@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import StorageError
+from ...fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,6 @@ def parse(data: bytes) -> Parsed:
         pos = end + 1
         out.good_size = pos
     return out
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Manifest:

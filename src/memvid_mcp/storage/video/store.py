@@ -25,11 +25,12 @@ from typing import Any, NamedTuple
 from ulid import ULID
 
 from ...errors import ClosedError, CorruptionError, NotFoundError, StorageError, ValidationError
+from ...fsutil import fsync_dir
 from ...models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
 from . import codec, framing, mvi
 from .cache import ByteLRU
-from .manifest import Manifest, fsync_dir
+from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
