@@ -233,10 +233,12 @@ class LexicalIndex:
         hits = self._searcher.search(tantivy.Query.term_query(self._schema, "id", doc_id), 1)
         return bool(hits.hits)
 
-    def _exists(self, doc_id: str) -> bool:
-        if doc_id in self._pending:
-            return True
-        return doc_id not in self._shadow and self._committed_has(doc_id)
+    def _lookup(self, doc_id: str) -> tuple[bool, bool]:
+        """(exists now, in the committed snapshot). Only committed ids need shadowing, so
+        brand-new documents do not make searches over-fetch."""
+        shadowed = doc_id in self._shadow
+        committed = shadowed or self._committed_has(doc_id)
+        return doc_id in self._pending or (committed and not shadowed), committed
 
     def upsert(self, docs: Sequence[LexicalDoc]) -> None:
         """Add or replace documents by id; searchable immediately, durable at ``commit``."""
@@ -258,7 +260,7 @@ class LexicalIndex:
                 tdoc.add_text("kind", doc.kind)
                 tdoc.add_integer("created", _micros(doc.created_at))
                 tdoc.add_boolean("pinned", bool(doc.pinned))
-                existed = self._exists(doc.id)
+                existed, committed = self._lookup(doc.id)
                 self._writer.delete_documents_by_term("id", doc.id)
                 self._writer.add_document(tdoc)
                 with self._state_lock:
@@ -268,7 +270,8 @@ class LexicalIndex:
                         self._tail_len[field] += lengths[field]
                         for term in terms[field]:
                             self._tail_terms.setdefault(term, set()).add(doc.id)
-                    self._shadow.add(doc.id)
+                    if committed:
+                        self._shadow.add(doc.id)
                     self._len_delta += 0 if existed else 1
                 self._dirty = True
 
@@ -291,11 +294,12 @@ class LexicalIndex:
         with self._write_lock:
             self._check_writable()
             for doc_id in ids:
-                existed = self._exists(doc_id)
+                existed, committed = self._lookup(doc_id)
                 self._writer.delete_documents_by_term("id", doc_id)
                 with self._state_lock:
                     self._drop_pending(doc_id)
-                    self._shadow.add(doc_id)
+                    if committed:
+                        self._shadow.add(doc_id)
                     self._len_delta -= 1 if existed else 0
                 self._dirty = True
 
