@@ -139,14 +139,12 @@ class VectorIndex:
             if size > need:  # an uncommitted tail from a crash: drop it
                 with open(file, "r+b") as f:
                     f.truncate(need)
-        matrix = (
-            np.fromfile(data_path, dtype=np.float32, count=rows * self.dim)
-            if rows
-            else np.zeros(0, dtype=np.float32)
-        )
-        capacity = max(1024, int(rows * 1.25))
+        # read straight into the final array: no transient second copy of every vector
+        capacity = rows + max(1024, rows // 8)
         self._matrix = np.zeros((capacity, self.dim), dtype=np.float32)
-        self._matrix[:rows] = matrix.reshape(rows, self.dim)
+        if rows:
+            with open(data_path, "rb") as f:
+                f.readinto(self._matrix[:rows].reshape(-1).view(np.uint8).data)
         self._live = np.zeros(capacity, dtype=bool)
         self._row_ids = [""] * rows
         raw = b""
