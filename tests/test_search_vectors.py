@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -220,3 +222,22 @@ def test_concurrent_writer_and_searchers() -> None:
         t.join()
     assert not errors
     assert len(index) == 540
+
+
+def test_graph_then_onnxruntime_does_not_crash() -> None:
+    """usearch imported before onnxruntime makes ``import onnxruntime`` segfault here; the
+    index imports onnxruntime first (ADR 0006). Run in a subprocess: a crash is a signal."""
+    code = (
+        "import numpy as np\n"
+        "from memvid_mcp.search.vectors import VectorIndex\n"
+        "v = VectorIndex(None, dim=8, exact_limit=10)\n"
+        "v.upsert([str(i) for i in range(20)], np.random.default_rng(0).random((20, 8)))\n"
+        "v.build_graph()\n"
+        "assert v.uses_graph\n"
+        "import onnxruntime\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr)

@@ -392,11 +392,16 @@ class VectorIndex:
         thread.start()
 
     def build_graph(self, threads: int = 0) -> None:
-        """Build the HNSW graph now, in the calling thread (0 threads: all cores)."""
-        with self._lock:
-            if self._hnsw is not None or self._hnsw_building:
-                return
-            self._hnsw_building = True
+        """Build the HNSW graph now, in the calling thread (0 threads: all cores); when a
+        background build is running, wait for it instead."""
+        while True:
+            with self._lock:
+                if self._hnsw is not None:
+                    return
+                if not self._hnsw_building:
+                    self._hnsw_building = True
+                    break
+            time.sleep(0.01)
         self._build_graph(threads)
 
     def _build_graph(self, threads: int = 1) -> None:
