@@ -38,7 +38,7 @@ GRAPH_FILE = "hnsw.usearch"
 GRAPH_META = "hnsw.json"
 HNSW_CONNECTIVITY = 16
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 96
+HNSW_EF_SEARCH = 200  # recall@10 0.990 at 100k real queries (96: 0.982), ~0.7 ms
 COMPACT_MIN_DEAD = 1024
 
 Matrix = npt.NDArray[np.float32]
