@@ -91,8 +91,10 @@ def _schema() -> tantivy.Schema:
 def _index_failure(exc: BaseException) -> bool:
     """Whether tantivy failed on damaged index files: an error, or a Rust panic surfacing as
     ``pyo3_runtime.PanicException`` (a BaseException), never an interrupt or exit."""
-    return isinstance(exc, OSError | ValueError | KeyError | TypeError | RuntimeError
-                      | IndexError) or type(exc).__name__ == "PanicException"
+    return (
+        isinstance(exc, OSError | ValueError | KeyError | TypeError | RuntimeError | IndexError)
+        or type(exc).__name__ == "PanicException"
+    )
 
 
 def _micros(dt: datetime) -> int:
@@ -392,10 +394,11 @@ class LexicalIndex:
                 raise StorageError("lexical index is closed")
             searcher = self._searcher
             avg_len = self._avg_len
-            holders: set[str] = set()
-            for term in terms:
-                holders.update(self._tail_terms.get(term, ()))
-            tail = [self._pending[i] for i in holders]
+            postings = {
+                term: [self._pending[i] for i in self._tail_terms[term]]
+                for term in terms
+                if term in self._tail_terms
+            }
             tail_docs, tail_len = len(self._pending), dict(self._tail_len)
             shadow = frozenset(self._shadow)
         hits: dict[str, float] = {}
@@ -412,10 +415,8 @@ class LexicalIndex:
             raise CorruptionError(
                 str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
             ) from exc
-        if tail:
-            hits.update(
-                self._score_tail(terms, tail, tail_docs, tail_len, searcher, avg_len, filters)
-            )
+        if postings:
+            hits.update(self._score_tail(postings, tail_docs, tail_len, searcher, avg_len, filters))
         ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
 
@@ -483,44 +484,36 @@ class LexicalIndex:
 
     def _score_tail(
         self,
-        terms: list[str],
-        tail: list[_Pending],
+        postings: dict[str, list[_Pending]],
         tail_docs: int,
         tail_len: dict[str, int],
         searcher: tantivy.Searcher,
         avg_len: dict[str, float],
         filters: SearchFilters | None,
     ) -> dict[str, float]:
-        """BM25 of uncommitted documents holding a query term, with the statistics tantivy
-        will use after the commit (committed + tail document counts and lengths)."""
-        matching = [
-            p
-            for p in tail
-            if filters is None
-            or filters.matches(p.doc.tags, p.doc.kind, p.doc.created_at, p.doc.pinned)
-        ]
-        if not matching:
-            return {}
+        """BM25 of the uncommitted documents holding a query term, term at a time, with the
+        statistics tantivy will use after the commit (committed + tail counts and lengths)."""
+        (field,) = _TEXT_FIELDS
         committed = int(searcher.num_docs)
         n_docs = committed + tail_docs
-        avg = {f: max((avg_len[f] * committed + tail_len[f]) / n_docs, 1.0) for f in _TEXT_FIELDS}
-        idf: dict[tuple[str, str], float] = {}
-        for field in _TEXT_FIELDS:
-            for term in terms:
-                df = int(searcher.doc_freq(field, term)) if committed else 0
-                df += sum(1 for p in tail if term in p.terms[field])  # tail: all holders
-                idf[field, term] = _idf(n_docs, df)
+        avg = max((avg_len[field] * committed + tail_len[field]) / n_docs, 1.0)
+        passes: dict[str, bool] = {}
+        norms: dict[str, float] = {}
         out: dict[str, float] = {}
-        for p in matching:
-            score = 0.0
-            for field in _TEXT_FIELDS:
-                counts = p.terms[field]
-                norm = K1 * (1.0 - B + B * p.lengths[field] / avg[field])
-                for term in terms:
-                    tf = counts.get(term, 0)
-                    if tf:
-                        score += idf[field, term] * (K1 + 1.0) * tf / (tf + norm)
-            out[p.doc.id] = score
+        for term, holders in postings.items():
+            df = (int(searcher.doc_freq(field, term)) if committed else 0) + len(holders)
+            weight = _idf(n_docs, df) * (K1 + 1.0)
+            for p in holders:
+                doc_id = p.doc.id
+                ok = passes.get(doc_id)
+                if ok is None:
+                    d = p.doc
+                    ok = filters is None or filters.matches(d.tags, d.kind, d.created_at, d.pinned)
+                    passes[doc_id] = ok
+                    norms[doc_id] = K1 * (1.0 - B + B * p.lengths[field] / avg)
+                if ok:
+                    tf = p.terms[field][term]
+                    out[doc_id] = out.get(doc_id, 0.0) + weight * tf / (tf + norms[doc_id])
         return out
 
     # ------------------------------------------------------------------ lifecycle
