@@ -64,3 +64,29 @@ def test_truncated_wal_tail_is_reported_not_fatal(data_dir: Path, outside_repo: 
         problems = m.verify()
         assert any("torn" in p.message for p in problems)
         assert m.store("the store accepts new writes").scope == "global"
+
+
+def test_damaged_snapshot_falls_back_to_the_previous_one(data_dir: Path,
+                                                          outside_repo: Path) -> None:
+    with _open(data_dir, outside_repo) as m:
+        first = m.store("stored before the first checkpoint", tags=["a"]).id
+        m._scope("global").checkpoint(force=True)
+        second = m.store("stored between the checkpoints").id
+        m.delete(first)
+        third = m.store("stored after the last checkpoint").id
+    meta = data_dir / "global" / "meta"
+    assert (meta / "snapshot.prev.jsonl.zst").exists()
+    snapshot = meta / "snapshot.jsonl.zst"
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    snapshot.write_bytes(bytes(damaged))
+    with _open(data_dir, outside_repo) as m:
+        assert m.get(first).missing == (first,)  # the delete after the old snapshot holds
+        assert {x.text for x in m.get([second, third]).memories} == {
+            "stored between the checkpoints", "stored after the last checkpoint"}
+        assert any(p.path == str(snapshot) for p in m.verify())
+        report = m.repair()["global"]
+        assert str(snapshot) in report["files_quarantined"]
+        assert m.verify() == []
+    with _open(data_dir, outside_repo) as m:
+        assert len(m.get([second, third]).memories) == 2 and m.verify() == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -44,7 +45,8 @@ from .search.filters import SearchFilters
 from .search.lexical import LexicalDoc, LexicalIndex
 from .search.vectors import VectorIndex
 from .snapshot import FILE_NAME as SNAPSHOT_FILE
-from .snapshot import read_snapshot, write_snapshot
+from .snapshot import PREVIOUS_NAME as PREVIOUS_SNAPSHOT_FILE
+from .snapshot import load_snapshot, write_snapshot
 from .storage.base import StorageAdapter
 from .validation import StoreInput, merge_tags
 from .wal import ReplayReport, WalRecord, WriteAheadLog
@@ -112,6 +114,10 @@ class ScopeStore:
         self.replay_report = ReplayReport()
         self._moved_aside: set[str] = set()  # damaged index files already in quarantine/
         self.snapshot_seq = 0
+        self._previous_seq = 0  # seq of snapshot.prev: the WAL is kept back to it
+        self._snapshot_sound = True  # False: the current snapshot is damaged or missing
+        self._fallback_problem: CorruptionError | None = None
+        self._wal_bytes_at_checkpoint = 0
         self._closed = False
         self._scope_lock = ScopeLock(directory)
         self._disk_signature: tuple[Any, ...] = ()
@@ -157,10 +163,15 @@ class ScopeStore:
 
     def _recover(self, meta: Path) -> None:
         self._disk_signature = self._signature()
-        self.snapshot_seq, records = read_snapshot(meta / SNAPSHOT_FILE)
+        records = self._load_snapshot(meta)
         for record in records:
             self._index_record(record)
         self._wal_records, self.replay_report = self.wal.replay()
+        if self._fallback_problem is not None:
+            exc = self._fallback_problem
+            self.replay_report.problems.append(
+                (exc.path, f"{str(exc).split(': ', 1)[-1]}; served from the previous snapshot "
+                           "and the WAL (repair writes a fresh one)"))
         self.wal.advance_to(self.snapshot_seq)
         for rec in self._wal_records:
             if rec.seq > self.snapshot_seq:
@@ -178,6 +189,24 @@ class ScopeStore:
         if self.replay_report.torn_tail:
             log.warning("scope %s: skipped a torn last WAL record in %s", self.name,
                         self.replay_report.torn_tail)
+
+    def _load_snapshot(self, meta: Path) -> list[MemoryRecord]:
+        """The current snapshot, or the previous one when the current is damaged or missing
+        (a crash between rotating and writing); both damaged is a CorruptionError."""
+        current, previous = meta / SNAPSHOT_FILE, meta / PREVIOUS_SNAPSHOT_FILE
+        problem = None
+        if current.exists() or not previous.exists():
+            try:
+                self.snapshot_seq, records, self._previous_seq = load_snapshot(current)
+                return records
+            except CorruptionError as exc:
+                problem = exc
+                log.error("scope %s: %s; falling back to the previous snapshot", self.name, exc)
+        self._snapshot_sound = False
+        self.snapshot_seq, records, _ = load_snapshot(previous)
+        self._previous_seq = self.snapshot_seq
+        self._fallback_problem = problem
+        return records
 
     def _open_lexical(self, meta: Path) -> LexicalIndex:
         if self.read_only:
@@ -514,7 +543,7 @@ class ScopeStore:
 
     def checkpoint(self, *, force: bool = False) -> bool:
         """Snapshot metadata and drop covered WAL files, when the WAL is big or on force."""
-        if self.read_only or (not force and self.wal.size_bytes()
+        if self.read_only or (not force and self.wal.size_bytes() - self._wal_bytes_at_checkpoint
                               < self.settings.checkpoint_wal_bytes):
             return False
         with self._lock:
@@ -522,10 +551,17 @@ class ScopeStore:
             records = list(self._records.values())
             self.wal.rotate()
             min_pending = min((p.seq for p in self._pending.values()), default=seq + 1)
-        write_snapshot(self.directory / "meta" / SNAPSHOT_FILE, seq, records)
+        meta = self.directory / "meta"
+        if self._snapshot_sound and (meta / SNAPSHOT_FILE).exists():
+            os.replace(meta / SNAPSHOT_FILE, meta / PREVIOUS_SNAPSHOT_FILE)
+            self._previous_seq = self.snapshot_seq
+        write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=self._previous_seq)
         self.snapshot_seq = seq
+        self._snapshot_sound = True
         self.lexical.commit(self.wal.last_seq)
-        self.wal.drop_through(min(seq, min_pending - 1, self.lexical.committed_seq))
+        self.wal.drop_through(min(self._previous_seq, min_pending - 1,
+                                  self.lexical.committed_seq))
+        self._wal_bytes_at_checkpoint = self.wal.size_bytes()
         self._wal_records = []
         return True
 

@@ -7,6 +7,10 @@
     {"crc32": <crc32 of every byte above, as UTF-8>}
 
 Written atomically (temp, fsync, rename). Opening replays the WAL records after ``seq``.
+
+The snapshot before it is kept as ``snapshot.prev.jsonl.zst`` (its seq is the header's
+``previous_seq``) and the WAL is kept back to that seq, so a damaged snapshot costs a longer
+replay, not the scope (ADR 0003).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from .models import MemoryRecord
 
 FORMAT = 1
 FILE_NAME = "snapshot.jsonl.zst"
+PREVIOUS_NAME = "snapshot.prev.jsonl.zst"
 
 
-def write_snapshot(path: Path, seq: int, records: list[MemoryRecord]) -> None:
+def write_snapshot(path: Path, seq: int, records: list[MemoryRecord], *,
+                   previous_seq: int = 0) -> None:
     header = json.dumps({"format": FORMAT, "kind": "memvid-snapshot", "seq": seq,
-                         "count": len(records)})
+                         "previous_seq": previous_seq, "count": len(records)})
     lines = [header]
     lines.extend(json.dumps(r.to_state(), ensure_ascii=False, separators=(",", ":"))
                  for r in records)
@@ -38,8 +44,14 @@ def write_snapshot(path: Path, seq: int, records: list[MemoryRecord]) -> None:
 
 def read_snapshot(path: Path) -> tuple[int, list[MemoryRecord]]:
     """Returns (seq, records); (0, []) when there is no snapshot yet."""
+    seq, records, _previous = load_snapshot(path)
+    return seq, records
+
+
+def load_snapshot(path: Path) -> tuple[int, list[MemoryRecord], int]:
+    """Returns (seq, records, previous_seq); (0, [], 0) when there is no snapshot yet."""
     if not path.exists():
-        return 0, []
+        return 0, [], 0
     try:
         data = zstandard.ZstdDecompressor().decompress(path.read_bytes(),
                                                        max_output_size=1 << 34)
@@ -60,4 +72,4 @@ def read_snapshot(path: Path) -> tuple[int, list[MemoryRecord]]:
         raise CorruptionError(str(path), f"malformed snapshot: {exc}") from None
     if len(records) != header["count"]:
         raise CorruptionError(str(path), "snapshot record count mismatch")
-    return int(header["seq"]), records
+    return int(header["seq"]), records, int(header.get("previous_seq", 0))
