@@ -90,3 +90,18 @@ def test_damaged_snapshot_falls_back_to_the_previous_one(data_dir: Path,
         assert m.verify() == []
     with _open(data_dir, outside_repo) as m:
         assert len(m.get([second, third]).memories) == 2 and m.verify() == []
+
+
+def test_get_serves_healthy_ids_beside_a_damaged_one(data_dir: Path, outside_repo: Path) -> None:
+    with _open(data_dir, outside_repo) as m:
+        healthy = m.store("a healthy neighbour").id
+        victim = m.store("the damaged one").id
+        record = m._scope("global").record(victim)
+        assert record is not None
+    (target,) = (data_dir / "global" / "bodies").glob(f"*/{record.body_id}.mvb")
+    target.write_bytes(target.read_bytes()[:-3] + b"\x00\x00\x00")
+    with _open(data_dir, outside_repo) as m:
+        result = m.get([healthy, victim])
+        assert [x.id for x in result.memories] == [healthy]
+        assert [p.memory_ids for p in result.damaged] == [(victim,)]
+        assert result.to_dict()["damaged"][0]["path"] == str(target)

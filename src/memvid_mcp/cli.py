@@ -215,9 +215,12 @@ def get(obj: Context, ids: tuple[str, ...]) -> None:
             click.echo(memory.text)
         for missing in result.missing:
             click.echo(f"not found: {missing}", err=True)
+        for problem in result.damaged:
+            click.echo(f"damaged: {problem.memory_ids[0]}: {problem.path}: {problem.message}",
+                       err=True)
 
     obj.emit(result.to_dict(), human)
-    if result.missing and not result.memories:
+    if (result.missing or result.damaged) and not result.memories:
         sys.exit(1)
 
 

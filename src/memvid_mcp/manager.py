@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import ClosedError, EmbeddingUnavailable, StoreLockedError, ValidationError
+from .errors import (
+    ClosedError,
+    CorruptionError,
+    EmbeddingUnavailable,
+    NotFoundError,
+    StoreLockedError,
+    ValidationError,
+)
 from .models import (
     SEARCH_MODES,
     GetResult,
@@ -260,15 +267,24 @@ class MemoryManager:
         stores = self._existing_scopes(scopes)
         found: list[Memory] = []
         missing: list[str] = []
+        damaged: list[Problem] = []
         for memory_id in wanted:
             for store in stores:
                 record = store.record(memory_id)
-                if record is not None:
+                if record is None:
+                    continue
+                try:  # one damaged body must not hide the healthy ones asked with it
                     found.append(Memory(record, store.read_body(record)))
-                    break
+                except CorruptionError as exc:
+                    damaged.append(Problem(exc.path, str(exc).split(": ", 1)[-1],
+                                           (memory_id,)))
+                except NotFoundError:
+                    damaged.append(Problem(str(store.directory), "body missing from storage",
+                                           (memory_id,)))
+                break
             else:
                 missing.append(memory_id)
-        return GetResult(tuple(found), tuple(missing))
+        return GetResult(tuple(found), tuple(missing), tuple(damaged))
 
     def list(self, *, scope: str | None = None, limit: int = 50, cursor: str | None = None,
              kind: str | None = None, tags_any: Any = ()) -> ListResult:

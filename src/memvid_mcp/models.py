@@ -201,12 +201,17 @@ class SearchResult:
 class GetResult:
     memories: tuple[Memory, ...]
     missing: tuple[str, ...]
+    damaged: tuple[Problem, ...] = ()  # found, but the body failed its checks (see verify)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "memories": [m.to_dict() for m in self.memories],
             "missing": list(self.missing),
         }
+        if self.damaged:
+            data["damaged"] = [{"id": p.memory_ids[0], "path": p.path, "message": p.message}
+                               for p in self.damaged]
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,10 @@ class SearchOutput(BaseModel):
 class GetOutput(BaseModel):
     memories: list[MemoryText]
     missing: list[str] = Field(description="Requested ids that do not exist (or were deleted).")
+    damaged: list[str] = Field(
+        default_factory=list,
+        description="Ids that exist but whose stored text failed its checksum (see verify).",
+    )
     omitted: list[str] = Field(
         default_factory=list,
         description="Ids found but not returned because max_chars was used up; ask for them next.",
@@ -453,6 +457,7 @@ def get_output(result: GetResult, scopes: Sequence[str], budget: int, offset: in
     return GetOutput(
         memories=memories,
         missing=list(result.missing),
+        damaged=[p.memory_ids[0] for p in result.damaged],
         omitted=omitted,
         truncated=truncated or bool(omitted),
         scopes=list(scopes),
