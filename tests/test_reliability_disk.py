@@ -12,7 +12,10 @@ import builtins
 import errno
 import io
 import os
+import shutil
 import stat
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,6 +141,43 @@ def test_chmod_read_only_directory(data_dir: Path, outside_repo: Path) -> None:
         for path, mode in modes.items():
             path.chmod(mode)
     _check_intact(data_dir, outside_repo, texts)
+
+
+def _can_mount_tmpfs() -> bool:
+    """Root on Linux with mount allowed (as here and in CI): a real read-only file system."""
+    if os.name != "posix" or os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    probe = Path(tempfile.mkdtemp())
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+                              capture_output=True, timeout=10)
+        if done.returncode != 0:
+            return False
+        subprocess.run(["umount", str(probe)], capture_output=True, timeout=10)
+        return True
+    finally:
+        probe.rmdir()
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and mount for a tmpfs")
+@pytest.mark.parametrize("backend", ["file", "video"])
+def test_really_read_only_mount(tmp_path: Path, outside_repo: Path, backend: str) -> None:
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        data_dir = mount / "data"
+        texts = _seed(data_dir, outside_repo, backend)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with _open(data_dir, outside_repo, backend) as m, pytest.raises(StorageError) as caught:
+            m.store("refused: the file system is read-only")
+        assert "not writable" in str(caught.value) and "\n" not in str(caught.value)
+        with _open(data_dir, outside_repo, backend, read_only=True) as reader:
+            assert {x.id: x.text for x in reader.get(list(texts)).memories} == texts
+        subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=True)
+        _check_intact(data_dir, outside_repo, texts, backend)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=10)
 
 
 # ------------------------------------------------------------------ disk full

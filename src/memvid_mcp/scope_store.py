@@ -123,16 +123,13 @@ class ScopeStore:
         self._disk_signature: tuple[Any, ...] = ()
         self._signature_checked = 0.0
 
-        if read_only:
-            if not directory.exists():
-                directory = ensure_dir(directory)
-        else:
+        if not read_only:  # a reader needs nothing writable (a read-only mount, a backup)
             ensure_dir(directory)
             self._scope_lock.acquire(settings.lock_timeout)
         try:
             self.backend = open_backend(settings, directory, read_only=read_only)
             self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
-            meta = ensure_dir(directory / "meta")
+            meta = directory / "meta" if read_only else ensure_dir(directory / "meta")
             self._recover(meta)
             self.lexical = self._open_lexical(meta)
             self.vectors = self._open_vectors(meta, dim)
