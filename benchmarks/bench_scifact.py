@@ -73,7 +73,7 @@ def embed_corpus(
     ).hexdigest()[:12]
     cache = CACHE / f"scifact-{key}.npy"
     if cache.exists():
-        return np.load(cache)
+        return np.asarray(np.load(cache), dtype=np.float32)
     CACHE.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     vectors = embedder.embed([doc_text(d) for d in corpus])

@@ -105,7 +105,7 @@ def embed_cached(embedder: OnnxEmbedder, texts: list[str], tag: str) -> np.ndarr
     ).hexdigest()[:12]
     path = CACHE / f"speed-{tag}-{key}.npy"
     if path.exists():
-        return np.load(path)
+        return np.asarray(np.load(path), dtype=np.float32)
     CACHE.mkdir(parents=True, exist_ok=True)
     vectors = np.empty((len(texts), embedder.dim), dtype=np.float32)
     started = time.perf_counter()

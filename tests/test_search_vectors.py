@@ -20,7 +20,8 @@ DIM = 16
 def vecs(n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    out: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
 
 
 def names(hits: list[tuple[str, float]]) -> list[str]:
