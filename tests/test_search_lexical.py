@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memvid_mcp.errors import CorruptionError
+from memvid_mcp.errors import CorruptionError, ReadOnlyError
 from memvid_mcp.search.filters import SearchFilters
 from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
 
@@ -220,3 +220,21 @@ def test_concurrent_writer_and_searchers() -> None:
     assert not errors
     index.commit(300)
     assert len(index) == len(index.search("common", 1000))
+
+
+def test_read_only_open_serves_committed_docs(tmp_path: Path) -> None:
+    path = tmp_path / "lex"
+    writer = LexicalIndex(path)
+    writer.upsert([doc("a", "shared reader text")])
+    writer.commit(5)
+    reader = LexicalIndex(path, read_only=True)  # no writer lock taken
+    assert reader.committed_seq == 5 and ids(reader.search("reader", 5)) == ["a"]
+    with pytest.raises(ReadOnlyError):
+        reader.upsert([doc("b", "nope")])
+    with pytest.raises(ReadOnlyError):
+        reader.commit(6)
+    reader.close()
+    writer.close()
+    fresh = LexicalIndex(tmp_path / "missing", read_only=True)
+    assert fresh.committed_seq == -1 and fresh.search("anything", 5) == []
+    assert not (tmp_path / "missing").exists()
