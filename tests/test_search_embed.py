@@ -169,3 +169,28 @@ def test_int8_provider_close_to_fp32(embed_cache: Path) -> None:
     assert isinstance(int8, OnnxEmbedder) and "int8" in str(int8.path)
     cosine = (int8.embed(TEXTS) * fp32).sum(axis=1)
     assert cosine.min() >= 0.95, cosine
+
+
+@pytest.mark.model
+def test_hub_id_served_from_the_hf_cache_offline(
+    embed_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub path for real: a Hugging Face cache laid out as ``hf_hub_download`` leaves it
+    (refs/main -> snapshots/<commit>/...), read with HF_HUB_OFFLINE=1 and no network."""
+    onnx_dir = resolve_onnx_model(str(bundled_model()), embed_cache)
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--memvid-test--minilm"
+    snapshot = repo / "snapshots" / commit
+    (snapshot / "onnx").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (snapshot / "onnx" / "model.onnx").symlink_to(onnx_dir / "model.onnx")
+    for name in ("tokenizer.json", "config.json", "sentence_bert_config.json"):
+        (snapshot / name).symlink_to(onnx_dir / name)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    resolved = resolve_onnx_model("memvid-test/minilm", tmp_path / "models")
+    assert resolved == snapshot
+    embedder = OnnxEmbedder(resolved)
+    assert embedder.max_length == 256 and embedder.dim == 384
+    assert np.allclose(embedder.embed(TEXTS[:2]), OnnxEmbedder(onnx_dir).embed(TEXTS[:2]))
