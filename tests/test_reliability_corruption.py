@@ -9,10 +9,9 @@ reopens, and checks:
 - ``repair`` leaves ``verify`` clean (or the remaining problems are the ones it says it cannot
   fix), with the damaged original preserved under ``quarantine/``.
 
-The metadata snapshot is the one file whose damage makes a scope unopenable: the open fails
-with a ``CorruptionError`` naming it and the file is left untouched (see docs/reliability.md).
-A flipped byte in ``vectors.f32`` has no checksum and is not detected (it only perturbs
-semantic ranking); that case asserts exactly this so a future checksum shows up here.
+A damaged metadata snapshot is survived: the previous snapshot and the WAL back to it are kept
+(see docs/reliability.md). A flipped byte in ``vectors.f32`` is found by verify's CRC check
+and repair re-embeds the rows from the bodies.
 """
 
 from __future__ import annotations
@@ -223,14 +222,19 @@ def test_index_damage_is_rebuilt_and_kept(tmp_path: Path, relative: str, fault: 
         assert m.stats()[0].memories == N_MEMORIES
 
 
-def test_flipped_vector_row_is_not_detected(tmp_path: Path) -> None:
-    """Known gap: vectors.f32 rows carry no checksum. A flip only perturbs semantic ranking
-    (the rows are rebuildable from the bodies); nothing is lost or served wrongly."""
+def test_flipped_vector_row_is_detected_and_re_embedded(tmp_path: Path) -> None:
+    """vectors.f32 and vectors.log carry CRC-32s that verify checks; repair rebuilds the index
+    (the rows are recomputed from the bodies); nothing is lost or served wrongly meanwhile."""
     built = build(tmp_path, "file")
-    damage(built.scope / "meta" / "vectors" / "vectors.f32", "flip")
+    rows = built.scope / "meta" / "vectors" / "vectors.f32"
+    damage(rows, "flip")
     with built.open() as m:
-        assert m.verify() == []
+        assert names(m.verify(), rows)
         assert served(m, built.texts) == built.texts
+        m.repair()
+        assert m.verify() == []
+        store = m._scope("global")
+        assert len(store.vectors) == 0 and len(store.embed_queue) == N_MEMORIES
 
 
 # ------------------------------------------------------------------ video backend

@@ -55,7 +55,8 @@ class Settings:
 
     # search
     embed_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    embed_provider: str = "onnx"  # or "sentence-transformers" (the [torch] extra)
+    embed_provider: str = "onnx"  # "onnx-int8" (faster, the [torch] extra converts it) or
+    # "sentence-transformers" (any model it supports; the [torch] extra)
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
     rrf_k: int = 60

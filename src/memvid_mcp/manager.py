@@ -345,6 +345,8 @@ class MemoryManager:
             except EmbeddingUnavailable as exc:
                 note = f"semantic search unavailable ({exc}); lexical results only"
             else:
+                for store in stores:
+                    store.use_model(self.embedder.model_id, self.embedder.dim)
                 semantic = _merge_by_score(s.vector_search(vector, depth, filters)
                                            for s in stores)
                 waiting = sum(len(s.embed_queue) for s in stores)
@@ -535,6 +537,7 @@ class MemoryManager:
             for store in list(self._scopes.values()):
                 if store.closed:
                     continue
+                store.use_model(self.embedder.model_id, self.embedder.dim)
                 batch = store.take_embed_batch(self.settings.embed_batch)
                 if not batch:
                     continue

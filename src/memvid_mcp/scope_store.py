@@ -37,7 +37,7 @@ from .errors import (
     StorageError,
     StoreLockedError,
 )
-from .fsutil import ensure_dir
+from .fsutil import atomic_write, ensure_dir
 from .hashing import content_sha256
 from .lock import ScopeLock
 from .models import MemoryRecord, Problem, utcnow
@@ -117,6 +117,7 @@ class ScopeStore:
         self._previous_seq = 0  # seq of snapshot.prev: the WAL is kept back to it
         self._snapshot_sound = True  # False: the current snapshot is damaged or missing
         self._fallback_problem: CorruptionError | None = None
+        self._model_in_use: str | None = None
         self._wal_bytes_at_checkpoint = 0
         self._closed = False
         self._scope_lock = ScopeLock(directory)
@@ -257,6 +258,39 @@ class ScopeStore:
             self._move_aside(path, exc)
             return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
 
+    def _replace_vectors(self, dim: int) -> None:
+        """Start an empty vector index (rebuildable: every live body is queued to re-embed)."""
+        path = None if self.read_only else self.directory / "meta" / "vectors"
+        with self._lock:
+            self.vectors.close()
+            if path is not None and path.exists():
+                shutil.rmtree(path)
+            self.vectors = VectorIndex(path, dim=dim,
+                                       exact_limit=self.settings.exact_vector_limit)
+            self.embed_queue.clear()
+            self._reconcile_vectors()
+
+    def use_model(self, model_id: str, dim: int) -> None:
+        """Vectors are only comparable within one model: when the configured model (or its
+        dimension) differs from the one recorded in ``meta/embedding.json``, drop the vectors
+        and re-embed."""
+        if self._model_in_use == model_id:
+            return
+        path = self.directory / "meta" / "embedding.json"
+        wanted = {"model": model_id, "dim": dim}
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if recorded != wanted:
+            if recorded is not None or self.vectors.dim != dim:
+                log.info("scope %s: embedding model is now %s; re-embedding", self.name,
+                         model_id)
+                self._replace_vectors(dim)
+            if not self.read_only:
+                atomic_write(path, json.dumps(wanted).encode())
+        self._model_in_use = model_id
+
     def _move_aside(self, path: Path, exc: CorruptionError) -> None:
         """Move a damaged rebuildable index into quarantine/ (evidence is kept) and report it."""
         if path.exists():
@@ -302,8 +336,9 @@ class ScopeStore:
         stale = [b for b in self.vectors.ids() if b not in live]
         if stale:
             self.vectors.delete(stale)
+        queued = set(self.embed_queue)
         for body_id in sorted(live):
-            if not self.vectors.has(body_id):
+            if not self.vectors.has(body_id) and body_id not in queued:
                 self.embed_queue.append(body_id)
 
     # ----------------------------------------------------------------- state
@@ -477,6 +512,8 @@ class ScopeStore:
             return record is not None and (filters.empty or filters.matches(
                 record.tags, record.kind, record.created_at, record.pinned))
 
+        if vector.shape[-1] != self.vectors.dim:  # vectors of another model: not yet redone
+            return []
         hits = self.vectors.search(vector, k, allowed=allowed)
         out = [(r, s) for b, s in hits if (r := self.memory_for_body(b)) is not None]
         return out[:k]
@@ -537,6 +574,7 @@ class ScopeStore:
             self.vectors.commit(seq)
         else:
             self.lexical.maybe_commit(seq)
+            self.vectors.maybe_commit(seq)  # else a crash re-embeds everything since
 
     def checkpoint(self, *, force: bool = False) -> bool:
         """Snapshot metadata and drop covered WAL files, when the WAL is big or on force."""
@@ -585,6 +623,9 @@ class ScopeStore:
     # ----------------------------------------------------------------- maintenance
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
         problems = [Problem(f, m) for f, m in self.replay_report.problems]
+        for line in self.vectors.verify():
+            path, _, message = line.partition(": ")
+            problems.append(Problem(path, message))
         if self.replay_report.torn_tail:
             problems.append(Problem(self.replay_report.torn_tail,
                                     "torn last record skipped (a crash mid-write; not data "
@@ -665,6 +706,8 @@ class ScopeStore:
         self.write_batch(everything=True)
         self.lexical.clear()
         self._rebuild_lexical(self.lexical)
+        if self.vectors.verify():  # damaged rows: re-embed from the bodies
+            self._replace_vectors(self.vectors.dim)
         self._reconcile_vectors()
         self.commit_indexes(force=True)
         self.checkpoint(force=True)
