@@ -461,7 +461,8 @@ def _build(
         description=(
             "Read the full text and metadata of memories by id (ids come from memory_search or "
             "memory_list). Returns the memories found, the ids that are missing (and any whose "
-            "stored text failed its checksum, under damaged), and the scopes looked in. Text is bounded by max_chars; `truncated`/`omitted` say when to ask again "
+            "stored text failed its checksum, under damaged), and the scopes looked in. Text "
+            "is bounded by max_chars; `truncated`/`omitted` say when to ask again "
             "(with `offset` for one long memory)."
         ),
         annotations=read_only,
