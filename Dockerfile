@@ -25,6 +25,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/home/memvid \
+    HF_HOME=/data/huggingface \
     MEMVID_DATA_DIR=/data
 RUN groupadd --system --gid 10001 memvid \
     && useradd --system --uid 10001 --gid memvid --home-dir /home/memvid --create-home \
