@@ -59,6 +59,7 @@ class Settings:
     # "sentence-transformers" (any model it supports; the [torch] extra)
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
+    embed_threads: int = 0  # onnxruntime intra-op threads; 0: min(4, CPU count)
     rrf_k: int = 60
     lexical_weight: float = 1.0
     semantic_weight: float = 1.0
