@@ -10,6 +10,8 @@ same ``root`` to check that everything survives a close and reopen.
 
 from __future__ import annotations
 
+import abc
+
 from pathlib import Path
 
 import pytest
@@ -23,11 +25,12 @@ def _body(i: int, size: int = 60) -> bytes:
     return (base * (size // len(base) + 1)).encode("utf-8")[:size].rstrip(b"\x80\xbf")
 
 
-class StorageContract:
+class StorageContract(abc.ABC):
     """Behaviour required of every ``StorageAdapter``."""
 
-    def make_store(self, root: Path) -> StorageAdapter:  # pragma: no cover - overridden
-        raise NotImplementedError("subclasses return a fresh adapter on root")
+    @abc.abstractmethod
+    def make_store(self, root: Path) -> StorageAdapter:
+        """A fresh adapter on ``root`` (called again on the same root to test reopening)."""
 
     @pytest.fixture
     def root(self, tmp_path: Path) -> Path:
