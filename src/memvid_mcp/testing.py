@@ -11,7 +11,6 @@ same ``root`` to check that everything survives a close and reopen.
 from __future__ import annotations
 
 import abc
-
 from pathlib import Path
 
 import pytest
