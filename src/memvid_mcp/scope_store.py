@@ -135,6 +135,7 @@ class ScopeStore:
             self.lexical = self._open_lexical(meta)
             self.vectors = self._open_vectors(meta, dim)
             self._reconcile_vectors()
+            self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
         except BaseException:
             self._scope_lock.release()
             raise
