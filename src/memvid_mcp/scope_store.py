@@ -118,6 +118,7 @@ class ScopeStore:
         self._snapshot_sound = True  # False: the current snapshot is damaged or missing
         self._fallback_problem: CorruptionError | None = None
         self._model_in_use: str | None = None
+        self._wal_records: list[WalRecord] = []  # held only while opening
         self._wal_bytes_at_checkpoint = 0
         self._closed = False
         self._scope_lock = ScopeLock(directory)
