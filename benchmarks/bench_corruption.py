@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memvid_mcp.errors import CorruptionError, MemvidError
+from memvid_mcp.core.errors import CorruptionError, MemvidError
 from memvid_mcp.manager import MemoryManager
 
 KINDS: dict[str, tuple[str, str]] = {  # kind -> (template, glob under the scope directory)

@@ -1,6 +1,8 @@
 """Project rules a reviewer would otherwise have to remember.
 
-- only server.py imports mcp; only the video codec imports av/zxingcpp; only the embedding
+- layers in folders, imports flowing down only (ARCHITECTURE section 2): core < storage, search
+  < store < manager < mcp < cli; storage and search never import each other;
+- only mcp/ imports mcp; only the video codec imports av/zxingcpp; only the embedding
   modules import an embedding runtime;
 - no print() in the package (stdout is the MCP wire on stdio);
 - importing the package (what the server does at start) loads no heavy runtime;
@@ -24,7 +26,7 @@ PACKAGE = ROOT / "src" / "memvid_mcp"
 EMBED_RUNTIMES = {"onnxruntime", "tokenizers", "torch", "transformers",
                   "sentence_transformers", "huggingface_hub", "onnx"}
 ALLOWED = {
-    "mcp": {"server.py"},
+    "mcp": {"mcp/server.py", "mcp/http_security.py", "mcp/schemas.py"},
     "av": {"storage/video/codec.py"},
     "zxingcpp": {"storage/video/codec.py"},
     **{name: {"search/embed.py", "search/onnx_export.py"} for name in EMBED_RUNTIMES},
@@ -51,6 +53,51 @@ def test_heavy_imports_stay_in_their_modules() -> None:
     assert offenders == []
 
 
+# Each top-level part of the package and its rank: a module imports only parts of a lower rank
+# (or its own part). Equal ranks are peers that must not import each other.
+LAYERS = {
+    "core": 0,
+    "storage": 1, "search": 1,
+    "store": 2,
+    "manager": 3, "testing": 3,
+    "mcp": 4, "transfer": 4,
+    "cli": 5,
+    "__init__": 6, "__main__": 6,
+}
+
+
+def _internal_imports(path: Path) -> set[str]:
+    """The top-level parts of memvid_mcp that a module imports (relative or absolute)."""
+    rel_parts = path.relative_to(PACKAGE).with_suffix("").parts
+    package = rel_parts[:-1]
+    parts: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = list(package[: len(package) - (node.level - 1)])
+            target = base + (node.module.split(".") if node.module else [])
+            if target:
+                parts.add(target[0])
+            else:  # "from . import x" at the top: x is the part
+                parts.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.startswith("memvid_mcp."):
+            parts.add(node.module.split(".")[1])
+    return parts
+
+
+def test_layers_import_downwards_only() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        own = path.relative_to(PACKAGE).with_suffix("").parts[0]
+        assert own in LAYERS, f"{own} has no layer: add it to LAYERS"
+        for part in _internal_imports(path) - {own, "__version__"}:
+            if part == "__init__" or part not in LAYERS:
+                continue
+            if LAYERS[part] >= LAYERS[own] and own not in ("__init__", "__main__"):
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {part}")
+    assert offenders == []
+
+
 def test_no_print_in_the_package() -> None:
     calls = []
     for path in PACKAGE.rglob("*.py"):
@@ -61,7 +108,7 @@ def test_no_print_in_the_package() -> None:
 
 
 def test_importing_the_package_loads_no_heavy_runtime() -> None:
-    code = ("import sys, memvid_mcp, memvid_mcp.manager, memvid_mcp.cli; "
+    code = ("import sys, memvid_mcp, memvid_mcp.manager, memvid_mcp.cli.main; "
             "print(sorted(m for m in ('torch','onnxruntime','transformers','av','zxingcpp',"
             "'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

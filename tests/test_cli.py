@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from memvid_mcp.cli import main
+from memvid_mcp.cli.main import main
 
 
 @pytest.fixture

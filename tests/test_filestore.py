@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from memvid_mcp.errors import CorruptionError
+from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.storage.base import StorageAdapter
 from memvid_mcp.storage.filestore import FileStore
 from memvid_mcp.testing import StorageContract

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memvid_mcp.config import Settings
-from memvid_mcp.errors import ScopeError, ValidationError
-from memvid_mcp.hashing import canonical_text, content_sha256
-from memvid_mcp.redact import redact_secrets
-from memvid_mcp.scopes import ScopeLayout
-from memvid_mcp.validation import check_id, normalise_ids, normalise_tags, validate_store
+from memvid_mcp.core.config import Settings
+from memvid_mcp.core.errors import ScopeError, ValidationError
+from memvid_mcp.core.hashing import canonical_text, content_sha256
+from memvid_mcp.core.redact import redact_secrets
+from memvid_mcp.core.scopes import ScopeLayout
+from memvid_mcp.core.validation import check_id, normalise_ids, normalise_tags, validate_store
 
 SETTINGS = Settings(data_dir=Path("/tmp/unused"))
 

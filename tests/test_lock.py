@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memvid_mcp.errors import ReadOnlyError, StoreLockedError
+from memvid_mcp.core.errors import ReadOnlyError, StoreLockedError
 from memvid_mcp.manager import MemoryManager
 
 HOLDER = textwrap.dedent("""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memvid_mcp.errors import ScopeError, ValidationError
+from memvid_mcp.core.errors import ScopeError, ValidationError
 from memvid_mcp.manager import MemoryManager
 
 

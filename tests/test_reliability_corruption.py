@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memvid_mcp.errors import CorruptionError, NotFoundError, StorageError
+from memvid_mcp.core.errors import CorruptionError, NotFoundError, StorageError
+from memvid_mcp.core.models import Problem
 from memvid_mcp.manager import MemoryManager
-from memvid_mcp.models import Problem
 from memvid_mcp.search.lexical import META_FILE, LexicalDoc, LexicalIndex
 from memvid_mcp.storage.video import mvi
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from memvid_mcp import fsutil, wal
-from memvid_mcp.errors import StorageError
+from memvid_mcp.core import fsutil
+from memvid_mcp.core.errors import StorageError
 from memvid_mcp.manager import MemoryManager
 from memvid_mcp.storage import filestore
 from memvid_mcp.storage.video import store as video_store
+from memvid_mcp.store import wal
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 

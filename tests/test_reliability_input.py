@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from memvid_mcp.config import Settings
-from memvid_mcp.errors import MemvidError, ScopeError, StorageError, ValidationError
+from memvid_mcp.core.config import Settings
+from memvid_mcp.core.errors import MemvidError, ScopeError, StorageError, ValidationError
 from memvid_mcp.manager import MemoryManager
-from memvid_mcp.server import build_server
+from memvid_mcp.mcp.server import build_server
 from memvid_mcp.transfer import export_jsonl, import_jsonl
 
 # RELIABILITY_FUZZ_SCALE=20 runs 20x the examples (the figures in docs/reliability.md).
@@ -325,7 +325,7 @@ async def test_hostile_http_requests_get_the_right_status_and_store_nothing(
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
-    from memvid_mcp.server import build_http_app
+    from memvid_mcp.mcp.server import build_http_app
     from test_server_http import HEADERS, INITIALIZE, TOKEN, serve
 
     (tmp_path / "work").mkdir()
@@ -393,10 +393,10 @@ def test_snapshot_and_body_parsers_raise_only_corruption(
         tmp_path_factory: pytest.TempPathFactory, data: bytes, flip: int, cut: int) -> None:
     import zstandard
 
-    from memvid_mcp.errors import CorruptionError
-    from memvid_mcp.models import MemoryRecord
-    from memvid_mcp.snapshot import read_snapshot, write_snapshot
+    from memvid_mcp.core.errors import CorruptionError
+    from memvid_mcp.core.models import MemoryRecord
     from memvid_mcp.storage.filestore import decode_body, encode_body
+    from memvid_mcp.store.snapshot import read_snapshot, write_snapshot
 
     root = tmp_path_factory.mktemp("parse")
     good = root / "good.zst"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from memvid_mcp.errors import MemvidError
+from memvid_mcp.core.errors import MemvidError
 from memvid_mcp.manager import MemoryManager
 
 WRITERS = 3

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memvid_mcp.errors import EmbeddingUnavailable, ValidationError
+from memvid_mcp.core.errors import EmbeddingUnavailable, ValidationError
 from memvid_mcp.search.embed import (
     EmbeddingService,
     OnnxEmbedder,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memvid_mcp.errors import ValidationError
+from memvid_mcp.core.errors import ValidationError
 from memvid_mcp.search.filters import SearchFilters
 from memvid_mcp.search.fusion import rrf
 from memvid_mcp.search.snippet import best_snippet

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memvid_mcp.errors import CorruptionError, ReadOnlyError
+from memvid_mcp.core.errors import CorruptionError, ReadOnlyError
 from memvid_mcp.search.filters import SearchFilters
 from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memvid_mcp.errors import CorruptionError, ValidationError
+from memvid_mcp.core.errors import CorruptionError, ValidationError
 from memvid_mcp.search.vectors import VectorIndex
 
 DIM = 16

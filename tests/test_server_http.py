@@ -21,11 +21,11 @@ import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from memvid_mcp.config import Settings
-from memvid_mcp.errors import ValidationError
-from memvid_mcp.http_security import origin_allowed
+from memvid_mcp.core.config import Settings
+from memvid_mcp.core.errors import ValidationError
 from memvid_mcp.manager import MemoryManager
-from memvid_mcp.server import build_http_app, build_server
+from memvid_mcp.mcp.http_security import origin_allowed
+from memvid_mcp.mcp.server import build_http_app, build_server
 
 pytestmark = pytest.mark.anyio
 

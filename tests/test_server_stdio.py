@@ -21,9 +21,9 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from memvid_mcp.config import Settings
+from memvid_mcp.core.config import Settings
 from memvid_mcp.manager import MemoryManager
-from memvid_mcp.server import TOOL_NAME_PATTERN
+from memvid_mcp.mcp.server import TOOL_NAME_PATTERN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -22,11 +22,11 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from memvid_mcp.config import Settings
-from memvid_mcp.errors import StoreLockedError, ValidationError
+from memvid_mcp.core.config import Settings
+from memvid_mcp.core.errors import StoreLockedError, ValidationError
+from memvid_mcp.core.models import SearchHit, SearchResult
 from memvid_mcp.manager import MemoryManager
-from memvid_mcp.models import SearchHit, SearchResult
-from memvid_mcp.server import TOOL_NAME_PATTERN, build_server, tool_names
+from memvid_mcp.mcp.server import TOOL_NAME_PATTERN, build_server, tool_names
 
 pytestmark = pytest.mark.anyio
 
@@ -421,12 +421,12 @@ async def test_internal_errors_are_logged_and_reported_briefly(
     settings: Settings, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake = _FailingManager(RuntimeError("disk exploded at /secret/path"))
-    with caplog.at_level(logging.ERROR, logger="memvid_mcp.server"):
+    with caplog.at_level(logging.ERROR, logger="memvid_mcp.mcp.server"):
         async with connect(settings, lambda: fake, mode) as client:
             message = await fails(client, "memory_search", {"query": "anything"})
     assert "internal error in memory_search" in message
     assert "/secret/path" not in message
-    (record,) = [r for r in caplog.records if r.name == "memvid_mcp.server"]
+    (record,) = [r for r in caplog.records if r.name == "memvid_mcp.mcp.server"]
     assert record.exc_info is not None and "disk exploded" in str(record.exc_info[1])
 
 
@@ -509,9 +509,9 @@ def test_building_the_server_loads_nothing_slow(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from memvid_mcp.config import Settings\n"
-        "import memvid_mcp.cli\n"
-        "from memvid_mcp.server import build_server\n"
+        "from memvid_mcp.core.config import Settings\n"
+        "import memvid_mcp.cli.main\n"
+        "from memvid_mcp.mcp.server import build_server\n"
         f"build_server(Settings(data_dir=Path({str(tmp_path / 'data')!r})))\n"
         "heavy = ['memvid_mcp.manager', 'numpy', 'tantivy', 'onnxruntime', 'tokenizers',\n"
         "         'huggingface_hub', 'torch', 'usearch', 'av', 'zxingcpp', 'rich']\n"

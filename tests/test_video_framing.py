@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memvid_mcp.errors import CorruptionError, MemvidError
+from memvid_mcp.core.errors import CorruptionError, MemvidError
 from memvid_mcp.storage.video import framing, manifest, mvi
 
 CAP = 2951

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memvid_mcp.errors import (
+from memvid_mcp.core.errors import (
     ClosedError,
     CorruptionError,
     MemvidError,

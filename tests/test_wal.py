@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memvid_mcp.errors import CorruptionError
-from memvid_mcp.wal import FILE_MAGIC, WriteAheadLog, decode_records, encode_record
+from memvid_mcp.core.errors import CorruptionError
+from memvid_mcp.store.wal import FILE_MAGIC, WriteAheadLog, decode_records, encode_record
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=30),
@@ -136,9 +136,9 @@ def test_drop_through_removes_only_covered_files(tmp_path: Path) -> None:
 
 
 def test_sequence_resumes_after_the_snapshot_when_every_file_was_dropped(tmp_path: Path) -> None:
-    from memvid_mcp.config import Settings
-    from memvid_mcp.scope_store import ScopeStore
-    from memvid_mcp.validation import validate_store
+    from memvid_mcp.core.config import Settings
+    from memvid_mcp.core.validation import validate_store
+    from memvid_mcp.store.scope_store import ScopeStore
 
     settings = Settings(data_dir=tmp_path, embeddings=False)
     scope = ScopeStore("global", tmp_path / "g", settings)

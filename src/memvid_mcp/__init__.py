@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from .core.errors import (
     ClosedError,
     CorruptionError,
     EmbeddingUnavailable,
@@ -28,9 +28,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .manager import MemoryManager
-    from .models import (
+    from .core.config import Settings
+    from .core.models import (
         GetResult,
         ListResult,
         Memory,
@@ -41,13 +40,14 @@ if TYPE_CHECKING:
         Stats,
         StoreResult,
     )
+    from .manager import MemoryManager
 
 # Loaded on first use (PEP 562), so starting the MCP server does not import the search and
 # storage stack before the first request needs it.
 _LAZY = {
-    "Settings": "config",
+    "Settings": "core.config",
     "MemoryManager": "manager",
-    **{name: "models" for name in ("GetResult", "ListResult", "Memory", "MemoryRecord",
+    **{name: "core.models" for name in ("GetResult", "ListResult", "Memory", "MemoryRecord",
                                    "Problem", "SearchHit", "SearchResult", "Stats",
                                    "StoreResult")},
 }

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import (
+from .core.config import Settings
+from .core.errors import (
     ClosedError,
     CorruptionError,
     EmbeddingUnavailable,
@@ -28,7 +28,7 @@ from .errors import (
     StoreLockedError,
     ValidationError,
 )
-from .models import (
+from .core.models import (
     SEARCH_MODES,
     GetResult,
     ListResult,
@@ -40,15 +40,21 @@ from .models import (
     Stats,
     StoreResult,
 )
-from .redact import redact_secrets
-from .scope_store import ScopeStore, open_scope
-from .scopes import ScopeLayout
+from .core.redact import redact_secrets
+from .core.scopes import ScopeLayout
+from .core.validation import (
+    StoreInput,
+    check_datetime,
+    normalise_ids,
+    normalise_tags,
+    validate_store,
+)
 from .search.embed import EmbeddingService
 from .search.filters import SearchFilters
 from .search.fusion import rrf
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
-from .validation import StoreInput, check_datetime, normalise_ids, normalise_tags, validate_store
+from .store.scope_store import ScopeStore, open_scope
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .errors import NotFoundError
+from .core.errors import NotFoundError
 from .storage.base import StorageAdapter
 
 

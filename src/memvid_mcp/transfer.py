@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ValidationError
-from .fsutil import storage_error
+from .core.errors import ValidationError
+from .core.fsutil import storage_error
 from .manager import MemoryManager
 
 ProgressFactory = Callable[[str, int | None], Any]

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import EmbeddingUnavailable, ValidationError
+from ..core.errors import EmbeddingUnavailable, ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ValidationError
+from ..core.errors import ValidationError
 
 
 def rrf(

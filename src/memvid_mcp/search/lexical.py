@@ -27,7 +27,7 @@ from typing import Any
 
 import tantivy
 
-from ..errors import CorruptionError, ReadOnlyError, StorageError, ValidationError
+from ..core.errors import CorruptionError, ReadOnlyError, StorageError, ValidationError
 from .filters import SearchFilters, as_utc, norm_tag
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import CorruptionError, StorageError, ValidationError
+from ..core.errors import CorruptionError, StorageError, ValidationError
 
 log = logging.getLogger(__name__)
 

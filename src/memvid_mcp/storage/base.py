@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..models import Problem
+from ..core.models import Problem
 
 ProgressCallback = Callable[[int, int], None]
 """Called as progress(done, total) during long operations (compaction, verify)."""

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import zstandard
 
-from ..errors import ClosedError, CorruptionError, NotFoundError, ValidationError
-from ..fsutil import ensure_dir, fsync_dir, storage_error
-from ..models import Problem
+from ..core.errors import ClosedError, CorruptionError, NotFoundError, ValidationError
+from ..core.fsutil import ensure_dir, fsync_dir, storage_error
+from ..core.models import Problem
 from .base import Capabilities, CompactReport, ProgressCallback, StorageStats
 
 MAGIC = b"MVB1"

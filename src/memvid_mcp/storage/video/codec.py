@@ -22,7 +22,7 @@ import zxingcpp
 from av.video.codeccontext import VideoCodecContext
 from av.video.stream import VideoStream
 
-from ...errors import StorageError
+from ...core.errors import StorageError
 
 log = logging.getLogger(__name__)
 

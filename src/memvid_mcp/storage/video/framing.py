@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from ...errors import CorruptionError
+from ...core.errors import CorruptionError
 
 MAGIC = b"MV"
 VERSION = 1

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import StorageError
-from ...fsutil import fsync_dir
+from ...core.errors import StorageError
+from ...core.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ...errors import CorruptionError
+from ...core.errors import CorruptionError
 
 MAGIC = b"MVIX"
 VERSION = 1

@@ -24,9 +24,15 @@ from typing import Any, NamedTuple
 
 from ulid import ULID
 
-from ...errors import ClosedError, CorruptionError, NotFoundError, StorageError, ValidationError
-from ...fsutil import fsync_dir
-from ...models import Problem, iso, utcnow
+from ...core.errors import (
+    ClosedError,
+    CorruptionError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
+from ...core.fsutil import fsync_dir
+from ...core.models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
 from . import codec, framing, mvi
 from .cache import ByteLRU

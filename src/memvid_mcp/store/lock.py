@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from .errors import StoreLockedError
-from .fsutil import storage_error
+from ..core.errors import StoreLockedError
+from ..core.fsutil import storage_error
 
 _POLL_SECONDS = 0.05
 

@@ -35,10 +35,10 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-from . import __version__
-from .config import Settings
-from .errors import MemvidError, NotFoundError, ValidationError
-from .server_models import (
+from .. import __version__
+from ..core.config import Settings
+from ..core.errors import MemvidError, NotFoundError, ValidationError
+from .schemas import (
     DEFAULT_GET_CHARS,
     DEFAULT_LIST_CHARS,
     DEFAULT_SEARCH_CHARS,
@@ -101,8 +101,8 @@ from .server_models import (
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from .manager import MemoryManager
-    from .models import ListResult
+    from ..core.models import ListResult
+    from ..manager import MemoryManager
 
 __all__ = [
     "MAX_LIMIT",
@@ -236,7 +236,7 @@ def _all_scopes(m: MemoryManager) -> list[str]:
 
 def _default_factory(settings: Settings) -> Callable[[], MemoryManager]:
     def factory() -> MemoryManager:
-        from .manager import MemoryManager  # heavy imports happen here, not at start-up
+        from ..manager import MemoryManager  # heavy imports happen here, not at start-up
 
         return MemoryManager(settings)
 

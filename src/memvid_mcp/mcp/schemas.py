@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from .errors import ValidationError
-from .models import iso, parse_iso, utcnow
+from ..core.errors import ValidationError
+from ..core.models import iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
-    from .models import GetResult, MemoryRecord, SearchResult, Stats, StoreResult
+    from ..core.models import GetResult, MemoryRecord, SearchResult, Stats, StoreResult
 
 MAX_LIMIT = 100
 MAX_CHARS = 200_000

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from ulid import ULID
 
-from .config import Settings
-from .errors import (
+from ..core.config import Settings
+from ..core.errors import (
     ClosedError,
     CorruptionError,
     NotFoundError,
@@ -37,18 +37,18 @@ from .errors import (
     StorageError,
     StoreLockedError,
 )
-from .fsutil import atomic_write, ensure_dir
-from .hashing import content_sha256
+from ..core.fsutil import atomic_write, ensure_dir
+from ..core.hashing import content_sha256
+from ..core.models import MemoryRecord, Problem, utcnow
+from ..core.validation import StoreInput, merge_tags
+from ..search.filters import SearchFilters
+from ..search.lexical import LexicalDoc, LexicalIndex
+from ..search.vectors import VectorIndex
+from ..storage.base import StorageAdapter
 from .lock import ScopeLock
-from .models import MemoryRecord, Problem, utcnow
-from .search.filters import SearchFilters
-from .search.lexical import LexicalDoc, LexicalIndex
-from .search.vectors import VectorIndex
 from .snapshot import FILE_NAME as SNAPSHOT_FILE
 from .snapshot import PREVIOUS_NAME as PREVIOUS_SNAPSHOT_FILE
 from .snapshot import load_snapshot, write_snapshot
-from .storage.base import StorageAdapter
-from .validation import StoreInput, merge_tags
 from .wal import ReplayReport, WalRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
                  ) -> StorageAdapter:
     """The configured storage backend for one scope directory."""
     if settings.backend == "video":
-        from .storage.video import VideoStore
+        from ..storage.video import VideoStore
 
         return VideoStore(
             directory,
@@ -73,7 +73,7 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
             cache_bytes=settings.payload_cache_bytes,
             live_threshold=settings.compact_live_threshold,
         )
-    from .storage.filestore import FileStore
+    from ..storage.filestore import FileStore
 
     return FileStore(directory, read_only=read_only)
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .config import BACKENDS, Settings
-from .errors import MemvidError, ValidationError
-from .models import SCOPES, SEARCH_MODES, iso
+from .. import __version__
+from ..core.config import BACKENDS, Settings
+from ..core.errors import MemvidError, ValidationError
+from ..core.models import SCOPES, SEARCH_MODES, iso
 
 if TYPE_CHECKING:  # the manager (search + storage stack) loads only when a command needs it
-    from .manager import MemoryManager
+    from ..manager import MemoryManager
 
 log = logging.getLogger("memvid_mcp")
 
@@ -38,7 +38,7 @@ class Context:
 
     @contextmanager
     def manager(self, **overrides: Any) -> Iterator[MemoryManager]:
-        from .manager import MemoryManager
+        from ..manager import MemoryManager
 
         settings = self.settings.replace(**overrides) if overrides else self.settings
         with MemoryManager(settings) as manager:
@@ -103,7 +103,7 @@ def main(ctx: click.Context, /, verbose: int, scope: str | None, as_json: bool,
         click.echo(f"memvid-mcp: error: {exc}", err=True)
         ctx.exit(1)
     if ctx.invoked_subcommand is None:
-        from .server import run_server
+        from ..mcp.server import run_server
 
         run_server(ctx.obj.settings.replace(read_only_fallback=True), transport="stdio")
 
@@ -117,7 +117,7 @@ def main(ctx: click.Context, /, verbose: int, scope: str | None, as_json: bool,
 @click.pass_obj
 def serve(obj: Context, transport: str, host: str, port: int) -> None:
     """Run the MCP server (stdio for MCP client configs, http for shared use)."""
-    from .server import run_server
+    from ..mcp.server import run_server
 
     run_server(obj.settings.replace(read_only_fallback=True), transport=transport, host=host,
                port=port)
@@ -281,7 +281,7 @@ def stats(obj: Context) -> None:
 @click.pass_obj
 def info(obj: Context) -> None:
     """Where data lives, which backend, versions."""
-    from .manager import MemoryManager
+    from ..manager import MemoryManager
 
     manager = MemoryManager(obj.settings)
     try:
@@ -326,7 +326,7 @@ def _progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
 @click.pass_obj
 def import_(obj: Context, path: Path) -> None:
     """Import memories from JSON lines (as written by export). Duplicates are folded."""
-    from .transfer import import_jsonl
+    from ..transfer import import_jsonl
 
     with obj.manager() as manager:
         counts = import_jsonl(manager, path, scope=obj.scope, progress_factory=_progress)
@@ -340,7 +340,7 @@ def import_(obj: Context, path: Path) -> None:
 @click.pass_obj
 def export(obj: Context, path: Path) -> None:
     """Export memories (every field and the exact text) as JSON lines."""
-    from .transfer import export_jsonl
+    from ..transfer import export_jsonl
 
     with obj.manager() as manager:
         count = export_jsonl(manager, path, scope=obj.scope, progress_factory=_progress)
@@ -422,7 +422,7 @@ def prune(obj: Context) -> None:
 @click.pass_obj
 def warmup(obj: Context) -> None:
     """Fetch and load the embedding model now, so the first search need not wait."""
-    from .manager import MemoryManager
+    from ..manager import MemoryManager
 
     manager = MemoryManager(obj.settings)
     try:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ClosedError, CorruptionError
-from .fsutil import ensure_dir, fsync_dir, storage_error
+from ..core.errors import ClosedError, CorruptionError
+from ..core.fsutil import ensure_dir, fsync_dir, storage_error
 
 log = logging.getLogger(__name__)
 

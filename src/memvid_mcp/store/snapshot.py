@@ -21,9 +21,9 @@ from pathlib import Path
 
 import zstandard
 
-from .errors import CorruptionError
-from .fsutil import atomic_write
-from .models import MemoryRecord
+from ..core.errors import CorruptionError
+from ..core.fsutil import atomic_write
+from ..core.models import MemoryRecord
 
 FORMAT = 1
 FILE_NAME = "snapshot.jsonl.zst"
