@@ -1,0 +1,100 @@
+"""The hand-labelled MemoryBank evidence fixture is well formed and matches the data.
+
+The data checks need ``<repo>/../shared/data/memorybank_en`` (or ``$MEMORYBANK_DIR``) and skip
+without it; the fixture-shape and metric checks always run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import memorybank_eval as mbe  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "memorybank_evidence.jsonl"
+DATA = Path(
+    os.environ.get(
+        "MEMORYBANK_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "memorybank_en"
+    )
+)
+needs_data = pytest.mark.skipif(
+    not (DATA / "memory_bank_en.json").is_file(),
+    reason=f"MemoryBank data not found at {DATA} (set MEMORYBANK_DIR to its folder)",
+)
+
+
+def test_fixture_shape() -> None:
+    labels = mbe.load_labels(FIXTURE)
+    assert len(labels) == 100
+    qids = [label["qid"] for label in labels]
+    assert len(set(qids)) == len(qids)
+    for label in labels:
+        assert re.fullmatch(re.escape(label["user"]) + r"-\d+", label["qid"])
+        assert label["question"]
+        assert len(set(label["evidence"])) == len(label["evidence"])
+        if label["evidence"]:
+            assert label["answer"]
+        else:
+            assert label.get("note"), f"{label['qid']}: empty evidence needs a note"
+    assert len(mbe.labelled(labels)) >= 90
+
+
+@needs_data
+def test_evidence_ids_exist() -> None:
+    turns = mbe.load_turns(DATA)
+    ids = {turn["id"] for turn in turns}
+    assert len(ids) == len(turns) == 566
+    missing = [
+        (label["qid"], e)
+        for label in mbe.load_labels(FIXTURE)
+        for e in label["evidence"]
+        if e not in ids
+    ]
+    assert not missing
+    for label in mbe.load_labels(FIXTURE):
+        assert all(e.startswith(label["user"] + "/") for e in label["evidence"])
+
+
+@needs_data
+def test_questions_match_probing_file() -> None:
+    expected: dict[str, str] = {}
+    with (DATA / "probing_questions_en.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                for name, questions in json.loads(line).items():
+                    for i, question in enumerate(questions):
+                        expected[f"{name}-{i}"] = question
+    assert {label["qid"]: label["question"] for label in mbe.load_labels(FIXTURE)} == expected
+
+
+def test_metrics_perfect_and_empty() -> None:
+    labels = mbe.load_labels(FIXTURE)
+    perfect = {label["qid"]: list(label["evidence"]) for label in labels}
+    k = max(len(label["evidence"]) for label in labels)
+    assert mbe.hit_at_k(perfect, labels, 1) == 1.0
+    assert mbe.recall_at_k(perfect, labels, k) == 1.0
+    assert mbe.hit_at_k({}, labels, 10) == 0.0
+    assert mbe.recall_at_k({}, labels, 10) == 0.0
+    empty = {label["qid"]: [] for label in labels}
+    assert mbe.hit_at_k(empty, labels, 10) == 0.0
+
+
+def test_metrics_partial() -> None:
+    labels = [
+        {"qid": "a-0", "user": "a", "evidence": ["a/d/0", "a/d/1"]},
+        {"qid": "a-1", "user": "a", "evidence": ["a/d/2"]},
+        {"qid": "a-2", "user": "a", "evidence": []},  # unanswerable: not scored
+    ]
+    ranked = {"a-0": ["a/d/5", "a/d/1", "a/d/0"], "a-1": ["a/d/3"], "a-2": ["a/d/0"]}
+    assert mbe.hit_at_k(ranked, labels, 1) == 0.0
+    assert mbe.hit_at_k(ranked, labels, 2) == 0.5
+    assert mbe.recall_at_k(ranked, labels, 2) == 0.25
+    assert mbe.recall_at_k(ranked, labels, 3) == 0.5
