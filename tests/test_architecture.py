@@ -26,7 +26,8 @@ PACKAGE = ROOT / "src" / "memvid_mcp"
 EMBED_RUNTIMES = {"onnxruntime", "tokenizers", "torch", "transformers",
                   "sentence_transformers", "huggingface_hub", "onnx"}
 ALLOWED = {
-    "mcp": {"mcp/server.py", "mcp/http_security.py", "mcp/schemas.py"},
+    "mcp": {"mcp/server.py", "mcp/http_security.py", "mcp/schemas.py", "mcp/stream.py"},
+    "mcp_types": {"mcp/stream.py"},
     "av": {"storage/video/codec.py"},
     "zxingcpp": {"storage/video/codec.py"},
     **{name: {"search/embed.py", "search/onnx_export.py"} for name in EMBED_RUNTIMES},
@@ -60,8 +61,9 @@ LAYERS = {
     "storage": 1, "search": 1,
     "store": 2,
     "manager": 3, "testing": 3,
-    "mcp": 4, "transfer": 4,
-    "cli": 5,
+    "mcp": 4, "transfer": 4, "client": 4,
+    "service": 5,
+    "cli": 6,
     "__init__": 6, "__main__": 6,
 }
 

@@ -582,3 +582,30 @@ def _decode_cursor(cursor: str | None, query: str) -> int:
     if data.get("q") != digest or not 0 <= offset <= 100_000:
         raise ValidationError("cursor", "belongs to a different query; search again without it")
     return offset
+
+
+class ManagerPool:
+    """Managers for several repositories over one data directory, in one process (the service).
+
+    Each MCP session gets the manager of its repository, so project and committed scopes
+    resolve per client as they do in a single process.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._managers: dict[Path | None, MemoryManager] = {}
+
+    def manager(self, repo_root: Path | None) -> MemoryManager:
+        with self._lock:
+            manager = self._managers.get(repo_root)
+            if manager is None:
+                manager = MemoryManager(self.settings.replace(project=repo_root))
+                self._managers[repo_root] = manager
+            return manager
+
+    def close(self) -> None:
+        with self._lock:
+            managers, self._managers = list(self._managers.values()), {}
+        for manager in managers:
+            manager.close()

@@ -13,7 +13,8 @@ else escaping is a bug and is logged with its traceback.
     ├── StorageError             the disk said no (not writable, full); no partial state is left
     │   └── CorruptionError      a checksum or format check failed; names the file
     ├── EmbeddingUnavailable     no embedding model could be loaded; search falls back to lexical
-    └── ClosedError              the manager was used after close()
+    ├── ClosedError              the manager was used after close()
+    └── ServiceError             the per-user service cannot be reached, started or trusted
 """
 
 from __future__ import annotations
@@ -68,3 +69,8 @@ class EmbeddingUnavailable(MemvidError):
 
 class ClosedError(MemvidError):
     """The manager (or a store) was used after it was closed."""
+
+
+class ServiceError(MemvidError):
+    """The per-user service cannot be reached, started, or trusted (a foreign run directory)."""
+

@@ -1,0 +1,101 @@
+"""Where a data directory's service listens, and the checks that keep other users out.
+
+One run directory per user and data directory: ``$XDG_RUNTIME_DIR/memvid-mcp/<key>`` when the
+runtime directory is the user's own, else ``<tmp>/memvid-mcp-<uid>/<key>`` (``MEMVID_RUN_DIR``
+overrides the parent). ``<key>`` is a hash of the data directory's real path, so every launch
+on the same data finds the same service. Every level we use must be owned by this user and
+closed to everyone else (``0700``); anything else is refused, never "fixed", because a
+directory someone else made could hold a socket that impersonates the service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import ServiceError
+
+SOCKET_NAME = "service.sock"
+ADDRESS_NAME = "service.addr"  # TCP fallback: "port token", mode 0600
+SPAWN_LOCK_NAME = "spawn.lock"
+LOG_NAME = "service.log"
+
+
+def _base_dir() -> Path:
+    override = os.environ.get("MEMVID_RUN_DIR")
+    if override:
+        return Path(override).expanduser()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        try:
+            info = os.stat(runtime)
+            if info.st_uid == os.getuid() and not info.st_mode & 0o077:
+                return Path(runtime) / "memvid-mcp"
+        except OSError:
+            pass
+    return Path(tempfile.gettempdir()) / f"memvid-mcp-{os.getuid()}"
+
+
+def check_private(path: Path, *, directory: bool) -> None:
+    """Refuse a path that is a link, not ours, or open to group/others."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise ServiceError(f"cannot inspect {path}: {exc.strerror}") from None
+    kind_ok = stat.S_ISDIR(info.st_mode) if directory else not stat.S_ISLNK(info.st_mode)
+    if not kind_ok:
+        raise ServiceError(f"refusing {path}: not a {'directory' if directory else 'file'}")
+    if info.st_uid != os.getuid():
+        raise ServiceError(f"refusing {path}: owned by uid {info.st_uid}, not by this user "
+                           f"({os.getuid()})")
+    if info.st_mode & 0o077:
+        raise ServiceError(f"refusing {path}: mode {stat.S_IMODE(info.st_mode):04o} lets other "
+                           "users in (must be 0700 for a directory, 0600 for a file)")
+
+
+def _private_dir(path: Path) -> Path:
+    try:
+        path.mkdir(mode=0o700, parents=False)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ServiceError(f"cannot create the run directory {path}: {exc.strerror}") from None
+    check_private(path, directory=True)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """The private directory of one data directory's service."""
+
+    path: Path
+    data_dir: Path
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> RunDir:
+        real = os.path.realpath(os.path.expanduser(str(data_dir)))
+        key = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        base = _base_dir()
+        base.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(base)
+        return cls(_private_dir(base / key), Path(real))
+
+    @property
+    def socket(self) -> Path:
+        return self.path / SOCKET_NAME
+
+    @property
+    def address_file(self) -> Path:
+        return self.path / ADDRESS_NAME
+
+    @property
+    def spawn_lock(self) -> Path:
+        return self.path / SPAWN_LOCK_NAME
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG_NAME
