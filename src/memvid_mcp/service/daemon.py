@@ -71,10 +71,8 @@ class Service:
             os.replace(tmp, self.run_dir.address_file)
             return tcp
         path = self.run_dir.socket
-        try:
+        with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a dead predecessor's socket: we hold the owner lock
-        except FileNotFoundError:
-            pass
         old_umask = os.umask(0o177)  # the socket is born 0600
         try:
             unix: anyio.abc.Listener[Any] = await anyio.create_unix_listener(path)
