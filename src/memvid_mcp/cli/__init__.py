@@ -16,6 +16,11 @@ def main(argv: list[str] | None = None) -> None:
     options = parse_stdio_launch(args)
     if options is not None and service_enabled():
         sys.exit(run_relay(options))
+    from .remote import try_remote
+
+    code = try_remote(args)
+    if code is not None:
+        sys.exit(code)
     from .main import main as click_main
 
     click_main(args)

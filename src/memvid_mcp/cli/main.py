@@ -38,7 +38,14 @@ class Context:
 
     @contextmanager
     def manager(self, **overrides: Any) -> Iterator[MemoryManager]:
+        """The service's open manager for a remote command, else one opened here."""
         from ..manager import MemoryManager
+        from .remote import service_manager
+
+        shared = service_manager()
+        if shared is not None:
+            yield shared
+            return
 
         settings = self.settings.replace(**overrides) if overrides else self.settings
         with MemoryManager(settings) as manager:
@@ -106,6 +113,18 @@ def main(ctx: click.Context, /, verbose: int, scope: str | None, as_json: bool,
         from ..mcp.server import run_server
 
         run_server(ctx.obj.settings.replace(read_only_fallback=True), transport="stdio")
+
+
+@main.command(hidden=True)
+@click.option("--idle", type=float, default=None,
+              help="Seconds without clients before exiting (env MEMVID_SERVICE_IDLE).")
+@click.pass_obj
+def service(obj: Context, idle: float | None) -> None:
+    """Run the per-user service of the data directory (what relays start, detached)."""
+    from ..service.daemon import run_service
+    from .remote import run_in_service
+
+    sys.exit(run_service(obj.settings, idle_seconds=idle, cli_runner=run_in_service))
 
 
 @main.command()
@@ -281,13 +300,8 @@ def stats(obj: Context) -> None:
 @click.pass_obj
 def info(obj: Context) -> None:
     """Where data lives, which backend, versions."""
-    from ..manager import MemoryManager
-
-    manager = MemoryManager(obj.settings)
-    try:
+    with obj.manager() as manager:
         data = manager.info()
-    finally:
-        manager.close()
     data["python"] = sys.version.split()[0]
 
     def human() -> None:
@@ -422,15 +436,10 @@ def prune(obj: Context) -> None:
 @click.pass_obj
 def warmup(obj: Context) -> None:
     """Fetch and load the embedding model now, so the first search need not wait."""
-    from ..manager import MemoryManager
-
-    manager = MemoryManager(obj.settings)
-    try:
+    with obj.manager() as manager:
         manager.embedder.start()
         ready = manager.embedder.wait_ready(600)
         state = manager.embedder.state
-    finally:
-        manager.close()
     obj.emit({"ready": ready, "embedder": state, "model": obj.settings.embed_model},
              lambda: click.echo(f"embedder: {state}"))
     if not ready:

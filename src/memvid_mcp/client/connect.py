@@ -4,7 +4,7 @@
 
 1. connect to the run directory's socket and say hello;
 2. nobody there: take the spawn lock (``flock``), try again (another launch may have won), and
-   only then start ``python -m memvid_mcp.service`` detached, waiting until it answers;
+   only then start ``python -m memvid_mcp ... service`` detached, waiting until it answers;
 3. a service of an older version: ask it to drain (it stops accepting, finishes what it is
    doing and exits) and start one of ours; a newer service is used as it is, since relays
    only pass MCP through.
@@ -146,7 +146,7 @@ def _alive(pid: int) -> bool:
 
 
 def spawn_command(run: RunDir) -> list[str]:
-    return [sys.executable, "-m", "memvid_mcp.service", "--data-dir", str(run.data_dir)]
+    return [sys.executable, "-m", "memvid_mcp", "--data-dir", str(run.data_dir), "service"]
 
 
 def _spawn(run: RunDir) -> None:

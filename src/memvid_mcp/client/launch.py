@@ -41,6 +41,22 @@ def parse_stdio_launch(argv: list[str]) -> dict[str, str] | None:
     return None
 
 
+def data_dir_from(argv: list[str], options: dict[str, str] | None = None) -> Path:
+    """The data directory a launch names (--data-dir, MEMVID_DATA_DIR, the default)."""
+    value = (options or {}).get("data_dir")
+    for i, arg in enumerate(argv):
+        if arg == "--data-dir" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--data-dir="):
+            value = arg.partition("=")[2]
+    value = value or os.environ.get("MEMVID_DATA_DIR")
+    if not value:
+        from ..core.config import default_data_dir
+
+        return default_data_dir()
+    return Path(value).expanduser()
+
+
 def service_enabled() -> bool:
     return os.environ.get("MEMVID_SERVICE", "1").strip().lower() not in ("0", "false", "no",
                                                                         "off")
@@ -57,14 +73,10 @@ def run_relay(options: dict[str, str]) -> int:
     if "backend" in options:  # the service this launch may start inherits the environment
         os.environ["MEMVID_BACKEND"] = options["backend"]
     try:
-        data_dir = options.get("data_dir") or os.environ.get("MEMVID_DATA_DIR") or ""
-        if not data_dir:
-            from ..core.config import default_data_dir
-
-            data_dir = str(default_data_dir())
-        Path(data_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        data_dir = data_dir_from([], options)
+        data_dir.mkdir(parents=True, exist_ok=True)
         project = options.get("project") or os.environ.get("MEMVID_PROJECT") or os.getcwd()
-        run = RunDir.for_data_dir(Path(data_dir))
+        run = RunDir.for_data_dir(data_dir)
         return Relay(run, os.path.abspath(os.path.expanduser(project))).serve()
     except MemvidError as exc:
         sys.stderr.write(f"memvid-mcp: error: {exc}\n")

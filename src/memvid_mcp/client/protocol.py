@@ -2,14 +2,14 @@
 
 A connection opens with the client's hello::
 
-    {"memvid": 1, "version": "0.2.0", "role": "mcp" | "call" | "control",
+    {"memvid": 1, "version": "0.2.0", "role": "mcp" | "cli" | "control",
      "project": "/path" | null, "client": "relay", "pid": 123, "token": "..." (TCP only)}
 
 and the service's answer ``{"ok": true, "version": ..., "pid": ...}`` or ``{"ok": false,
 "code": "version" | "auth" | "draining" | "bad-hello", "error": "..."}``. After an ``mcp``
 hello the connection carries newline-delimited JSON-RPC exactly as MCP's stdio transport does;
-after a ``call`` hello, one JSON request per line (see ``service_client``); a ``control`` hello
-carries one command (``drain``, ``status``).
+after a ``cli`` hello, one command (``cli/remote.py``: argv and stdin in, stdout, stderr and
+the exit code streamed back); a ``control`` hello carries one command (``drain``, ``status``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .. import __version__
 
 PROTOCOL = 1
 MAX_HELLO_BYTES = 64 * 1024
-ROLES = ("mcp", "call", "control")
+ROLES = ("mcp", "cli", "control")
 
 
 def version_key(version: str) -> tuple[int, ...]:

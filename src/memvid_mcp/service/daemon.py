@@ -18,11 +18,13 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .. import __version__
@@ -42,11 +44,15 @@ log = logging.getLogger(__name__)
 DEFAULT_IDLE_SECONDS = 600.0
 HELLO_TIMEOUT = 10.0
 DRAIN_GRACE_SECONDS = 2.0
+MAX_CLI_REQUEST_BYTES = 256 * 1024 * 1024  # a command's standard input (store -, import -)
+CliRunner = Callable[[dict[str, Any], Any, Callable[[dict[str, Any]], None]], int]
 
 
 class Service:
-    def __init__(self, settings: Settings, run: RunDir, *, idle_seconds: float) -> None:
+    def __init__(self, settings: Settings, run: RunDir, *, idle_seconds: float,
+                 cli_runner: CliRunner | None = None) -> None:
         self.settings = settings
+        self.cli_runner = cli_runner
         self.run_dir = run
         self.idle_seconds = idle_seconds
         self.pool = ManagerPool(settings)
@@ -150,6 +156,8 @@ class Service:
                 await serve_stream(server, reader, stream)
             elif role == "control":
                 await self._control(reader, stream)
+            elif role == "cli":
+                await self._cli(reader, stream, hello.get("project"))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
                 anyio.IncompleteRead, ConnectionError):
             pass
@@ -205,13 +213,38 @@ class Service:
         else:
             await stream.send(protocol.encode({"ok": False, "error": f"unknown op {op!r}"}))
 
-    def _server_for(self, project: str | None) -> Any:
-        """One MCP server per repository (they share the pool's scopes and model)."""
+    async def _cli(self, reader: BufferedByteReceiveStream, stream: anyio.abc.ByteStream,
+                   project: str | None) -> None:
+        """Run one CLI command with the shared manager, streaming its output back."""
+        line = await reader.receive_until(b"\n", MAX_CLI_REQUEST_BYTES)
+        request = protocol.decode(line)
+        if self.cli_runner is None:
+            await stream.send(protocol.encode({"err": "memvid-mcp: error: this service runs "
+                                               "no CLI commands\n"}))
+            await stream.send(protocol.encode({"exit": 1}))
+            return
+        runner = self.cli_runner
+
+        def send(message: dict[str, Any]) -> None:
+            anyio.from_thread.run(stream.send, protocol.encode(message))
+
+        def work() -> int:
+            manager = self.pool.manager(self._repo_root(project))
+            return runner(request, manager, send)
+
+        code = await anyio.to_thread.run_sync(work)
+        await stream.send(protocol.encode({"exit": code}))
+
+    def _repo_root(self, project: str | None) -> Path | None:
         path = Path(project) if project else None
         try:
-            root = ScopeLayout.resolve(self.settings.data_dir, path).repo_root
-        except MemvidError:
-            root = None
+            return ScopeLayout.resolve(self.settings.data_dir, path).repo_root
+        except (MemvidError, OSError):
+            return None
+
+    def _server_for(self, project: str | None) -> Any:
+        """One MCP server per repository (they share the pool's scopes and model)."""
+        root = self._repo_root(project)
         key = str(root) if root else ""
         server = self.servers.get(key)
         if server is None:
@@ -221,16 +254,18 @@ class Service:
         return server
 
 
-def run_service(settings: Settings, *, idle_seconds: float | None = None) -> int:
+def run_service(settings: Settings, *, idle_seconds: float | None = None,
+                cli_runner: CliRunner | None = None) -> int:
     """Own ``settings.data_dir`` until idle, signalled or drained. Exit status for the CLI."""
     run = RunDir.for_data_dir(settings.data_dir)
     if idle_seconds is None:
         raw = os.environ.get("MEMVID_SERVICE_IDLE", "")
         idle_seconds = float(raw) if raw else DEFAULT_IDLE_SECONDS
+    os.chdir("/")  # scopes resolve from each client's project, never from ours
     owner = OwnerLock(run.path)
     owner.acquire(timeout=120.0)  # a draining predecessor flushes first
     try:
-        service = Service(settings, run, idle_seconds=idle_seconds)
+        service = Service(settings, run, idle_seconds=idle_seconds, cli_runner=cli_runner)
         anyio.run(service.serve)
     finally:
         owner.release()
