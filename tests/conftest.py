@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +17,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for _name in list(os.environ):
     if _name.startswith("MEMVID_"):
         del os.environ[_name]  # the suite never reads a developer's own settings
+# Services that stdio launches start live in a run directory of the suite's own (short: a Unix
+# socket path has at most 107 bytes) and exit soon after their last client.
+RUN_DIR = tempfile.mkdtemp(prefix="mvrun-")
+os.environ["MEMVID_RUN_DIR"] = RUN_DIR
+os.environ["MEMVID_SERVICE_IDLE"] = "3"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_service_left_behind() -> Iterator[None]:
+    """Stop every service the suite started, even those a failed test left running."""
+    yield
+    for pid_file in Path(RUN_DIR).glob("*/service.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
 
 @pytest.fixture

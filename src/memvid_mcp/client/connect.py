@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 START_TIMEOUT = 60.0  # a cold service imports its stack and opens indexes before listening
-DRAIN_TIMEOUT = 60.0
 
 
 def use_tcp() -> bool:
@@ -115,34 +114,21 @@ def _say_hello(run: RunDir, role: str, project: str | None, client: str
     return conn, reply
 
 
-def _drain(run: RunDir, pid: int) -> None:
-    """Ask an older service to drain, then wait until it has gone."""
+def _drain(run: RunDir) -> None:
+    """Ask an older service to drain. Its successor waits on the owner lock until the old
+    one has flushed and exited, so nothing here waits for it."""
     found = _say_hello(run, "control", None, "relay")
-    if found is not None:
-        conn, reply = found
-        try:
-            if reply.get("ok"):
-                conn.send(protocol.encode({"op": "drain"}))
-                conn.readline()
-        except OSError:
-            pass
-        finally:
-            conn.close()
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+    if found is None:
+        return
+    conn, reply = found
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if reply.get("ok"):
+            conn.send(protocol.encode({"op": "drain"}))
+            conn.readline()
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 def spawn_command(run: RunDir) -> list[str]:
@@ -150,14 +136,27 @@ def spawn_command(run: RunDir) -> list[str]:
 
 
 def _spawn(run: RunDir) -> None:
-    import subprocess  # only the launch that starts the service pays for this import
-
+    """Start the service detached: double fork, so it is no child of ours (init reaps it)
+    and outlives this relay; stdin and stdout are the null device, stderr its log."""
+    command = spawn_command(run)
+    null = os.open(os.devnull, os.O_RDWR)
     log_file = os.open(run.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        subprocess.Popen(spawn_command(run), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=log_file, close_fds=True,
-                         start_new_session=True)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the forked child
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    os.dup2(null, 0)
+                    os.dup2(null, 1)
+                    os.dup2(log_file, 2)
+                    os.closerange(3, 65536)
+                    os.execv(command[0], command)
+            finally:
+                os._exit(0)
+        os.waitpid(child, 0)
     finally:
+        os.close(null)
         os.close(log_file)
 
 
@@ -197,7 +196,7 @@ def open_connection(run: RunDir, role: str, *, project: str | None = None,
                 conn.close()
                 log.info("replacing the service of memvid-mcp %s with %s", theirs, __version__)
                 with _SpawnLock(run.spawn_lock):
-                    _drain(run, int(reply.get("pid") or 0))
+                    _drain(run)
                     _spawn(run)
                     _wait_listening(run)
                 continue

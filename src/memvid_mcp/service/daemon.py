@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_SECONDS = 600.0
 HELLO_TIMEOUT = 10.0
+PID_NAME = "service.pid"  # "<pid> <version>": for people and tests; the socket is the truth
 DRAIN_GRACE_SECONDS = 2.0
 MAX_CLI_REQUEST_BYTES = 256 * 1024 * 1024  # a command's standard input (store -, import -)
 CliRunner = Callable[[dict[str, Any], Any, Callable[[dict[str, Any]], None]], int]
@@ -96,6 +97,8 @@ class Service:
     async def serve(self) -> None:
         self._stop = anyio.Event()
         self._listener = await self._listen()
+        pid_file = self.run_dir.path / PID_NAME
+        pid_file.write_text(f"{os.getpid()} {__version__}\n", encoding="ascii")
         log.info("memvid-mcp %s service for %s listening in %s", __version__,
                  self.settings.data_dir, self.run_dir.path)
         try:
@@ -113,6 +116,8 @@ class Service:
         finally:
             self._stop_listening()
             await anyio.to_thread.run_sync(self.pool.close)
+            with contextlib.suppress(FileNotFoundError):
+                pid_file.unlink()
             log.info("memvid-mcp service stopped")
 
     def stop(self, why: str) -> None:

@@ -1,0 +1,325 @@
+"""The per-user service and the stdio relay, through real processes and real sockets.
+
+Each test launches ``memvid-mcp`` exactly as an MCP client config does (stdin/stdout pipes)
+on its own data directory and run directory; the relay starts the service on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memvid_mcp import __version__
+from memvid_mcp.client.rundir import RunDir
+from memvid_mcp.core.errors import ServiceError
+
+pytestmark = pytest.mark.timeout(180)
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture
+def env(tmp_path: Path, outside_repo: Path) -> Iterator[dict[str, str]]:
+    run = tempfile.mkdtemp(prefix="mvs-")  # short: socket paths have at most 107 bytes
+    values = dict(os.environ, MEMVID_DATA_DIR=str(tmp_path / "data"), MEMVID_RUN_DIR=run,
+                  MEMVID_EMBEDDINGS="0", MEMVID_SERVICE_IDLE="30", PYTHONPATH=str(SRC))
+    values.pop("MEMVID_SERVICE", None)
+    yield values
+    for pid in _service_pids(values):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(run, ignore_errors=True)
+
+
+def _service_pids(env: dict[str, str]) -> list[int]:
+    """Live service processes of this test's data directory (from /proc, not from us)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if state != "Z" and b"service" in cmdline and \
+                env["MEMVID_DATA_DIR"].encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+class Client:
+    """A relay launched as an MCP client launches it, spoken to in raw JSON-RPC."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, name: str = "test") -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "memvid_mcp"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(cwd))
+        self.next_id = 0
+        self.lock = threading.Lock()
+        self.initialize_reply = self.request("initialize", {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": name, "version": "1"}})
+        self.notify("notifications/initialized")
+
+    def notify(self, method: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": method}).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.next_id += 1
+            message = {"jsonrpc": "2.0", "id": self.next_id, "method": method,
+                       "params": params}
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            assert line, self.proc.stderr.read().decode() if self.proc.stderr else "EOF"
+            reply: dict[str, Any] = json.loads(line)
+            assert reply["id"] == self.next_id
+            return reply
+
+    def tool(self, name: str, **arguments: Any) -> dict[str, Any]:
+        reply = self.request("tools/call", {"name": name, "arguments": arguments})
+        return reply
+
+    def close(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout=30)
+        return code
+
+
+def _structured(reply: dict[str, Any]) -> dict[str, Any]:
+    assert "result" in reply, reply
+    assert not reply["result"].get("isError"), reply
+    data: dict[str, Any] = reply["result"]["structuredContent"]
+    return data
+
+
+def test_relays_share_one_service_and_every_write_lands(env: dict[str, str],
+                                                        outside_repo: Path) -> None:
+    clients = [Client(env, outside_repo, f"c{i}") for i in range(3)]
+    stored: dict[str, str] = {}
+    errors: list[str] = []
+
+    def work(index: int, client: Client) -> None:
+        for n in range(15):
+            text = f"note {n} from client {index}: the deploy window is {n} o'clock"
+            reply = client.tool("memory_store", text=text)
+            if "error" in reply or reply["result"].get("isError"):
+                errors.append(json.dumps(reply))
+                continue
+            stored[_structured(reply)["id"]] = text
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(stored) == 45
+    assert len(_service_pids(env)) == 1
+    assert [c.close() for c in clients] == [0, 0, 0]
+
+    fresh = Client(env, outside_repo, "reader")
+    got = _structured(fresh.tool("memory_get", ids=list(stored), max_chars=200_000))
+    assert {m["id"]: m["text"] for m in got["memories"]} == stored
+    fresh.close()
+
+
+def test_two_relays_at_the_same_instant_start_one_service(env: dict[str, str],
+                                                          outside_repo: Path) -> None:
+    barrier = threading.Barrier(4)
+    clients: list[Client] = []
+
+    def launch() -> None:
+        barrier.wait()
+        clients.append(Client(env, outside_repo))
+
+    threads = [threading.Thread(target=launch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(clients) == 4
+    assert all(c.initialize_reply["result"]["serverInfo"]["name"] == "memvid-mcp"
+               for c in clients)
+    assert len(_service_pids(env)) == 1
+    for client in clients:
+        client.close()
+
+
+def test_cli_works_during_a_session_through_the_service(env: dict[str, str],
+                                                        outside_repo: Path) -> None:
+    client = Client(env, outside_repo)
+    _structured(client.tool("memory_store", text="stored by the agent about kubernetes"))
+    cli = [sys.executable, "-m", "memvid_mcp", "--json"]
+    done = subprocess.run([*cli, "store", "stored by the hook about terraform"], env=env,
+                          cwd=outside_repo, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    hook_id = json.loads(done.stdout)["id"]
+    found = subprocess.run([*cli, "search", "kubernetes"], env=env, cwd=outside_repo,
+                           capture_output=True, text=True, timeout=30)
+    assert found.returncode == 0, found.stderr
+    assert "agent about kubernetes" in found.stdout
+    seen = _structured(client.tool("memory_get", ids=[hook_id]))
+    assert seen["memories"][0]["text"] == "stored by the hook about terraform"
+    bad = subprocess.run([*cli, "search", ""], env=env, cwd=outside_repo,
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and bad.stderr.startswith("memvid-mcp: error: ")
+    client.close()
+
+
+def test_service_killed_mid_session_loses_nothing(env: dict[str, str],
+                                                  outside_repo: Path) -> None:
+    client = Client(env, outside_repo)
+    ids = [_structured(client.tool("memory_store", text=f"before the crash {n}"))["id"]
+           for n in range(5)]
+    (pid,) = _service_pids(env)
+    os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    reply = client.tool("memory_store", text="after the crash")
+    if "error" in reply:  # the one retryable error a call in flight may see
+        assert "retry" in reply["error"]["message"]
+        reply = client.tool("memory_store", text="after the crash")
+    assert time.monotonic() - started < 10
+    ids.append(_structured(reply)["id"])
+    got = _structured(client.tool("memory_get", ids=ids))
+    assert len(got["memories"]) == 6 and got["missing"] == []
+    new_pids = _service_pids(env)
+    assert len(new_pids) == 1 and new_pids[0] != pid
+    assert client.close() == 0
+
+
+def test_an_older_service_is_replaced_by_a_newer_relay(env: dict[str, str],
+                                                       outside_repo: Path,
+                                                       tmp_path: Path) -> None:
+    old_src = tmp_path / "old-src"
+    shutil.copytree(SRC / "memvid_mcp", old_src / "memvid_mcp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    init = old_src / "memvid_mcp" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{__version__}"',
+                                             '__version__ = "0.0.1"'))
+    old_env = dict(env, PYTHONPATH=str(old_src))
+    old = Client(old_env, outside_repo, "old")
+    assert old.initialize_reply["result"]["serverInfo"]["version"] == "0.0.1"
+    first = _structured(old.tool("memory_store", text="written through the old service"))
+    (old_pid,) = _service_pids(env)
+
+    new = Client(dict(env, PYTHONPATH=str(SRC)), outside_repo, "new")
+    assert new.initialize_reply["result"]["serverInfo"]["version"] == __version__
+    deadline = time.monotonic() + 20  # it released the data before its process ended
+    while old_pid in _service_pids(env) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (new_pid,) = _service_pids(env)
+    assert new_pid != old_pid
+    got = _structured(new.tool("memory_get", ids=[first["id"]]))
+    assert got["memories"][0]["text"] == "written through the old service"
+
+    reply = old.tool("memory_search", query="old service")  # the old relay carries on
+    if "error" in reply:
+        reply = old.tool("memory_search", query="old service")
+    assert _structured(reply)["results"]
+    old.close()
+    new.close()
+
+
+def test_service_exits_when_idle_and_leaves_nothing(env: dict[str, str], outside_repo: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMVID_RUN_DIR", env["MEMVID_RUN_DIR"])
+    env = dict(env, MEMVID_SERVICE_IDLE="1")
+    client = Client(env, outside_repo)
+    _structured(client.tool("memory_store", text="kept after the idle exit"))
+    assert len(_service_pids(env)) == 1
+    client.close()
+    deadline = time.monotonic() + 20
+    while _service_pids(env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _service_pids(env) == []
+    run = RunDir.for_data_dir(Path(env["MEMVID_DATA_DIR"]))
+    assert not run.socket.exists()
+    again = Client(env, outside_repo)  # and the data is all there for the next one
+    found = _structured(again.tool("memory_search", query="idle exit"))
+    assert found["results"][0]["snippet"].startswith("kept after")
+    again.close()
+
+
+def test_sigterm_flushes_and_exits(env: dict[str, str], outside_repo: Path) -> None:
+    client = Client(env, outside_repo)
+    stored = _structured(client.tool("memory_store", text="flushed on SIGTERM"))
+    (pid,) = _service_pids(env)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while pid in _service_pids(env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid not in _service_pids(env)
+    bodies = list((Path(env["MEMVID_DATA_DIR"]) / "global").rglob("*.mvb"))
+    assert len(bodies) == 1  # sealed into storage before it exited, not left in the WAL
+    got = _structured(client.tool("memory_get", ids=[stored["id"]]))  # a new service
+    assert got["memories"][0]["text"] == "flushed on SIGTERM"
+    assert client.close() == 0
+
+
+def test_service_off_keeps_the_single_process_server(env: dict[str, str],
+                                                     outside_repo: Path) -> None:
+    client = Client(dict(env, MEMVID_SERVICE="0"), outside_repo)
+    _structured(client.tool("memory_store", text="no service here"))
+    assert _service_pids(env) == []
+    client.close()
+
+
+def test_tcp_fallback_needs_the_token(env: dict[str, str], outside_repo: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMVID_RUN_DIR", env["MEMVID_RUN_DIR"])
+    env = dict(env, MEMVID_SERVICE_TRANSPORT="tcp")
+    client = Client(env, outside_repo)
+    _structured(client.tool("memory_store", text="over loopback tcp"))
+    run = RunDir.for_data_dir(Path(env["MEMVID_DATA_DIR"]))
+    assert run.address_file.stat().st_mode & 0o777 == 0o600
+    port = int(run.address_file.read_text().split()[0])
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(json.dumps({"memvid": 1, "version": __version__, "role": "mcp",
+                                 "token": "wrong"}).encode() + b"\n")
+        reply = json.loads(sock.makefile("rb").readline())
+    assert reply == {"ok": False, "code": "auth", "error": "wrong or missing token"}
+    client.close()
+
+
+def test_a_run_directory_of_another_user_is_refused(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path / "run"
+    base.mkdir(mode=0o700)
+    monkeypatch.setenv("MEMVID_RUN_DIR", str(base))
+    run = RunDir.for_data_dir(tmp_path / "data")
+    assert run.path.stat().st_mode & 0o777 == 0o700
+    os.chmod(run.path, 0o755)
+    with pytest.raises(ServiceError, match="lets other users in"):
+        RunDir.for_data_dir(tmp_path / "data")
+    os.chmod(run.path, 0o700)
+    if os.getuid() == 0:  # root can give the directory away, as an attacker's would look
+        os.chown(run.path, 65534, 65534)
+        with pytest.raises(ServiceError, match="owned by uid 65534"):
+            RunDir.for_data_dir(tmp_path / "data")
+    link_target = tmp_path / "elsewhere"
+    link_target.mkdir(mode=0o700)
+    other = tmp_path / "data2"
+    key_dir = RunDir.for_data_dir(other).path
+    key_dir.rmdir()
+    key_dir.symlink_to(link_target)
+    with pytest.raises(ServiceError, match="not a directory"):
+        RunDir.for_data_dir(other)
