@@ -738,5 +738,22 @@ async def _serve_http(app: ASGIApp, host: str, port: int) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
-    logger.info("memvid-mcp serving streamable HTTP on http://%s:%d/mcp", host, port)
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_announce_when_listening, server, host)
+        await server.serve()
+        tg.cancel_scope.cancel()
+
+
+async def _announce_when_listening(server: Any, host: str) -> None:
+    """One line on stderr once the socket listens (without ``-v`` too): where, and how to
+    stop. The port is the bound one, so ``--port 0`` shows what the OS picked."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await anyio.sleep(0.05)
+    sockets = [sock for s in server.servers for sock in s.sockets]
+    port = sockets[0].getsockname()[1] if sockets else server.config.port
+    shown_host = f"[{host}]" if ":" in host else host
+    sys.stderr.write(f"memvid-mcp: serving MCP on http://{shown_host}:{port}/mcp (Ctrl-C stops)\n")
+    sys.stderr.flush()
