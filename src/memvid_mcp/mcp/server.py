@@ -331,10 +331,11 @@ def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
 
 
 async def _reject_cursors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Every list fits one page here, so any cursor is one this server never issued."""
+    """Every list fits one page here, so any cursor is one this server never issued (an
+    empty one reads as none)."""
     params = ctx.params if isinstance(ctx.params, Mapping) else {}
     cursor = params.get("cursor")
-    if ctx.method in LIST_METHODS and cursor is not None:
+    if ctx.method in LIST_METHODS and cursor not in (None, ""):
         raise MCPError(
             code=INVALID_PARAMS,
             message=f"invalid cursor {shown(cursor)} for {ctx.method}: this server lists "
