@@ -6,6 +6,7 @@ Cursor speak) and once with the stateless 2026-07-28 protocol.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -19,13 +20,18 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError as PydanticValidationError
 
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import StoreLockedError, ValidationError
 from memvid_mcp.core.models import SearchHit, SearchResult
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.mcp.arguments import invalid_arguments
 from memvid_mcp.mcp.server import TOOL_NAME_PATTERN, build_server, tool_names
 
 pytestmark = pytest.mark.anyio
@@ -634,3 +640,37 @@ async def test_the_client_docs_cover_every_tool_argument_and_resource(manager: A
             assert f"`{argument}`" in rows[tool.name], f"{tool.name}.{argument} undocumented"
     for uri in [t.uri_template for t in templates] + [str(r.uri) for r in resources]:
         assert f"`{uri}`" in docs
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                  max_size=3),
+    max_leaves=6,
+)
+
+
+@functools.cache
+def _registered_tools() -> dict[str, Any]:
+    """The SDK's tool objects (argument model and published schema); no store is opened."""
+    server = build_server(Settings(data_dir=Path("/nonexistent/never-opened")))
+    return {t.name: t for t in server._tool_manager.list_tools()}  # type: ignore[attr-defined]
+
+
+@settings_(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_rejected_argument_value_is_one_sentence_naming_it(data: Any) -> None:
+    """Whatever JSON a client sends for an argument, a rejection is one line naming it."""
+    tools = _registered_tools()
+    tool = tools[data.draw(st.sampled_from(sorted(tools)))]
+    props = sorted(tool.parameters["properties"])
+    field = data.draw(st.sampled_from(props))
+    arguments = {"text": "x", "ids": "x"} if field not in ("text", "ids") else {}
+    arguments = {k: v for k, v in arguments.items() if k in props}
+    arguments[field] = data.draw(_json_values)
+    try:
+        tool.fn_metadata.validate_arguments(arguments)
+    except PydanticValidationError as exc:
+        message = invalid_arguments(tool.parameters, arguments, exc.errors())
+        assert message.startswith(f"{field} must be ") and "\n" not in message
+        assert "http" not in message and "validation error" not in message
