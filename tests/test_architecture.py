@@ -6,7 +6,8 @@
   modules import an embedding runtime;
 - no print() in the package (stdout is the MCP wire on stdio);
 - importing the package (what the server does at start) loads no heavy runtime;
-- the public facade is exactly __all__; ruff and mypy are clean.
+- the public facade is exactly __all__; ruff and mypy are clean;
+- the licence pyproject.toml names is the LICENSE file shipped with the source.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ast
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,15 @@ def test_public_facade_is_exactly_all() -> None:
         assert hasattr(memvid_mcp, name), name
     assert "MemoryManager" in memvid_mcp.__all__
     assert issubclass(memvid_mcp.ValidationError, memvid_mcp.MemvidError)
+
+
+def test_the_declared_licence_is_the_license_file() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 memvid-mcp developers" in text
+    assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in text
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")

@@ -120,3 +120,82 @@ def test_verify_reports_damage(cli, tmp_path: Path) -> None:
     assert report["ok"] is False
     assert report["problems"][0]["memory_ids"] == [out["id"]]
     assert report["problems"][0]["path"] == str(body)
+
+
+# ------------------------------------------------------------------ smaller points of issue 9
+
+
+def test_search_since_and_until_take_the_ages_the_tool_takes(cli) -> None:
+    """One parser (core.validation.check_time_bound) for the CLI and the MCP tool."""
+    stored = json.loads(cli("--json", "store", "deployed the blue build").stdout)
+    for since in ("7d", "12h", "30m", "2w", "2020-01-01"):
+        found = json.loads(cli("--json", "search", "blue build", "--mode", "lexical",
+                               "--since", since).stdout)
+        assert [h["id"] for h in found["results"]] == [stored["id"]], since
+    before = json.loads(cli("--json", "search", "blue build", "--mode", "lexical",
+                            "--until", "7d").stdout)
+    assert before["results"] == []
+    bad = cli("search", "blue", "--since", "last tuesday", expect=1)
+    assert "since" in bad.stderr and "'7d'" in bad.stderr
+
+
+def test_a_read_only_write_names_the_flag_not_another_process(cli) -> None:
+    cli("store", "written before")
+    refused = cli("--read-only", "store", "refused", expect=1)
+    assert "--read-only" in refused.stderr
+    assert "another process" not in refused.stderr
+    assert refused.stderr.count("\n") == 1
+
+
+def _read_only_mount_possible() -> bool:
+    import os
+    import shutil
+    return os.name == "posix" and os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@pytest.mark.skipif(not _read_only_mount_possible(), reason="needs root and mount (tmpfs)")
+def test_an_unwritable_data_dir_suggests_read_only(cli, tmp_path: Path) -> None:
+    import subprocess
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("tmpfs mount refused here")
+    try:
+        data = mount / "data"
+        cli("store", "kept on a disk that later turns read-only", data=data)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        refused = cli("store", "refused", data=data, expect=1)
+        assert refused.stderr.count("\n") == 1 and "not writable" in refused.stderr
+        assert "--read-only" in refused.stderr
+        listed = cli("--read-only", "list", data=data)  # and the suggestion works
+        assert "kept on a disk" in listed.stdout
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_data_dir_typo_is_refused_not_created(cli, tmp_path: Path) -> None:
+    typo = tmp_path / "no-such-parent" / "memvid"
+    refused = cli("store", "x", data=typo, expect=1)
+    assert refused.stderr.count("\n") == 1 and "data_dir" in refused.stderr
+    assert str(typo.parent) in refused.stderr
+    assert not typo.parent.exists()  # nothing was created
+    fresh = tmp_path / "new-data"  # a new last level is fine
+    cli("store", "x", data=fresh)
+    assert (fresh / "global").is_dir()
+
+
+def test_human_list_shows_a_snippet_of_each_memory(cli, tmp_path: Path) -> None:
+    assert cli("list", data=tmp_path / "empty").stdout == "no memories\n"
+    cli("store", "\n  First line of an untitled memory  \nsecond line")
+    cli("store", "Another untitled memory whose first line is far longer than sixty "
+                 "characters, so it is cut")
+    cli("store", "Body of a titled one", "--title", "Release plan")
+    lines = cli("list").stdout.splitlines()
+    assert lines[0].endswith("  Release plan | Body of a titled one")
+    assert lines[1].endswith("  Another untitled memory whose first line is far longer than…")
+    assert lines[2].endswith("  First line of an untitled memory")
+    listed = json.loads(cli("--json", "list").stdout)  # the JSON shape is unchanged
+    assert set(listed) == {"memories", "next_cursor"}
+    assert all("text" not in m for m in listed["memories"])

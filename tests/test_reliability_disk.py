@@ -122,6 +122,7 @@ def test_read_only_directory_gives_a_clear_error(data_dir: Path, outside_repo: P
         message = str(caught.value)
         assert "not writable" in message and str(data_dir) in message
         assert "\n" not in message
+        assert message.endswith("use --read-only (MEMVID_READ_ONLY=1)")  # what still works
         with _open(data_dir, outside_repo, read_only=True) as reader:  # reads still work
             assert {x.id: x.text for x in reader.get(list(texts)).memories} == texts
     _check_intact(data_dir, outside_repo, texts)

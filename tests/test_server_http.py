@@ -1,13 +1,21 @@
 """Streamable HTTP end to end: a real uvicorn server on an ephemeral loopback port.
 
 Covers concurrent SDK clients on one store, the Origin allow-list, the bearer token required
-off loopback, the request body cap, and that the token never reaches the log.
+off loopback, the request body cap, that the token never reaches the log, and that
+``memvid-mcp serve --transport http`` says where it listens.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -218,3 +226,37 @@ async def test_request_bodies_are_capped(manager: Any) -> None:
 def test_origin_allow_list(origin: str, allowed: bool) -> None:
     extra = ["https://app.example.com", "http://tools.example.com:*"]
     assert origin_allowed(origin, extra) is allowed
+
+
+@pytest.mark.timeout(60)
+def test_serve_http_says_where_it_listens_without_verbose(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVID_")}
+    env["MEMVID_EMBEDDINGS"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memvid_mcp", "--data-dir", str(tmp_path / "data"), "serve",
+         "--transport", "http", "--port", "0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, cwd=tmp_path / "work",
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    threading.Thread(target=lambda: [lines.put(raw.decode()) for raw in stderr], daemon=True
+                     ).start()
+    try:
+        line = lines.get(timeout=30)
+        match = re.fullmatch(
+            r"memvid-mcp: serving MCP on (http://127\.0\.0\.1:(\d+)/mcp) \(Ctrl-C stops\)\n",
+            line,
+        )
+        assert match, line
+        assert int(match.group(2)) > 0  # the port the OS picked, not 0
+        reply = httpx.post(match.group(1), json=INITIALIZE, headers=HEADERS, timeout=10)
+        assert reply.status_code == 200  # it really listens there
+        proc.send_signal(signal.SIGINT)  # Ctrl-C stops
+        assert proc.wait(timeout=30) in (0, 130)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

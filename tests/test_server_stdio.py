@@ -6,6 +6,9 @@
   while logs (including a logged tool failure) go to stderr.
 - Two instances on one data directory: the second opens read-only (writes are refused with a
   readable tool error, reads work), and the store is intact afterwards.
+- A client's mistakes over the real pipe: JSON-RPC -32602 for an unknown tool or prompt and for
+  a cursor the server never issued, a one-sentence tool error for bad arguments, and no
+  traceback on stderr however many bad requests arrive.
 """
 
 from __future__ import annotations
@@ -156,6 +159,53 @@ def test_every_stdout_line_is_json_rpc_and_logs_go_to_stderr(tmp_path: Path) -> 
         assert message["jsonrpc"] == "2.0"
     assert proc.returncode == 0
     assert b"memory_get" in stderr  # the failed call was logged, on stderr
+
+
+def _initialize(proc: subprocess.Popen[bytes]) -> None:
+    init = _rpc(proc, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}})  # fmt: skip
+    assert init is not None and "result" in init
+    _rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+@pytest.mark.timeout(60)
+def test_client_mistakes_over_stdio_are_answered_without_tracebacks(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    proc = subprocess.Popen(_command(tmp_path / "data"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                            cwd=tmp_path / "work")  # fmt: skip
+    bad_requests = [
+        ("tools/call", {"name": "memory_serch", "arguments": {"query": "x"}}),
+        ("prompts/get", {"name": "summarise"}),
+        ("tools/list", {"cursor": "bogus"}),
+        ("resources/list", {"cursor": "bogus"}),
+        ("prompts/list", {"cursor": "bogus"}),
+        ("resources/templates/list", {"cursor": "bogus"}),
+    ]
+    try:
+        _initialize(proc)
+        next_id = 1
+        for _ in range(5):  # a burst: the log must not grow a traceback per request
+            for method, params in bad_requests:
+                reply = _rpc(proc, {"jsonrpc": "2.0", "id": next_id, "method": method,
+                                    "params": params})  # fmt: skip
+                next_id += 1
+                assert reply is not None and reply["error"]["code"] == -32602, (method, reply)
+            call = {"name": "memory_search", "arguments": {"query": "x", "limit": "ten"}}
+            reply = _rpc(proc, {"jsonrpc": "2.0", "id": next_id, "method": "tools/call",
+                                "params": call})  # fmt: skip
+            next_id += 1
+            assert reply is not None and reply["result"]["isError"] is True
+            text = reply["result"]["content"][0]["text"]
+            assert text == "limit must be an integer from 1 to 100 (got 'ten')"
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert b"Traceback" not in stderr and b"ERROR" not in stderr, stderr.decode()[-2000:]
 
 
 async def test_a_second_instance_on_the_same_store_opens_read_only(tmp_path: Path) -> None:

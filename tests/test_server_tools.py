@@ -6,6 +6,7 @@ Cursor speak) and once with the stateless 2026-07-28 protocol.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -19,13 +20,18 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError as PydanticValidationError
 
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import StoreLockedError, ValidationError
 from memvid_mcp.core.models import SearchHit, SearchResult
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.mcp.arguments import invalid_arguments
 from memvid_mcp.mcp.server import TOOL_NAME_PATTERN, build_server, tool_names
 
 pytestmark = pytest.mark.anyio
@@ -246,6 +252,102 @@ async def test_bad_input_is_a_tool_error_naming_the_field(
         message = await fails(client, tool, args)
     assert field in message
     assert "internal error" not in message
+    assert not message.startswith("Error executing tool")  # the SDK's prefix is dropped
+
+
+# ------------------------------------------------------------------------------- client mistakes
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "message"),
+    [
+        ("memory_search", {"query": "x", "limit": "ten"},
+         "limit must be an integer from 1 to 100 (got 'ten')"),
+        ("memory_search", {"query": "x", "k": [3]}, "k must be an integer from 1 to 100 (got [3])"),
+        ("memory_search", {"query": "x", "pinned": "maybe"},
+         "pinned must be true or false (got 'maybe')"),
+        ("memory_search", {"query": "x", "max_chars": "lots"},
+         "max_chars must be an integer from 200 to 200000 (got 'lots')"),
+        ("memory_store", {}, "text is required (a string)"),
+        ("memory_store", {"text": 42}, "text must be a string (got 42)"),
+        ("memory_store", {"text": "x", "tags": [1, 2]},
+         "tags must be a list of strings or a string (got [1, 2])"),
+        ("memory_store", {"text": "x", "metadata": 7},
+         "metadata must be a JSON object or a string (got 7)"),
+        ("memory_get", {"ids": 5}, "ids must be a list of strings or a string (got 5)"),
+        ("memory_get", {}, "ids is required (a list of strings or a string)"),
+        ("memory_get", {"ids": MISSING_ID, "offset": "start"},
+         "offset must be an integer of at least 0 (got 'start')"),
+    ],
+)  # fmt: skip
+async def test_mistyped_or_missing_arguments_are_one_sentence_naming_the_argument(
+    manager: Any, mode: str, tool: str, args: dict[str, Any], message: str
+) -> None:
+    """Not pydantic's multi-line text with a documentation URL."""
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        assert await fails(client, tool, args) == message
+
+
+async def test_unknown_arguments_are_rejected_with_a_suggestion(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        typo = await fails(client, "memory_search", {"qurey": "deploy"})
+        assert typo == "unknown argument 'qurey'; did you mean 'query'?"
+        stray = await fails(client, "memory_store", {"text": "blue", "colour": "red"})
+        assert stray.startswith("unknown argument 'colour'; memory_store takes text, title,")
+        assert (await ok(client, "memory_stats", {}))["scopes"] == []  # nothing was stored
+        limit_typo = await fails(client, "memory_list", {"limt": 5})
+        assert limit_typo == "unknown argument 'limt'; did you mean 'limit'?"
+        await ok(client, "memory_store", {"text": "aliases still work"})
+        found = await ok(client, "memory_search", {"q": "aliases", "k": 1})  # documented aliases
+        assert len(found["results"]) == 1
+
+
+async def _protocol_error(call: Any) -> MCPError:
+    with pytest.raises(MCPError) as caught:
+        await call
+    return caught.value
+
+
+async def test_unknown_tool_and_prompt_are_invalid_params(manager: Any, mode: str) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        tool = await _protocol_error(client.call_tool("memory_serch", {"query": "x"}))
+        assert tool.error.code == -32602
+        assert tool.error.message == "unknown tool 'memory_serch'; did you mean 'memory_search'?"
+        other = await _protocol_error(client.call_tool("fetch_url", {}))
+        assert other.error.code == -32602 and "memory_store, memory_search" in other.error.message
+        prompt = await _protocol_error(client.get_prompt("summarise"))
+        assert prompt.error.code == -32602
+        assert prompt.error.message == "unknown prompt 'summarise'; this server has no prompts"
+
+
+async def test_a_list_cursor_the_server_never_issued_is_invalid_params(
+    manager: Any, mode: str
+) -> None:
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        for listing in (client.list_tools, client.list_resources, client.list_prompts,
+                        client.list_resource_templates):  # fmt: skip
+            error = await _protocol_error(listing(cursor="not-a-cursor"))
+            assert error.error.code == -32602 and "invalid cursor" in error.error.message
+        assert len((await client.list_tools()).tools) == 6  # without a cursor: one full page
+
+
+async def test_a_burst_of_client_mistakes_logs_no_traceback(
+    manager: Any, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anything a client sent is answered, not logged as a crash: a client cannot fill the log."""
+    with caplog.at_level(logging.DEBUG):
+        async with connect(manager.settings, lambda: manager, mode) as client:
+            for _ in range(10):
+                await fails(client, "memory_search", {"query": "x", "limit": "ten"})
+                await fails(client, "memory_search", {"qurey": "x"})
+                await fails(client, "memory_get", {"ids": "not-an-id"})
+                await _protocol_error(client.call_tool("nope", {}))
+                await _protocol_error(client.get_prompt("nope"))
+                await _protocol_error(client.list_tools(cursor="zz"))
+                await _protocol_error(client.read_resource(f"memvid://memory/{MISSING_ID}"))
+    assert [r for r in caplog.records if r.exc_info] == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "Traceback" not in caplog.text
 
 
 async def test_responses_are_bounded_by_max_chars(manager: Any, mode: str) -> None:
@@ -538,3 +640,37 @@ async def test_the_client_docs_cover_every_tool_argument_and_resource(manager: A
             assert f"`{argument}`" in rows[tool.name], f"{tool.name}.{argument} undocumented"
     for uri in [t.uri_template for t in templates] + [str(r.uri) for r in resources]:
         assert f"`{uri}`" in docs
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                  max_size=3),
+    max_leaves=6,
+)
+
+
+@functools.cache
+def _registered_tools() -> dict[str, Any]:
+    """The SDK's tool objects (argument model and published schema); no store is opened."""
+    server = build_server(Settings(data_dir=Path("/nonexistent/never-opened")))
+    return {t.name: t for t in server._tool_manager.list_tools()}  # type: ignore[attr-defined]
+
+
+@settings_(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_rejected_argument_value_is_one_sentence_naming_it(data: Any) -> None:
+    """Whatever JSON a client sends for an argument, a rejection is one line naming it."""
+    tools = _registered_tools()
+    tool = tools[data.draw(st.sampled_from(sorted(tools)))]
+    props = sorted(tool.parameters["properties"])
+    field = data.draw(st.sampled_from(props))
+    arguments = {"text": "x", "ids": "x"} if field not in ("text", "ids") else {}
+    arguments = {k: v for k, v in arguments.items() if k in props}
+    arguments[field] = data.draw(_json_values)
+    try:
+        tool.fn_metadata.validate_arguments(arguments)
+    except PydanticValidationError as exc:
+        message = invalid_arguments(tool.parameters, arguments, exc.errors())
+        assert message.startswith(f"{field} must be ") and "\n" not in message
+        assert "http" not in message and "validation error" not in message

@@ -45,6 +45,7 @@ from .core.scopes import ScopeLayout
 from .core.validation import (
     StoreInput,
     check_datetime,
+    check_time_bound,
     normalise_ids,
     normalise_tags,
     validate_store,
@@ -332,8 +333,8 @@ class MemoryManager:
             tags_any=normalise_tags(tags_any, self.settings, "tags_any"),
             tags_all=normalise_tags(tags_all, self.settings, "tags_all"),
             kind=kind or None,
-            since=check_datetime("since", since),
-            until=check_datetime("until", until),
+            since=check_time_bound("since", since),
+            until=check_time_bound("until", until),
             pinned=pinned,
         )
         offset = _decode_cursor(cursor, query)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import __version__
-from ..core.config import BACKENDS, Settings
+from ..core.config import BACKENDS, Settings, check_chosen_data_dir, default_data_dir
 from ..core.errors import MemvidError, ValidationError
 from ..core.models import SCOPES, SEARCH_MODES, iso
 
@@ -59,12 +59,15 @@ class Context:
 
 
 def _settings_from(options: dict[str, Any]) -> Settings:
-    return Settings.from_env(
+    settings = Settings.from_env(
         data_dir=options.get("data_dir"),
         backend=options.get("backend"),
         project=options.get("project"),
         read_only=True if options.get("read_only") else None,
     )
+    if settings.data_dir != default_data_dir():  # named by the user: a typo must not mkdir -p
+        check_chosen_data_dir(settings.data_dir)
+    return settings
 
 
 class MemvidGroup(click.Group):
@@ -79,6 +82,13 @@ class MemvidGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("memvid-mcp: interrupted", err=True)
             ctx.exit(130)
+
+
+def first_line(text: str, width: int = 60) -> str:
+    """The first non-blank line of ``text``, white space collapsed, cut to ``width``."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 
 @click.group(cls=MemvidGroup, invoke_without_command=True,
@@ -181,8 +191,10 @@ def store(obj: Context, text: str, title: str | None, tags: str | None, kind: st
 @click.option("--tags", default=None, help="Any of these comma-separated tags.")
 @click.option("--all-tags", default=None, help="All of these comma-separated tags.")
 @click.option("--kind", default=None)
-@click.option("--since", default=None, help="ISO date or time (inclusive).")
-@click.option("--until", default=None, help="ISO date or time (exclusive).")
+@click.option("--since", default=None,
+              help="ISO date/time, or an age such as 7d, 12h, 30m (inclusive).")
+@click.option("--until", default=None,
+              help="ISO date/time, or an age such as 7d, 12h, 30m (exclusive).")
 @click.option("--mode", type=click.Choice(SEARCH_MODES), default="hybrid", show_default=True)
 @click.option("--cursor", default=None, help="next_cursor of a previous page.")
 @click.pass_obj
@@ -261,14 +273,22 @@ def delete(obj: Context, ids: tuple[str, ...]) -> None:
 @click.pass_obj
 def list_(obj: Context, limit: int, cursor: str | None, kind: str | None,
           tags: str | None) -> None:
-    """List memories, newest first."""
+    """List memories, newest first, each with its title and the start of its text."""
+    texts: dict[str, str] = {}
     with obj.manager() as manager:
         result = manager.list(scope=obj.scope, limit=limit, cursor=cursor, kind=kind,
                               tags_any=tags)
+        if not obj.as_json and result.memories:  # people tell untitled memories apart by text
+            found = manager.get([r.id for r in result.memories])
+            texts = {m.record.id: m.text for m in found.memories}
 
     def human() -> None:
+        if not result.memories:
+            click.echo("no memories")
         for record in result.memories:
-            label = record.title or ""
+            text = texts.get(record.id)
+            snippet = first_line(text) if text is not None else "(text unreadable)"
+            label = f"{record.title} | {snippet}" if record.title else snippet
             click.echo(f"{record.id}  {iso(record.created_at)}  [{record.scope}/{record.kind}]"
                        f"  {label}")
         if result.next_cursor:

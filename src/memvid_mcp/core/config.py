@@ -24,6 +24,24 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("memvid-mcp", appauthor=False))
 
 
+def check_chosen_data_dir(path: Path) -> Path:
+    """A data directory the user named (``--data-dir``, ``MEMVID_DATA_DIR``) may be new, but
+    its parent must exist: a typo fails here instead of silently creating a whole new tree.
+    (The default one is created with its parents.)"""
+    if path.exists():
+        if not path.is_dir():
+            raise ValidationError("data_dir", f"{path} exists and is not a directory")
+        return path
+    if not path.parent.is_dir():
+        raise ValidationError(
+            "data_dir",
+            f"neither {path} nor its parent {path.parent} exists; only the last level of "
+            "--data-dir (MEMVID_DATA_DIR) is created: check the path, or create the parent "
+            "first",
+        )
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every tunable, with the default a user gets without configuring anything."""

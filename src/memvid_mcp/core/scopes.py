@@ -3,7 +3,9 @@
 - ``global``: one per user, ``<data_dir>/global``.
 - ``project``: one per git repository, kept OUTSIDE the repository:
   ``<data_dir>/projects/<repo-name>-<sha256(realpath)[:12]>``.
-- ``committed``: inside the repository, ``<repo>/.memvid/``, meant to be checked in.
+- ``committed``: inside the repository, ``<repo>/.memvid/``, meant to be checked in. Its
+  ``.gitignore`` (written when the scope is first opened for writing) keeps out what is not
+  durable data: the writer's lock, temporary files and the indexes every clone rebuilds.
 
 The repository is the one containing ``Settings.project`` or else the working directory.
 """
@@ -15,10 +17,31 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ScopeError
+from .errors import ScopeError, StorageError
+from .fsutil import atomic_write, ensure_dir
 from .models import SCOPES
 
 COMMITTED_DIR = ".memvid"
+READ_ONLY_HINT = "to read the memories without writing, use --read-only (MEMVID_READ_ONLY=1)"
+# What the committed scope keeps out of git. Committed: the records (meta/snapshot*, wal/*.log)
+# and the texts (bodies/, or segments/ and manifest.jsonl). Everything below is per machine.
+COMMITTED_GITIGNORE = """\
+# Written by memvid-mcp. Commit the rest of this directory: it is the durable data
+# (meta/snapshot*, wal/*.log, and bodies/ or segments/ + manifest.jsonl).
+# Held by the running writer:
+LOCK
+# Temporary files of interrupted writes:
+.*.tmp*
+*.tmp
+# Rebuilt on open from the records (the lexical index, with tantivy's lock files):
+meta/lexical/
+# Recomputed from the texts by the embedding model:
+meta/vectors/
+meta/embedding.json
+# Local evidence kept by repair and by recovery from a torn write:
+quarantine/
+wal/*.torn
+"""
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -77,3 +100,17 @@ class ScopeLayout:
         digest = hashlib.sha256(str(self.repo_root).encode()).hexdigest()[:12]
         name = _SAFE_NAME.sub("-", self.repo_root.name)[:40] or "repo"
         return self.data_dir / "projects" / f"{name}-{digest}"
+
+
+def ensure_scope_dir(name: str, directory: Path) -> Path:
+    """Create a scope's directory for writing; the committed scope also gets its
+    ``.gitignore`` (kept if one exists). A directory that cannot be written is a one-line
+    ``StorageError`` suggesting ``--read-only``."""
+    try:
+        ensure_dir(directory)
+        gitignore = directory / ".gitignore"
+        if name == "committed" and not gitignore.exists():
+            atomic_write(gitignore, COMMITTED_GITIGNORE.encode())
+    except StorageError as exc:
+        raise StorageError(f"{exc}; {READ_ONLY_HINT}") from exc
+    return directory

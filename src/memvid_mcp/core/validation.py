@@ -6,6 +6,7 @@ Validation happens before anything touches the disk, so bad input writes nothing
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from .models import DEFAULT_KIND, parse_iso, utcnow
 
 MAX_KIND_CHARS = 64
 MAX_SOURCE_CHARS = 1024
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,25 @@ def check_datetime(field: str, value: Any) -> datetime | None:
         except ValueError:
             raise ValidationError(field, f"{value!r} is not an ISO 8601 date or time") from None
     raise ValidationError(field, "must be an ISO 8601 string")
+
+
+def check_time_bound(field: str, value: Any) -> datetime | None:
+    """A search bound (``since``/``until``): an ISO 8601 date or time, or an age back from now
+    such as '7d', '12h', '30m', '45s', '2w'. The one parser behind the tools and the CLI."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        age = _AGE.match(value)
+        if age:
+            seconds = float(age.group(1)) * _AGE_SECONDS[age.group(2).lower()]
+            return utcnow() - timedelta(seconds=seconds)
+        try:
+            return parse_iso(value)
+        except ValueError:
+            raise ValidationError(
+                field, f"{value!r} is neither an ISO 8601 date/time nor an age like '7d'"
+            ) from None
+    return check_datetime(field, value)
 
 
 def validate_store(settings: Settings, text: Any, *, title: Any = None, tags: Any = None,

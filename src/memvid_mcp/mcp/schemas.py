@@ -8,15 +8,15 @@ relative times) and raise ``ValidationError`` naming the field when input cannot
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from ..core.errors import ValidationError
-from ..core.models import iso, parse_iso, utcnow
+from ..core.models import iso
+from ..core.validation import check_time_bound
 
 if TYPE_CHECKING:
     from ..core.models import GetResult, MemoryRecord, SearchResult, Stats, StoreResult
@@ -39,8 +39,6 @@ SEARCH_MODES = {
     "vector": "semantic",
     "embedding": "semantic",
 }
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 # ----------------------------------------------------------------------------- result models
@@ -187,11 +185,15 @@ Query = Annotated[
     str | None, Field(description="What to look for, in natural language or keywords. Required.")
 ]
 QueryAlias = Annotated[str | None, Field(description="Alias of `query`.")]
+_LIMIT_RANGE: dict[str, Any] = {"minimum": 1, "maximum": MAX_LIMIT}
+_CHARS_RANGE: dict[str, Any] = {"minimum": MIN_CHARS, "maximum": MAX_CHARS}
 Limit = Annotated[
     int | None,
-    Field(description=f"Maximum results, 1-{MAX_LIMIT}.", json_schema_extra={"maximum": MAX_LIMIT}),
+    Field(description=f"Maximum results, 1-{MAX_LIMIT}.", json_schema_extra=_LIMIT_RANGE),
 ]
-LimitAlias = Annotated[int | None, Field(description="Alias of `limit`.")]
+LimitAlias = Annotated[
+    int | None, Field(description="Alias of `limit`.", json_schema_extra=_LIMIT_RANGE)
+]
 Scopes = Annotated[list[str] | str | None, Field(description=_SCOPES_HELP)]
 IdScopes = Annotated[
     list[str] | str | None,
@@ -243,7 +245,7 @@ SearchChars = Annotated[
     Field(
         description=f"Budget for returned snippet text in characters (default "
         f"{DEFAULT_SEARCH_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
-        json_schema_extra={"maximum": MAX_CHARS},
+        json_schema_extra=_CHARS_RANGE,
     ),
 ]
 GetChars = Annotated[
@@ -251,7 +253,7 @@ GetChars = Annotated[
     Field(
         description=f"Budget for returned memory text in characters (default "
         f"{DEFAULT_GET_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
-        json_schema_extra={"maximum": MAX_CHARS},
+        json_schema_extra=_CHARS_RANGE,
     ),
 ]
 ListChars = Annotated[
@@ -259,14 +261,15 @@ ListChars = Annotated[
     Field(
         description=f"Budget for the returned JSON in characters (default "
         f"{DEFAULT_LIST_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
-        json_schema_extra={"maximum": MAX_CHARS},
+        json_schema_extra=_CHARS_RANGE,
     ),
 ]
 Offset = Annotated[
     int,
     Field(
         description="Character offset into each memory's text; with one id, pages through a "
-        "long memory (use offset + len(text) of the previous answer)."
+        "long memory (use offset + len(text) of the previous answer).",
+        json_schema_extra={"minimum": 0},
     ),
 ]
 
@@ -286,7 +289,7 @@ def parse_limit(value: int | None, alias: int | None, default: int) -> int:
         return default
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LIMIT:
         raise ValidationError(
-            "limit", f"must be a whole number from 1 to {MAX_LIMIT} (got {n!r}); page with cursor"
+            "limit", f"must be an integer from 1 to {MAX_LIMIT} (got {n!r}); page with cursor"
         )
     return n
 
@@ -330,17 +333,7 @@ def parse_ids(value: list[str] | str) -> list[str]:
 
 
 def parse_time(field: str, value: str | None) -> datetime | None:
-    if value is None or not value.strip():
-        return None
-    age = _AGE.match(value)
-    if age:
-        return utcnow() - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2).lower()])
-    try:
-        return parse_iso(value)
-    except ValueError:
-        raise ValidationError(
-            field, f"{value!r} is neither ISO 8601 nor an age like '7d'"
-        ) from None
+    return check_time_bound(field, value)
 
 
 def parse_mode(value: str) -> str:

@@ -10,6 +10,10 @@ This is the only module of the package that imports ``mcp`` (SDK 2.x, ``MCPServe
   manager in a worker thread, shape a typed, bounded result. A ``MemvidError`` becomes a tool
   error the model reads (it names the field); anything else is logged with its traceback to
   stderr and reported as a brief internal error.
+- What a client gets wrong is answered, never logged as a crash: a mistyped, missing or
+  unknown tool argument is a one-sentence tool error naming the argument (``arguments.py``);
+  an unknown tool or prompt, or a list cursor this server never issued, is a JSON-RPC
+  ``-32602`` error.
 - stdout carries only JSON-RPC: the SDK's stdio transport diverts file descriptor 1 to stderr
   while it serves, and this package logs only to stderr.
 """
@@ -23,7 +27,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -32,12 +36,15 @@ import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from .. import __version__
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
+from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
 from .schemas import (
     DEFAULT_GET_CHARS,
     DEFAULT_LIST_CHARS,
@@ -267,6 +274,76 @@ def _annotations(*, read_only: bool, destructive: bool, idempotent: bool) -> Too
     )
 
 
+# ----------------------------------------------------------------------------- client mistakes
+
+LIST_METHODS = ("tools/list", "resources/list", "resources/templates/list", "prompts/list")
+
+
+class _Server(MCPServer[Any]):
+    """``MCPServer`` answering a client's mistakes in words a model can act on.
+
+    The SDK reports bad arguments as pydantic's text with a URL and runs a tool despite
+    unknown arguments; it answers an unknown tool as a tool result and an unknown prompt as
+    error code 0 with a logged traceback. Here an unknown tool or prompt is ``-32602`` and
+    bad arguments are one sentence naming the argument.
+    """
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            raise MCPError(code=INVALID_PARAMS, message=_unknown("tool", name, self._tools()))
+        problem = unknown_arguments(name, tool.parameters, arguments)
+        if problem is None:
+            try:
+                tool.fn_metadata.validate_arguments(arguments)
+            except PydanticValidationError as exc:
+                problem = invalid_arguments(tool.parameters, arguments, exc.errors())
+        if problem is not None:
+            raise ToolError(problem)
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:  # drop the SDK's "Error executing tool <name>: " prefix
+            prefix = f"Error executing tool {name}: "
+            message = str(exc)
+            if type(exc) is ToolError and message.startswith(prefix):
+                raise ToolError(message[len(prefix) :]) from exc.__cause__
+            raise
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Any = None
+    ) -> Any:
+        prompts = [p.name for p in await self.list_prompts()]
+        if name not in prompts:
+            raise MCPError(code=INVALID_PARAMS, message=_unknown("prompt", name, prompts))
+        return await super().get_prompt(name, arguments, context)
+
+    def _tools(self) -> list[str]:
+        return [t.name for t in self._tool_manager.list_tools()]
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+    guess = did_you_mean(name, known)
+    if guess is not None:
+        return f"unknown {kind} {shown(name)}; did you mean {guess!r}?"
+    if not known:
+        return f"unknown {kind} {shown(name)}; this server has no {kind}s"
+    return f"unknown {kind} {shown(name)}; the {kind}s are {', '.join(known)}"
+
+
+async def _reject_cursors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Every list fits one page here, so any cursor is one this server never issued (an
+    empty one reads as none)."""
+    params = ctx.params if isinstance(ctx.params, Mapping) else {}
+    cursor = params.get("cursor")
+    if ctx.method in LIST_METHODS and cursor not in (None, ""):
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"invalid cursor {shown(cursor)} for {ctx.method}: this server lists "
+            "everything in one page; omit cursor",
+        )
+    return await call_next(ctx)
+
+
 # ----------------------------------------------------------------------------- the server
 
 
@@ -295,12 +372,12 @@ def _build(
         return result
 
     with _sdk_logging_left_alone():
-        server: MCPServer = MCPServer(
+        server: MCPServer = _Server(
             "memvid-mcp",
             title="memvid memory",
             version=__version__,
             instructions=INSTRUCTIONS.format(**names),
-            middleware=[warm_up],
+            middleware=[_reject_cursors, warm_up],
             warn_on_duplicate_tools=False,
         )
 
@@ -662,5 +739,22 @@ async def _serve_http(app: ASGIApp, host: str, port: int) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
-    logger.info("memvid-mcp serving streamable HTTP on http://%s:%d/mcp", host, port)
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(config)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_announce_when_listening, server, host)
+        await server.serve()
+        tg.cancel_scope.cancel()
+
+
+async def _announce_when_listening(server: Any, host: str) -> None:
+    """One line on stderr once the socket listens (without ``-v`` too): where, and how to
+    stop. The port is the bound one, so ``--port 0`` shows what the OS picked."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await anyio.sleep(0.05)
+    sockets = [sock for s in server.servers for sock in s.sockets]
+    port = sockets[0].getsockname()[1] if sockets else server.config.port
+    shown_host = f"[{host}]" if ":" in host else host
+    sys.stderr.write(f"memvid-mcp: serving MCP on http://{shown_host}:{port}/mcp (Ctrl-C stops)\n")
+    sys.stderr.flush()

@@ -12,8 +12,9 @@ import os
 import time
 from pathlib import Path
 
-from ..core.errors import StoreLockedError
+from ..core.errors import StorageError, StoreLockedError
 from ..core.fsutil import storage_error
+from ..core.scopes import READ_ONLY_HINT
 
 _POLL_SECONDS = 0.05
 
@@ -34,7 +35,7 @@ class ScopeLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise storage_error(self.path, exc) from exc
+            raise StorageError(f"{storage_error(self.path, exc)}; {READ_ONLY_HINT}") from exc
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             try:

@@ -40,6 +40,7 @@ from ..core.errors import (
 from ..core.fsutil import atomic_write, ensure_dir
 from ..core.hashing import content_sha256
 from ..core.models import MemoryRecord, Problem, utcnow
+from ..core.scopes import ensure_scope_dir
 from ..core.validation import StoreInput, merge_tags
 from ..search.filters import SearchFilters
 from ..search.lexical import LexicalDoc, LexicalIndex
@@ -126,7 +127,7 @@ class ScopeStore:
         self._signature_checked = 0.0
 
         if not read_only:  # a reader needs nothing writable (a read-only mount, a backup)
-            ensure_dir(directory)
+            ensure_scope_dir(name, directory)
             self._scope_lock.acquire(settings.lock_timeout)
         try:
             self.backend = open_backend(settings, directory, read_only=read_only)
@@ -380,10 +381,9 @@ class ScopeStore:
         if self._closed:
             raise ClosedError(f"scope {self.name} is closed")
         if self.read_only:
-            raise ReadOnlyError(
-                f"scope {self.name} is open read-only (another process holds its lock); "
-                "writes are refused"
-            )
+            why = ("because of --read-only (MEMVID_READ_ONLY)" if self.settings.read_only
+                   else "because another process holds its lock")
+            raise ReadOnlyError(f"scope {self.name} is open read-only {why}; writes are refused")
 
     # ----------------------------------------------------------------- writes
     def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None
