@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from memvid_mcp import __version__
 from memvid_mcp.client.rundir import RunDir
+from memvid_mcp.client.stdio_peer import StdioPeer
+from memvid_mcp.client.stdio_peer import structured as _structured
 from memvid_mcp.core.errors import ServiceError
 
 pytestmark = pytest.mark.timeout(180)
@@ -58,55 +59,9 @@ def _service_pids(env: dict[str, str]) -> list[int]:
     return pids
 
 
-class Client:
-    """A relay launched as an MCP client launches it, spoken to in raw JSON-RPC."""
-
-    def __init__(self, env: dict[str, str], cwd: Path, name: str = "test") -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memvid_mcp"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(cwd))
-        self.next_id = 0
-        self.lock = threading.Lock()
-        self.initialize_reply = self.request("initialize", {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": name, "version": "1"}})
-        self.notify("notifications/initialized")
-
-    def notify(self, method: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": method}).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            self.next_id += 1
-            message = {"jsonrpc": "2.0", "id": self.next_id, "method": method,
-                       "params": params}
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-            assert line, self.proc.stderr.read().decode() if self.proc.stderr else "EOF"
-            reply: dict[str, Any] = json.loads(line)
-            assert reply["id"] == self.next_id
-            return reply
-
-    def tool(self, name: str, **arguments: Any) -> dict[str, Any]:
-        reply = self.request("tools/call", {"name": name, "arguments": arguments})
-        return reply
-
-    def close(self) -> int:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        code = self.proc.wait(timeout=30)
-        return code
-
-
-def _structured(reply: dict[str, Any]) -> dict[str, Any]:
-    assert "result" in reply, reply
-    assert not reply["result"].get("isError"), reply
-    data: dict[str, Any] = reply["result"]["structuredContent"]
-    return data
+def Client(env: dict[str, str], cwd: Path, name: str = "test") -> StdioPeer:
+    """A relay launched as an MCP client config launches it."""
+    return StdioPeer([sys.executable, "-m", "memvid_mcp"], env=env, cwd=cwd, name=name)
 
 
 def test_relays_share_one_service_and_every_write_lands(env: dict[str, str],

@@ -73,7 +73,11 @@ def run_relay(options: dict[str, str]) -> int:
     if "backend" in options:  # the service this launch may start inherits the environment
         os.environ["MEMVID_BACKEND"] = options["backend"]
     try:
+        from ..core.config import check_chosen_data_dir, default_data_dir
+
         data_dir = data_dir_from([], options)
+        if data_dir != default_data_dir():  # named by the user: a typo must not mkdir -p
+            check_chosen_data_dir(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         project = options.get("project") or os.environ.get("MEMVID_PROJECT") or os.getcwd()
         run = RunDir.for_data_dir(data_dir)
