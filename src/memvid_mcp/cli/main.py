@@ -294,7 +294,8 @@ def info(obj: Context) -> None:
         for key, value in data.items():
             if key == "scopes":
                 for scope in value:
-                    state = scope["path"] if scope["available"] else "(needs a git repository)"
+                    state = (f"{scope['path']} ({scope['backend']} backend)"
+                             if scope["available"] else "(needs a git repository)")
                     click.echo(f"scope {scope['name']}: {state}")
             else:
                 click.echo(f"{key}: {value}")
