@@ -21,6 +21,7 @@ import zstandard
 from ..core.errors import CorruptionError, MemvidError
 from ..core.hashing import IDENTITY_VERSIONS, content_sha256
 from ..core.models import MemoryRecord
+from ..storage.base import StorageAdapter
 from ..storage.filestore import FileStore, decode_body
 from .wal import decode_records
 
@@ -102,7 +103,7 @@ def _from_wal(path: Path, wanted: set[str]) -> Iterator[tuple[str, str]]:
 
 def _from_backends(directory: Path, wanted: set[str], live_backend: str
                    ) -> Iterator[tuple[str, str]]:
-    stores = []
+    stores: list[StorageAdapter] = []
     try:
         if live_backend != "file" and (directory / "bodies").is_dir():
             stores.append(FileStore(directory, read_only=True))
