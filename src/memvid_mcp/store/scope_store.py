@@ -148,7 +148,7 @@ class ScopeStore:
             self._reconcile_vectors()
             self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
             self._rescue_missing_bodies()
-            if recorded is None or recorded.identity < IDENTITY_VERSION:
+            if self._records and (recorded is None or recorded.identity < IDENTITY_VERSION):
                 self._rehash()
             if not read_only and (recorded is None or recorded.identity < IDENTITY_VERSION):
                 created = recorded.created_at if recorded else iso(utcnow()) or ""
