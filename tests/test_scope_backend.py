@@ -87,7 +87,8 @@ def test_a_010_scope_without_scope_json_keeps_its_backend(tmp_path: Path, outsid
 
 @pytest.mark.parametrize("setting", ["file", "video"])
 def test_a_mixed_010_scope_loses_nothing_and_repair_drops_nothing(
-        tmp_path: Path, outside_repo: Path, setting: str) -> None:
+        tmp_path: Path, outside_repo: Path, setting: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     """0.1.0 let a file client and a video client write one scope: each saw the other's
     memories as damaged, and ``--backend video repair`` removed them."""
     data = _unpack(tmp_path, "mixed")
@@ -96,6 +97,8 @@ def test_a_mixed_010_scope_loses_nothing_and_repair_drops_nothing(
         assert len(ids) == 6
         got = m.get(ids)
         assert len(got.memories) == 6 and got.damaged == ()
+        assert len(m.search("client set to the video backend", mode="lexical").results) >= 1
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         report = m.repair()["global"]
         assert report["memories_unreadable"] == []
         assert len(m.get(ids).memories) == 6

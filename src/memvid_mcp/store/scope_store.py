@@ -143,11 +143,13 @@ class ScopeStore:
             self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
             meta = directory / "meta" if read_only else ensure_dir(directory / "meta")
             self._recover(meta)
+            rescued = self._rescue_missing_bodies()
             self.lexical = self._open_lexical(meta)
+            if rescued and not read_only:  # they may never have been indexed (0.1.0)
+                self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
             self.vectors = self._open_vectors(meta, dim)
             self._reconcile_vectors()
             self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
-            self._rescue_missing_bodies()
             if self._records and (recorded is None or recorded.identity < IDENTITY_VERSION):
                 self._rehash()
             if not read_only and (recorded is None or recorded.identity < IDENTITY_VERSION):
@@ -227,24 +229,25 @@ class ScopeStore:
             log.warning("scope %s: skipped a torn last WAL record in %s", self.name,
                         self.replay_report.torn_tail)
 
-    def _rescue_missing_bodies(self) -> None:
+    def _rescue_missing_bodies(self) -> list[MemoryRecord]:
         """Records whose body is in neither the backend nor the WAL: find the text elsewhere
         in the scope (the other backend's files of a mixed 0.1.0 scope, the quarantine) and
-        store it again, so nothing that still exists on disk is reported damaged."""
+        hand it to the backend like any pending body, so nothing that still exists on disk is
+        reported damaged. Until the batch stores it, the copy it came from stays where it is
+        (a crash here simply finds it again)."""
         missing = {r.body_id: r for r in self._records.values()
                    if r.body_id not in self._pending and not self.backend.contains(r.body_id)}
         if not missing:
-            return
+            return []
         found = find_texts(self.directory, missing, live_backend=self.backend_name)
         for body_id, text in found.items():
-            if self.read_only:  # served from memory; the writer stores it again
-                self._pending[body_id] = _Pending(0, text.encode("utf-8"))
-            else:
-                self._restore(missing[body_id], text)
+            self._pending[body_id] = _Pending(self.wal.last_seq, text.encode("utf-8"))
         if found:
             log.warning("scope %s: %d memories had no body in the %s backend; found their "
-                        "text elsewhere in the scope and stored it again", self.name,
-                        len(found), self.backend_name)
+                        "text elsewhere in the scope (%s)", self.name, len(found),
+                        self.backend_name, "served from there" if self.read_only
+                        else "stored in the backend again")
+        return [missing[b] for b in found]
 
     def _restore(self, record: MemoryRecord, text: str) -> MemoryRecord:
         """Store a found text again as a new body version of the same memory (WAL first), under
