@@ -24,7 +24,7 @@ def test_store_get_round_trips_exact_text(manager: MemoryManager) -> None:
 
 def test_exact_duplicate_folds_and_merges_tags(manager: MemoryManager) -> None:
     first = manager.store("Deploys go out on Tuesdays.", tags=["ops"])
-    again = manager.store("  Deploys go out   on Tuesdays. ", tags=["process"])
+    again = manager.store("\nDeploys go out on Tuesdays.  \r\n", tags=["process"])
     assert again.deduplicated and again.id == first.id and again.sha256 == first.sha256
     (memory,) = manager.get(first.id).memories
     assert memory.record.tags == ("ops", "process")

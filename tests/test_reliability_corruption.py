@@ -183,9 +183,10 @@ def test_body_file_damage(tmp_path: Path, fault: str) -> None:
         healthy = {i: t for i, t in built.texts.items() if i != victim}
         assert served(m, built.texts) == healthy
         report = m.repair()["global"]
-        assert report["memories_unreadable"] == [victim]
+        # The WAL still holds the text (kept back to the previous snapshot): restored.
+        assert (report["memories_unreadable"], report["memories_restored"]) == ([], [victim])
         assert m.verify() == []
-        assert served(m, built.texts) == healthy
+        assert served(m, built.texts) == built.texts
     assert quarantined(built.scope, f"bodies/{target.parent.name}/{target.name}") == [damaged]
 
 
@@ -283,8 +284,11 @@ def test_frame_index_damage(tmp_path: Path, fault: str) -> None:
         (problem,) = names(problems, index)
         assert set(problem.memory_ids) == set(built.texts)  # every body of the segment
         report = m.repair()["global"]
-        assert sorted(report["memories_unreadable"]) == sorted(built.texts)
+        # The WAL still holds every text: restored into a new segment, none dropped.
+        assert report["memories_unreadable"] == []
+        assert sorted(report["memories_restored"]) == sorted(built.texts)
         assert m.verify() == []
+        assert served(m, built.texts) == built.texts
         m.store("the store accepts writes after a repair")
     # The damaged index AND its segment (which still holds the text) are kept.
     assert quarantined(built.scope, f"segments/{index.name}") == [damaged]
@@ -307,9 +311,10 @@ def test_segment_damage(tmp_path: Path, fault: str) -> None:
         healthy = {i: t for i, t in built.texts.items() if i not in affected}
         assert served(m, built.texts) == healthy
         report = m.repair()["global"]
-        assert set(report["memories_unreadable"]) == affected
+        assert report["memories_unreadable"] == []  # the WAL still holds their text
+        assert set(report["memories_restored"]) == affected
         assert m.verify() == []
-        assert served(m, built.texts) == healthy
+        assert served(m, built.texts) == built.texts
     assert quarantined(built.scope, f"segments/{segment.name}") == [damaged]
 
 

@@ -55,6 +55,7 @@ from .search.filters import SearchFilters
 from .search.fusion import rrf
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
+from .store.scope_meta import scope_backend
 from .store.scope_store import ScopeStore, open_scope
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class MemoryManager:
         out = []
         for name in ("global", "project", "committed"):
             available = name in self.layout.available
+            store = self._scopes.get(name)
+            backend = store.backend_name if store is not None else (
+                scope_backend(self.layout.directory(name)) if available else None)
             out.append({
                 "name": name,
                 "available": available,
@@ -121,6 +125,7 @@ class MemoryManager:
                 "default": name == self.default_scope,
                 "searched_by_default": name in self.search_scopes,
                 "open": name in self._scopes,
+                "backend": backend or self.settings.backend,
             })
         return out
 
@@ -380,7 +385,10 @@ class MemoryManager:
         for record, score in page:
             try:
                 text = stores_by_name[record.scope].read_body(record)
-            except Exception:  # an unreadable body must not sink the whole search
+            except (NotFoundError, CorruptionError, UnicodeDecodeError) as exc:
+                log.error("cannot read memory %s for its snippet: %s", record.id, exc)
+                text = ""  # one unreadable body must not sink the whole search
+            except Exception:
                 log.exception("cannot read memory %s for its snippet", record.id)
                 text = ""
             hits.append(SearchHit(record.id, float(score), record.title,
@@ -399,7 +407,7 @@ class MemoryManager:
                 memories=details.pop("memories"),
                 text_bytes=details.pop("text_bytes"),
                 stored_bytes=details.pop("stored_bytes"),
-                backend=self.settings.backend,
+                backend=details.pop("backend"),
                 pending_bodies=details.pop("pending_bodies"),
                 embedder=self.embedder.state,
                 details=details,
@@ -456,7 +464,7 @@ class MemoryManager:
         return {
             "version": __version__,
             "data_dir": str(self.settings.data_dir),
-            "backend": self.settings.backend,
+            "backend": self.settings.backend,  # for new scopes; each scope's own is in scopes
             "video_profile": self.settings.video_profile,
             "repository": str(self.layout.repo_root) if self.layout.repo_root else None,
             "default_scope": self.default_scope,

@@ -89,7 +89,8 @@ def first_line(text: str, width: int = 60) -> str:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where memories live (env MEMVID_DATA_DIR; default: the user data dir).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
-              help="Body storage: file or video (env MEMVID_BACKEND; default file).")
+              help="Body storage of new scopes: file or video (env MEMVID_BACKEND; default "
+                   "file). An existing scope keeps its own.")
 @click.option("--scope", type=click.Choice(SCOPES), default=None,
               help="Scope to act on (default: project inside a git repository, else global).")
 @click.option("--project", type=click.Path(path_type=Path), default=None,
@@ -314,7 +315,8 @@ def info(obj: Context) -> None:
         for key, value in data.items():
             if key == "scopes":
                 for scope in value:
-                    state = scope["path"] if scope["available"] else "(needs a git repository)"
+                    state = (f"{scope['path']} ({scope['backend']} backend)"
+                             if scope["available"] else "(needs a git repository)")
                     click.echo(f"scope {scope['name']}: {state}")
             else:
                 click.echo(f"{key}: {value}")

@@ -6,9 +6,12 @@ in-memory state -> lexical index (visible at once) -> embedding queue. Bodies wa
 storage backend in batches. A checkpoint writes a metadata snapshot and drops WAL files whose
 records are all covered by the snapshot, the backend and the lexical index.
 
-Opening replays: snapshot, then WAL records after it; put records whose body is not in the
-backend go back to ``_pending``; backend bodies no live record names are deleted (a crash
-between the WAL delete and the backend delete); indexes catch up from the WAL or are rebuilt.
+Opening reads ``scope.json`` (the scope's backend and identity version, ADR 0012), then
+replays: snapshot, then WAL records after it; put records whose body is not in the backend go
+back to ``_pending``; backend bodies no live record names are deleted (a crash between the WAL
+delete and the backend delete); indexes catch up from the WAL or are rebuilt. Bodies still
+missing are searched for anywhere in the scope (``recovery``) and written again; a scope of an
+older identity version is rehashed once (ADR 0011).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,8 @@ from ..core.errors import (
     StoreLockedError,
 )
 from ..core.fsutil import atomic_write, ensure_dir
-from ..core.hashing import content_sha256
-from ..core.models import MemoryRecord, Problem, utcnow
+from ..core.hashing import IDENTITY_VERSION, content_sha256
+from ..core.models import MemoryRecord, Problem, iso, utcnow
 from ..core.scopes import ensure_scope_dir
 from ..core.validation import StoreInput, merge_tags
 from ..search.filters import SearchFilters
@@ -47,6 +50,8 @@ from ..search.lexical import LexicalDoc, LexicalIndex
 from ..search.vectors import VectorIndex
 from ..storage.base import StorageAdapter
 from .lock import ScopeLock
+from .recovery import find_texts, salvage
+from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
 from .snapshot import FILE_NAME as SNAPSHOT_FILE
 from .snapshot import PREVIOUS_NAME as PREVIOUS_SNAPSHOT_FILE
 from .snapshot import load_snapshot, write_snapshot
@@ -62,10 +67,11 @@ class _Pending:
     since: float = field(default_factory=time.monotonic)
 
 
-def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
-                 ) -> StorageAdapter:
-    """The configured storage backend for one scope directory."""
-    if settings.backend == "video":
+def open_backend(settings: Settings, directory: Path, *, read_only: bool = False,
+                 backend: str | None = None) -> StorageAdapter:
+    """The storage backend for one scope directory: ``backend`` (the one the scope recorded)
+    or, for a new scope, the configured one."""
+    if (backend or settings.backend) == "video":
         from ..storage.video import VideoStore
 
         return VideoStore(
@@ -107,7 +113,7 @@ class ScopeStore:
         self._lock = threading.RLock()  # state, WAL order, index writes
         self._backend_lock = threading.Lock()  # one batch/compaction at a time
         self._records: dict[str, MemoryRecord] = {}
-        self._by_sha: dict[str, str] = {}
+        self._by_sha: dict[str, set[str]] = {}  # every record of a hash, live or expired
         self._by_body: dict[str, str] = {}
         self._pending: dict[str, _Pending] = {}
         self._pending_deletes: set[str] = set()
@@ -125,24 +131,57 @@ class ScopeStore:
         self._scope_lock = ScopeLock(directory)
         self._disk_signature: tuple[Any, ...] = ()
         self._signature_checked = 0.0
+        self.unrehashed: list[str] = []  # unreadable during the identity migration
 
         if not read_only:  # a reader needs nothing writable (a read-only mount, a backup)
             ensure_scope_dir(name, directory)
             self._scope_lock.acquire(settings.lock_timeout)
         try:
-            self.backend = open_backend(settings, directory, read_only=read_only)
+            recorded = self._read_scope_meta()
+            self.backend_name = self._choose_backend(recorded)
+            self.backend = open_backend(settings, directory, read_only=read_only,
+                                        backend=self.backend_name)
             self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
             meta = directory / "meta" if read_only else ensure_dir(directory / "meta")
             self._recover(meta)
+            rescued = self._rescue_missing_bodies()
             self.lexical = self._open_lexical(meta)
+            if rescued and not read_only:  # they may never have been indexed (0.1.0)
+                self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
             self.vectors = self._open_vectors(meta, dim)
             self._reconcile_vectors()
             self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
+            if self._records and (recorded is None or recorded.identity < IDENTITY_VERSION):
+                self._rehash()
+            if not read_only and (recorded is None or recorded.identity < IDENTITY_VERSION):
+                created = recorded.created_at if recorded else iso(utcnow()) or ""
+                write_scope_meta(directory,
+                                 ScopeMeta(self.backend_name, IDENTITY_VERSION, created))
         except BaseException:
             self._scope_lock.release()
             raise
 
     # ----------------------------------------------------------------- opening
+    def _read_scope_meta(self) -> ScopeMeta | None:
+        """``scope.json``, or None for a new or 0.1.0 scope. A damaged one is rebuilt from
+        what is on disk (the backend by detection, the identity by rehashing: idempotent)."""
+        try:
+            return read_scope_meta(self.directory)
+        except CorruptionError as exc:
+            log.error("scope %s: %s; detecting the backend from the files and rewriting it",
+                      self.name, exc)
+            return None
+
+    def _choose_backend(self, recorded: ScopeMeta | None) -> str:
+        """The scope's own backend; the setting only decides for a new scope."""
+        backend = recorded.backend if recorded else (
+            detect_backend(self.directory) or self.settings.backend)
+        if backend != self.settings.backend:
+            log.warning("scope %s holds its memories with the %s backend; using it (the "
+                        "backend setting, %s, applies to new scopes only)", self.name, backend,
+                        self.settings.backend)
+        return backend
+
     def _signature(self) -> tuple[Any, ...]:
         """What changes on disk when another process writes this scope."""
         parts: list[Any] = []
@@ -190,6 +229,68 @@ class ScopeStore:
         if self.replay_report.torn_tail:
             log.warning("scope %s: skipped a torn last WAL record in %s", self.name,
                         self.replay_report.torn_tail)
+
+    def _rescue_missing_bodies(self) -> list[MemoryRecord]:
+        """Records whose body is in neither the backend nor the WAL: find the text elsewhere
+        in the scope (the other backend's files of a mixed 0.1.0 scope, the quarantine) and
+        hand it to the backend like any pending body, so nothing that still exists on disk is
+        reported damaged. Until the batch stores it, the copy it came from stays where it is
+        (a crash here simply finds it again)."""
+        missing = {r.body_id: r for r in self._records.values()
+                   if r.body_id not in self._pending and not self.backend.contains(r.body_id)}
+        if not missing:
+            return []
+        found = find_texts(self.directory, missing, live_backend=self.backend_name)
+        for body_id, text in found.items():
+            self._pending[body_id] = _Pending(self.wal.last_seq, text.encode("utf-8"))
+        if found:
+            log.warning("scope %s: %d memories had no body in the %s backend; found their "
+                        "text elsewhere in the scope (%s)", self.name, len(found),
+                        self.backend_name, "served from there" if self.read_only
+                        else "stored in the backend again")
+        return [missing[b] for b in found]
+
+    def _restore(self, record: MemoryRecord, text: str) -> MemoryRecord:
+        """Store a found text again as a new body version of the same memory (WAL first), under
+        the current identity version."""
+        with self._lock:
+            fresh = replace(record, body_id=str(ULID()), sha256=content_sha256(text))
+            seq = self.wal.append({"op": "put", "record": fresh.to_state(), "text": text})
+            self._drop_body(record.body_id)
+            self._index_record(fresh)
+            self._pending[fresh.body_id] = _Pending(seq, text.encode("utf-8"))
+            self.lexical.upsert([lexical_doc(fresh, text)])
+            self.embed_queue.append(fresh.body_id)
+            return fresh
+
+    def _rehash(self) -> None:
+        """Identity migration (ADR 0011): recompute every record's hash from its body under
+        the current identity version. One WAL record makes it durable (replayed like any
+        other, so a fallback to an older snapshot still sees it); records whose body cannot
+        be read keep their old hash and are reported."""
+        started = time.monotonic()
+        changed: dict[str, str] = {}
+        unreadable: list[str] = []
+        for record in list(self._records.values()):
+            try:
+                sha = content_sha256(self.read_body(record))
+            except (NotFoundError, CorruptionError, UnicodeDecodeError):
+                unreadable.append(record.id)
+                continue
+            if sha != record.sha256:
+                changed[record.id] = sha
+        payload = {"op": "rehash", "identity": IDENTITY_VERSION, "sha256": changed}
+        seq = self.wal.append(payload) if changed and not self.read_only else 0
+        with self._lock:
+            self._apply(WalRecord(seq, payload))
+        self.unrehashed = sorted(unreadable)
+        log.info("scope %s: identity version %d: rehashed %d memories (%d changed) in %.2f s",
+                 self.name, IDENTITY_VERSION, len(self._records), len(changed),
+                 time.monotonic() - started)
+        if unreadable:
+            log.warning("scope %s: %d memories could not be read while rehashing; they keep "
+                        "their old identity (verify names them, repair restores or "
+                        "quarantines them)", self.name, len(unreadable))
 
     def _load_snapshot(self, meta: Path) -> list[MemoryRecord]:
         """The current snapshot, or the previous one when the current is damaged or missing
@@ -321,6 +422,8 @@ class ScopeStore:
 
     def _apply_to_lexical(self, index: LexicalIndex, rec: WalRecord) -> None:
         op = rec.payload.get("op")
+        if op == "rehash":  # identity only: nothing the index holds changes
+            return
         if op == "delete":
             index.delete(rec.payload["ids"])
             return
@@ -350,12 +453,16 @@ class ScopeStore:
         if old is not None:
             self._forget(old)
         self._records[record.id] = record
-        self._by_sha[record.sha256] = record.id
+        self._by_sha.setdefault(record.sha256, set()).add(record.id)
         self._by_body[record.body_id] = record.id
 
     def _forget(self, record: MemoryRecord) -> None:
-        if self._by_sha.get(record.sha256) == record.id:
-            del self._by_sha[record.sha256]
+        """Drop a record from the hash and body maps; others sharing its hash stay."""
+        same = self._by_sha.get(record.sha256)
+        if same is not None:
+            same.discard(record.id)
+            if not same:
+                del self._by_sha[record.sha256]
         self._by_body.pop(record.body_id, None)
 
     def _apply(self, rec: WalRecord) -> None:
@@ -368,6 +475,11 @@ class ScopeStore:
                 old = self._records.pop(memory_id, None)
                 if old is not None:
                     self._forget(old)
+        elif op == "rehash":
+            for memory_id, sha in payload["sha256"].items():
+                old = self._records.get(memory_id)
+                if old is not None:
+                    self._index_record(replace(old, sha256=sha))
         elif op == "tags":
             old = self._records.get(payload["id"])
             if old is not None:
@@ -394,10 +506,11 @@ class ScopeStore:
             self._check_writable()
             existing = self._records.get(item.id) if item.id else None
             if item.id is None or (imported is not None and existing is None):
-                duplicate = self._records.get(self._by_sha.get(sha, ""))
+                duplicate = self._live_duplicate(sha)
                 if duplicate is not None:
                     return self._merge_tags(duplicate, item.tags), True, False
-            if existing is not None and existing.sha256 == sha and (
+            # An expired memory named by its id is replaced: revived with the new fields.
+            if existing is not None and not existing.expired() and existing.sha256 == sha and (
                 imported is not None or self._same_fields(existing, item)
             ):
                 return self._merge_tags(existing, item.tags), True, False
@@ -433,6 +546,14 @@ class ScopeStore:
             self.lexical.upsert([lexical_doc(record, item.text)])
             self.embed_queue.append(record.body_id)
             return record, False, replaced
+
+    def _live_duplicate(self, sha: str) -> MemoryRecord | None:
+        """The newest live memory with this hash. Expired ones share the hash until pruned,
+        and dedup never folds into them (the caller's write would vanish with them)."""
+        now = utcnow()
+        live = [r for i in self._by_sha.get(sha, ()) if (r := self._records.get(i)) is not None
+                and not r.expired(now)]
+        return max(live, key=lambda r: (r.updated_at, r.id)) if live else None
 
     @staticmethod
     def _same_fields(existing: MemoryRecord, item: StoreInput) -> bool:
@@ -643,6 +764,10 @@ class ScopeStore:
         damaged = self.lexical.check()
         if damaged:
             problems.append(Problem(str(self.directory / "meta" / "lexical"), damaged))
+        if self.unrehashed:
+            problems.append(Problem(str(self.directory), "unreadable while rehashing to "
+                                    f"identity version {IDENTITY_VERSION}; they keep their old "
+                                    "identity", tuple(self.unrehashed)))
         orphans = self._kept_orphans()
         if orphans:
             problems.append(Problem(str(self.directory),
@@ -679,19 +804,28 @@ class ScopeStore:
                 ensure_dir(target.parent)
                 shutil.copy2(path, target)
                 copied.append(str(path))
-        unreadable: list[MemoryRecord] = []
-        for memory_id in sorted({i for p in problems for i in p.memory_ids}):
+        damaged: list[MemoryRecord] = []
+        for memory_id in sorted({i for p in problems for i in p.memory_ids} | set(
+                self.unrehashed)):
             record = self._records.get(memory_id)
             if record is None:
                 continue
             try:
                 self.read_body(record)
             except (NotFoundError, CorruptionError, UnicodeDecodeError):
-                unreadable.append(record)
+                damaged.append(record)
+        # Never drop a memory whose text still exists somewhere in the scope: store it again.
+        found = find_texts(self.directory, {r.body_id: r for r in damaged},
+                           live_backend=self.backend_name) if damaged else {}
+        restored = [self._restore(r, found[r.body_id]).id for r in damaged if r.body_id in found]
+        unreadable = [r for r in damaged if r.body_id not in found]
+        self.unrehashed = []
         if unreadable:
             ensure_dir(quarantine)
-            lines = [json.dumps(r.to_state(), ensure_ascii=False) for r in unreadable]
-            (quarantine / "unreadable.jsonl").write_text("\n".join(lines) + "\n")
+            lines = [json.dumps({**r.to_state(), "text": salvage(self.directory, r.body_id),
+                                 "text_matches_sha256": False}, ensure_ascii=False)
+                     for r in unreadable]
+            atomic_write(quarantine / "unreadable.jsonl", ("\n".join(lines) + "\n").encode())
             self.delete([r.id for r in unreadable])
         orphans = self._kept_orphans()
         if orphans:
@@ -727,6 +861,7 @@ class ScopeStore:
             "problems_found": len(problems),
             "files_quarantined": copied,
             "memories_unreadable": [r.id for r in unreadable],
+            "memories_restored": restored,
             "quarantine": str(quarantine) if copied or unreadable else None,
             "bytes_reclaimed": report.bytes_reclaimed if report else 0,
         }
@@ -735,6 +870,7 @@ class ScopeStore:
         storage = self.backend.stats()
         live = list(self._records.values())
         return {
+            "backend": self.backend_name,
             "memories": len(live),
             "text_bytes": sum(r.size for r in live),
             "stored_bytes": storage.stored_bytes,
