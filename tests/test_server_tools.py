@@ -538,3 +538,27 @@ async def test_the_client_docs_cover_every_tool_argument_and_resource(manager: A
             assert f"`{argument}`" in rows[tool.name], f"{tool.name}.{argument} undocumented"
     for uri in [t.uri_template for t in templates] + [str(r.uri) for r in resources]:
         assert f"`{uri}`" in docs
+
+
+async def test_store_redacts_secrets_in_every_field_and_names_where(manager: Any,
+                                                                   mode: str) -> None:
+    key = "AKIA" + "ABCDEFGHIJKLMNOP"
+    token = "ghp_" + "A1b2C3d4" * 5
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        stored = await ok(client, "memory_store", {
+            "text": f"the deploy uses {key}",
+            "title": f"token {token}",
+            "tags": "deploy",
+            "metadata": json.dumps({"env": {"AWS_KEY": key}}),
+            "source": f"shell history: export GH={token}",
+        })
+        # Still a list of strings: a plain kind for the text, kind:field elsewhere.
+        assert stored["redactions"] == ["aws_access_key", "aws_access_key:metadata.env.AWS_KEY",
+                                        "github_token:source", "github_token:title"]
+        got = await ok(client, "memory_get", {"ids": stored["id"]})
+    (memory,) = got["memories"]
+    shown = json.dumps(memory)
+    assert key not in shown and token not in shown
+    assert memory["title"] == "token [REDACTED:github_token]"
+    assert memory["metadata"] == {"env": {"AWS_KEY": "[REDACTED:aws_access_key]"}}
+    assert memory["source"] == "shell history: export GH=[REDACTED:github_token]"
