@@ -72,6 +72,7 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
             profile=settings.video_profile,
             cache_bytes=settings.payload_cache_bytes,
             live_threshold=settings.compact_live_threshold,
+            read_only=read_only,
         )
     from ..storage.filestore import FileStore
 
