@@ -17,6 +17,7 @@ and repair re-embeds the rows from the bodies.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -400,3 +401,40 @@ def test_a_lexical_index_that_cannot_commit_is_rebuilt_on_open(
         m.repair()
         assert m.verify() == []
     assert list((built.scope / "quarantine").glob("*/meta/lexical/meta.json"))
+
+
+# ------------------------------------------------------------- read-only verify
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_only_verify_checks_vectors_and_lexical_and_writes_nothing(
+        tmp_path: Path) -> None:
+    """`memvid-mcp --read-only verify` (and the CLI's verify, which always opens read-only)
+    used to skip the vector files and the writer's lexical index: damage printed ok."""
+    built = build(tmp_path, "file")
+    rows = built.scope / "meta" / "vectors" / "vectors.f32"
+    damage(rows, "flip")
+    lexical_meta = built.scope / "meta" / "lexical" / META_FILE
+    lexical_meta.write_text("{not json")
+    before = _tree(built.data)
+    with MemoryManager.open(built.data, project=built.project, embeddings=False,
+                            read_only=True) as reader:
+        problems = reader.verify()
+        assert served(reader, built.texts) == built.texts
+    assert names(problems, rows), problems
+    assert names(problems, lexical_meta.parent), problems
+    assert _tree(built.data) == before  # not one byte, name or mtime changed
+    cli = subprocess.run(
+        [sys.executable, "-m", "memvid_mcp", "--data-dir", str(built.data), "--project",
+         str(built.project), "--json", "--read-only", "verify"],
+        capture_output=True, text=True, timeout=60,
+        env={"MEMVID_EMBEDDINGS": "0", "PATH": "/usr/bin",
+             "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    assert cli.returncode == 1, cli.stderr
+    paths = {p["path"] for p in json.loads(cli.stdout)["problems"]}
+    assert str(rows) in paths and any(p.startswith(str(lexical_meta.parent)) for p in paths)
+    assert _tree(built.data) == before

@@ -40,7 +40,7 @@ from .core.models import (
     Stats,
     StoreResult,
 )
-from .core.redact import redact_secrets
+from .core.redact import redact_input
 from .core.scopes import ScopeLayout
 from .core.validation import (
     StoreInput,
@@ -186,12 +186,17 @@ class MemoryManager:
 
     # ----------------------------------------------------------------- writes
     def _prepare(self, text: Any, fields: Mapping[str, Any]) -> tuple[StoreInput, tuple[str, ...]]:
+        """Validate, then redact secrets from every free-text field (not only the text)."""
         item = validate_store(self.settings, text, **fields)
         redactions: tuple[str, ...] = ()
         if self.settings.redact_secrets:
-            redacted, redactions = redact_secrets(item.text)
-            if redactions:
-                item = validate_store(self.settings, redacted, **fields)
+            redacted, redactions = redact_input(item)
+            if redactions:  # checked again: a replacement may be longer than the secret
+                item = validate_store(
+                    self.settings, redacted.text, title=redacted.title, tags=redacted.tags,
+                    kind=redacted.kind, scope=redacted.scope, metadata=redacted.metadata,
+                    id=redacted.id, source=redacted.source, expires_at=redacted.expires_at,
+                    pinned=redacted.pinned)
         return item, redactions
 
     def store(self, text: str, *, title: str | None = None, tags: Any = (),

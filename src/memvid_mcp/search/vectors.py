@@ -482,33 +482,30 @@ class VectorIndex:
         """
         if self._path is None:
             return []
-        problems = []
         with self._lock:
-            checks = (
-                (self._path / DATA_FILE, self._file_rows * self.dim * 4, self._data_crc),
-                (self._path / LOG_FILE, self._log_bytes, self._log_crc),
-            )
-            for path, size, expected in checks:
-                if size == 0:  # nothing committed yet: the file need not exist
-                    continue
-                crc = 0
-                try:
-                    with open(path, "rb") as f:
-                        left = size
-                        while left > 0:
-                            block = f.read(min(left, 1 << 22))
-                            if not block:
-                                break
-                            crc = zlib.crc32(block, crc)
-                            left -= len(block)
-                except OSError as exc:
-                    problems.append(f"{path}: unreadable: {exc}")
-                    continue
-                if left > 0:
-                    problems.append(f"{path}: shorter than the {size} committed bytes")
-                elif crc != expected:
-                    problems.append(f"{path}: checksum mismatch (damaged vectors)")
-        return problems
+            return _check_files(self._path, self.dim, self._file_rows, self._log_bytes,
+                                self._data_crc, self._log_crc)
+
+    @staticmethod
+    def verify_files(path: Path) -> list[str]:
+        """Check a vector index on disk without opening it for writing and without writing
+        anything (read-only verify, beside a live writer): the committed bytes the meta file
+        names must match its CRC-32s; an uncommitted tail past them is the writer's and is
+        not a problem."""
+        meta_path = path / META_FILE
+        if not meta_path.exists():
+            if (path / DATA_FILE).exists() or (path / LOG_FILE).exists():
+                return [f"{meta_path}: vector files without their meta file"]
+            return []
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format version {meta.get('version')!r}")
+            dim, rows, log_bytes = int(meta["dim"]), int(meta["rows"]), int(meta["log_bytes"])
+            data_crc, log_crc = int(meta.get("data_crc", 0)), int(meta.get("log_crc", 0))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return [f"{meta_path}: unreadable vector meta: {exc}"]
+        return _check_files(path, dim, rows, log_bytes, data_crc, log_crc)
 
     @property
     def uses_graph(self) -> bool:
@@ -617,3 +614,31 @@ def _exact(
                     return out
         checked = stage
     return out
+
+
+def _check_files(path: Path, dim: int, rows: int, log_bytes: int, data_crc: int,
+                 log_crc: int) -> list[str]:
+    """CRC-32 of the committed prefix of ``vectors.f32`` and ``vectors.log``."""
+    problems = []
+    checks = ((path / DATA_FILE, rows * dim * 4, data_crc), (path / LOG_FILE, log_bytes, log_crc))
+    for file, size, expected in checks:
+        if size == 0:  # nothing committed yet: the file need not exist
+            continue
+        crc = 0
+        try:
+            with open(file, "rb") as f:
+                left = size
+                while left > 0:
+                    block = f.read(min(left, 1 << 22))
+                    if not block:
+                        break
+                    crc = zlib.crc32(block, crc)
+                    left -= len(block)
+        except OSError as exc:
+            problems.append(f"{file}: unreadable: {exc}")
+            continue
+        if left > 0:
+            problems.append(f"{file}: shorter than the {size} committed bytes")
+        elif crc != expected:
+            problems.append(f"{file}: checksum mismatch (damaged vectors)")
+    return problems

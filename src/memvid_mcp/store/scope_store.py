@@ -79,6 +79,7 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
             profile=settings.video_profile,
             cache_bytes=settings.payload_cache_bytes,
             live_threshold=settings.compact_live_threshold,
+            read_only=read_only,
         )
     from ..storage.filestore import FileStore
 
@@ -118,6 +119,7 @@ class ScopeStore:
         self._pending: dict[str, _Pending] = {}
         self._pending_deletes: set[str] = set()
         self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
+        self._embedding: set[str] = set()  # taken by the last embed batch, not yet added
         self.replay_report = ReplayReport()
         self._moved_aside: set[str] = set()  # damaged index files already in quarantine/
         self.snapshot_seq = 0
@@ -128,6 +130,7 @@ class ScopeStore:
         self._wal_records: list[WalRecord] = []  # held only while opening
         self._wal_bytes_at_checkpoint = 0
         self._closed = False
+        self._lexical_on_disk = not read_only  # False: a reader rebuilt it in memory
         self._scope_lock = ScopeLock(directory)
         self._disk_signature: tuple[Any, ...] = ()
         self._signature_checked = 0.0
@@ -148,6 +151,10 @@ class ScopeStore:
             self.lexical = self._open_lexical(meta)
             if rescued and not read_only:  # they may never have been indexed (0.1.0)
                 self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
+            # The last WAL seq whose change is in the lexical index. A commit records this,
+            # never ``wal.last_seq``: a writer appends to the WAL first and upserts after,
+            # and a commit in between must not claim the record (it would never be replayed).
+            self._indexed_seq = self.wal.last_seq
             self.vectors = self._open_vectors(meta, dim)
             self._reconcile_vectors()
             self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
@@ -316,6 +323,7 @@ class ScopeStore:
             try:
                 on_disk = LexicalIndex(meta / "lexical", read_only=True)
                 if on_disk.committed_seq == self.wal.last_seq and on_disk.committed_seq >= 0:
+                    self._lexical_on_disk = True
                     return on_disk
                 on_disk.close()
             except CorruptionError:
@@ -544,6 +552,7 @@ class ScopeStore:
             self._index_record(record)
             self._pending[record.body_id] = _Pending(seq, item.text.encode("utf-8"))
             self.lexical.upsert([lexical_doc(record, item.text)])
+            self._indexed_seq = seq
             self.embed_queue.append(record.body_id)
             return record, False, replaced
 
@@ -566,14 +575,15 @@ class ScopeStore:
         if merged == existing.tags:
             return existing
         now = utcnow()
-        self.wal.append({"op": "tags", "id": existing.id, "tags": list(merged),
-                         "updated_at": now.isoformat()})
+        seq = self.wal.append({"op": "tags", "id": existing.id, "tags": list(merged),
+                               "updated_at": now.isoformat()})
         record = existing.with_tags(merged, now)
         self._records[record.id] = record
         try:
             self.lexical.upsert([lexical_doc(record, self.read_body(record))])
         except (NotFoundError, CorruptionError) as exc:
             log.error("scope %s: could not re-index tags of %s: %s", self.name, record.id, exc)
+        self._indexed_seq = seq
         return record
 
     def _drop_body(self, body_id: str) -> None:
@@ -589,12 +599,13 @@ class ScopeStore:
             found = [i for i in ids if i in self._records]
             if not found:
                 return []
-            self.wal.append({"op": "delete", "ids": found})
+            seq = self.wal.append({"op": "delete", "ids": found})
             for memory_id in found:
                 record = self._records.pop(memory_id)
                 self._forget(record)
                 self._drop_body(record.body_id)
             self.lexical.delete(found)
+            self._indexed_seq = seq
             return found
 
     # ----------------------------------------------------------------- reads
@@ -689,9 +700,12 @@ class ScopeStore:
         return stored
 
     def commit_indexes(self, *, force: bool = False) -> None:
+        """Commit both indexes with the seq of the last change applied to the lexical index
+        (a store may be between its WAL append and its upsert right now: that record stays
+        uncovered and is replayed after a crash)."""
         if self.read_only:
             return
-        seq = self.wal.last_seq
+        seq = self._indexed_seq
         if force:
             self.lexical.commit(seq)
             self.vectors.commit(seq)
@@ -716,7 +730,7 @@ class ScopeStore:
         write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=self._previous_seq)
         self.snapshot_seq = seq
         self._snapshot_sound = True
-        self.lexical.commit(self.wal.last_seq)
+        self.lexical.commit(self._indexed_seq)
         self.wal.drop_through(min(self._previous_seq, min_pending - 1,
                                   self.lexical.committed_seq))
         self._wal_bytes_at_checkpoint = self.wal.size_bytes()
@@ -724,13 +738,19 @@ class ScopeStore:
         return True
 
     def take_embed_batch(self, size: int) -> list[tuple[str, str]]:
-        """Up to ``size`` (body_id, text) pairs still needing vectors."""
+        """Up to ``size`` (body_id, text) pairs still needing vectors. Taken under the lock
+        and remembered as in flight until ``add_vectors``, so verify never mistakes a batch
+        being embedded for memories lost from the queue."""
+        taken: list[tuple[str, MemoryRecord]] = []
+        with self._lock:
+            while self.embed_queue and len(taken) < size:
+                body_id = self.embed_queue.popleft()
+                record = self.memory_for_body(body_id)
+                if record is not None and not self.vectors.has(body_id):
+                    taken.append((body_id, record))
+            self._embedding = {body_id for body_id, _ in taken}  # a failed batch: forgotten
         out: list[tuple[str, str]] = []
-        while self.embed_queue and len(out) < size:
-            body_id = self.embed_queue.popleft()
-            record = self.memory_for_body(body_id)
-            if record is None or self.vectors.has(body_id):
-                continue
+        for body_id, record in taken:
             try:
                 out.append((body_id, embedding_text(record, self.read_body(record))))
             except (NotFoundError, CorruptionError) as exc:
@@ -742,11 +762,20 @@ class ScopeStore:
             keep = [i for i, b in enumerate(body_ids) if b in self._by_body]
             if keep:
                 self.vectors.upsert([body_ids[i] for i in keep], vectors[keep])
+            self._embedding -= set(body_ids)
 
     # ----------------------------------------------------------------- maintenance
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+        """Every durable file checked, and both indexes checked to hold every live memory.
+
+        Read-only (beside a writer, or ``--read-only``) it writes nothing: the on-disk vector
+        and lexical files are checked in place even though this reader serves from memory.
+        """
         problems = [Problem(f, m) for f, m in self.replay_report.problems]
-        for line in self.vectors.verify():
+        meta = self.directory / "meta"
+        vector_lines = (VectorIndex.verify_files(meta / "vectors") if self.read_only
+                        else self.vectors.verify())
+        for line in vector_lines:
             path, _, message = line.partition(": ")
             problems.append(Problem(path, message))
         if self.replay_report.torn_tail:
@@ -761,9 +790,8 @@ class ScopeStore:
         if missing:
             problems.append(Problem(str(self.directory), "bodies missing from storage",
                                     tuple(sorted(missing))))
-        damaged = self.lexical.check()
-        if damaged:
-            problems.append(Problem(str(self.directory / "meta" / "lexical"), damaged))
+        problems.extend(self._check_lexical())
+        problems.extend(self._check_vector_coverage())
         if self.unrehashed:
             problems.append(Problem(str(self.directory), "unreadable while rehashing to "
                                     f"identity version {IDENTITY_VERSION}; they keep their old "
@@ -774,6 +802,52 @@ class ScopeStore:
                                     f"{len(orphans)} stored bodies belong to no memory (their "
                                     "WAL records are damaged); repair saves their text"))
         return problems
+
+    def _check_lexical(self) -> list[Problem]:
+        """The lexical index reads back, and holds exactly the live memories."""
+        path = str(self.directory / "meta" / "lexical")
+        out = []
+        if self.read_only and not self._lexical_on_disk and Path(path).is_dir():
+            try:  # this reader rebuilt its index in memory: check the writer's files too
+                with LexicalIndex(Path(path), read_only=True) as on_disk:
+                    damaged = on_disk.check()
+            except CorruptionError as exc:
+                damaged = str(exc).split(": ", 1)[-1]
+            if damaged:
+                out.append(Problem(path, damaged))
+        try:
+            indexed = self.lexical.ids()
+        except CorruptionError as exc:
+            return [*out, Problem(path, str(exc).split(": ", 1)[-1])]
+        with self._lock:  # re-check the few differences against writes made meanwhile
+            missing = sorted(i for i in set(self._records) - indexed
+                             if i in self._records and not self.lexical.has(i))
+            ghosts = sorted(i for i in indexed - set(self._records)
+                            if i not in self._records and self.lexical.has(i))
+        if missing:
+            out.append(Problem(path, f"{len(missing)} memories are missing from the lexical "
+                                     "index (search cannot find them); repair re-indexes them",
+                               tuple(missing)))
+        if ghosts:
+            out.append(Problem(path, f"{len(ghosts)} ids in the lexical index belong to no "
+                                     "memory; repair rebuilds the index"))
+        return out
+
+    def _check_vector_coverage(self) -> list[Problem]:
+        """Once the scope has vectors for a model, every live memory has one or is waiting
+        in the embedding queue (a memory in neither is never found by semantic search)."""
+        has_model = (self.directory / "meta" / "embedding.json").exists() or len(self.vectors)
+        if not has_model:
+            return []
+        with self._lock:
+            waiting = set(self.embed_queue) | self._embedding
+            missing = sorted(memory_id for body_id, memory_id in self._by_body.items()
+                             if body_id not in waiting and not self.vectors.has(body_id))
+        if not missing:
+            return []
+        return [Problem(str(self.directory / "meta" / "vectors"),
+                        f"{len(missing)} memories have no vector and none is queued (semantic "
+                        "search cannot find them); repair re-embeds them", tuple(missing))]
 
     def _kept_orphans(self) -> list[str]:
         """Bodies no record names, kept at open because the WAL was damaged (evidence)."""
