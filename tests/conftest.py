@@ -56,3 +56,12 @@ def converted_model(model_path: str, embed_cache: Path) -> tuple[str, Path]:
 
     resolve_onnx_model(model_path, embed_cache)
     return model_path, embed_cache
+
+
+@pytest.fixture(scope="session")
+def onnx_model(converted_model: tuple[str, Path]) -> str:
+    """The converted directory itself (model.onnx + tokenizer.json): loads with no cache."""
+    from memvid_mcp.search.embed import resolve_onnx_model
+
+    model, cache = converted_model
+    return str(resolve_onnx_model(model, cache))

@@ -40,15 +40,6 @@ TOPICS = [
 SEMANTIC_QUERY = "where does the kitten nap"
 
 
-@pytest.fixture
-def onnx_model(converted_model: tuple[str, Path]) -> str:
-    """A directory holding model.onnx + tokenizer.json: loads directly, no conversion."""
-    from memvid_mcp.search.embed import resolve_onnx_model
-
-    model, cache = converted_model
-    return str(resolve_onnx_model(model, cache))
-
-
 def _cat_id(manager: MemoryManager) -> str:
     return next(r.id for r in manager.list(limit=100).memories
                 if "tabby" in manager.get(r.id).memories[0].text)
