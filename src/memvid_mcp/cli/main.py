@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the manager (search + storage stack) loads only when a comm
     from ..manager import MemoryManager
 
 log = logging.getLogger("memvid_mcp")
+SEARCH_EMBED_SECONDS = 120.0  # a semantic search waits this long for the model and vectors
 
 
 class Context:
@@ -41,7 +42,9 @@ class Context:
         from ..manager import MemoryManager
 
         settings = self.settings.replace(**overrides) if overrides else self.settings
-        with MemoryManager(settings) as manager:
+        # a short command never starts a model load it would exit during (exit code 134):
+        # only semantic search loads the model, and close() waits for a load in flight
+        with MemoryManager(settings, background_embedding=False) as manager:
             yield manager
 
     def emit(self, data: dict[str, Any], human: Callable[[], None]) -> None:
@@ -184,11 +187,11 @@ def search(obj: Context, query: str, k: int, tags: str | None, all_tags: str | N
            kind: str | None, since: str | None, until: str | None, mode: str,
            cursor: str | None) -> None:
     """Search memories (hybrid keyword + semantic by default)."""
+    scopes = [obj.scope] if obj.scope else None
     with obj.manager() as manager:
-        if mode != "lexical":
-            manager.embedder.start()
-            manager.embedder.wait_ready(120)
-        result = manager.search(query, k=k, scopes=[obj.scope] if obj.scope else None,
+        if mode != "lexical":  # memories stored by commands without the model get vectors now
+            manager.catch_up_embeddings(SEARCH_EMBED_SECONDS, scopes)
+        result = manager.search(query, k=k, scopes=scopes,
                                 tags_any=tags, tags_all=all_tags, kind=kind, since=since,
                                 until=until, mode=mode, cursor=cursor)
 
@@ -304,7 +307,7 @@ def info(obj: Context) -> None:
     """Where data lives, which backend, versions."""
     from ..manager import MemoryManager
 
-    manager = MemoryManager(obj.settings)
+    manager = MemoryManager(obj.settings, background_embedding=False)
     try:
         data = manager.info()
     finally:

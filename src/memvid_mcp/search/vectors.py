@@ -9,6 +9,8 @@ Files under ``path``: ``vectors.f32`` (rows of ``dim`` float32, append-only), ``
 (one JSON line per upsert ``["+", row, id]`` or delete ``["-", id]``), ``vectors.json`` (the
 committed row count, log length and seq; bytes past them are an uncommitted tail and are
 dropped on open) and ``hnsw.usearch`` + ``hnsw.json`` (the graph, saved on close).
+``read_only`` opens the committed state another process (the writer) left and never writes:
+a reader serves semantic search from it without embedding anything itself.
 """
 
 from __future__ import annotations
@@ -75,10 +77,12 @@ def _normalise(vectors: npt.ArrayLike, dim: int) -> Matrix:
 class VectorIndex:
     """Cosine-similarity search by id. One writer thread, any number of searcher threads."""
 
-    def __init__(self, path: Path | None, dim: int = 384, exact_limit: int = 20_000) -> None:
+    def __init__(self, path: Path | None, dim: int = 384, exact_limit: int = 20_000, *,
+                 read_only: bool = False) -> None:
         if dim <= 0:
             raise ValidationError("dim", "must be positive")
         self._path = Path(path) if path is not None else None
+        self.read_only = read_only
         self.dim = dim
         self.exact_limit = exact_limit
         self._lock = threading.RLock()
@@ -111,6 +115,8 @@ class VectorIndex:
         if not meta_path.exists():
             if (self._path / DATA_FILE).exists() or (self._path / LOG_FILE).exists():
                 raise CorruptionError(str(meta_path), "vector files without their meta file")
+            if self.read_only:  # nothing committed yet: an empty index
+                return
             try:
                 self._path.mkdir(parents=True, exist_ok=True)
                 self._write_meta()
@@ -136,7 +142,7 @@ class VectorIndex:
             size = file.stat().st_size if file.exists() else 0
             if size < need:
                 raise CorruptionError(str(file), f"{size} bytes, the meta file promises {need}")
-            if size > need:  # an uncommitted tail from a crash: drop it
+            if size > need and not self.read_only:  # an uncommitted tail from a crash
                 with open(file, "r+b") as f:
                     f.truncate(need)
         # read straight into the final array: no transient second copy of every vector
@@ -218,7 +224,7 @@ class VectorIndex:
         if len(set(ids)) != len(ids):
             raise ValidationError("ids", "duplicate ids in one upsert")
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._ensure_capacity(len(arr))
             start = self._rows
             self._matrix[start : start + len(arr)] = arr
@@ -247,7 +253,7 @@ class VectorIndex:
     def delete(self, ids: Iterable[str]) -> None:
         """Remove vectors by id (unknown ids are ignored)."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
             live = self._live.copy()
             dead_keys = []
             for doc_id in ids:
@@ -294,7 +300,7 @@ class VectorIndex:
     def commit(self, seq: int) -> None:
         """Append new rows and log lines, fsync, then record ``seq`` in the meta file."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
             if self._path is None:
                 self._last_commit = time.monotonic()
                 self._log_buffer.clear()
@@ -366,7 +372,7 @@ class VectorIndex:
     def _drop_graph(self) -> None:
         self._hnsw = None
         self._hnsw_dirty = False
-        if self._path is not None:
+        if self._path is not None and not self.read_only:
             for name in (GRAPH_FILE, GRAPH_META):
                 (self._path / name).unlink(missing_ok=True)
 
@@ -462,7 +468,7 @@ class VectorIndex:
             self._maybe_build_graph()
 
     def _save_graph(self) -> None:
-        if self._path is None or self._hnsw is None or not self._hnsw_dirty:
+        if self._path is None or self.read_only or self._hnsw is None or not self._hnsw_dirty:
             return
         if self._file_rows != self._rows:
             return  # uncommitted rows in the graph: do not save a graph ahead of the files
@@ -564,6 +570,11 @@ class VectorIndex:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError("vector index is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise StorageError("vector index is open read-only")
 
     def close(self) -> None:
         """Save the graph (if any); uncommitted vectors are discarded: commit first."""

@@ -47,6 +47,7 @@ from ..core.scopes import ensure_scope_dir
 from ..core.validation import StoreInput, merge_tags
 from ..search.filters import SearchFilters
 from ..search.lexical import LexicalDoc, LexicalIndex
+from ..search.vectors import META_FILE as VECTORS_META
 from ..search.vectors import VectorIndex
 from ..storage.base import StorageAdapter
 from .lock import ScopeLock
@@ -127,6 +128,7 @@ class ScopeStore:
         self._snapshot_sound = True  # False: the current snapshot is damaged or missing
         self._fallback_problem: CorruptionError | None = None
         self._model_in_use: str | None = None
+        self._reader_coverage: int | None = None  # memories with a vector, read-only opens
         self._wal_records: list[WalRecord] = []  # held only while opening
         self._wal_bytes_at_checkpoint = 0
         self._closed = False
@@ -192,7 +194,8 @@ class ScopeStore:
     def _signature(self) -> tuple[Any, ...]:
         """What changes on disk when another process writes this scope."""
         parts: list[Any] = []
-        for path in [self.directory / "meta" / SNAPSHOT_FILE, *self.wal.files()]:
+        vectors_meta = self.directory / "meta" / "vectors" / VECTORS_META
+        for path in [self.directory / "meta" / SNAPSHOT_FILE, vectors_meta, *self.wal.files()]:
             try:
                 stat = path.stat()
                 parts.append((path.name, stat.st_size, stat.st_mtime_ns))
@@ -361,7 +364,9 @@ class ScopeStore:
         index.commit(self.wal.last_seq)
 
     def _open_vectors(self, meta: Path, dim: int) -> VectorIndex:
-        path = None if self.read_only else meta / "vectors"
+        if self.read_only:
+            return self._open_writers_vectors(meta / "vectors", dim)
+        path = meta / "vectors"
         try:
             return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
         except CorruptionError as exc:
@@ -369,6 +374,20 @@ class ScopeStore:
             log.warning("scope %s: vector index unreadable (%s); rebuilding", self.name, exc)
             self._move_aside(path, exc)
             return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
+
+    def _open_writers_vectors(self, path: Path, dim: int) -> VectorIndex:
+        """A reader serves the vectors the writer committed and never embeds itself (its
+        index cannot be written). The writer may compact the files while we read them: try
+        again, and serve an empty index (lexical search, and the search note says so) when
+        they stay unreadable; the next reload picks the vectors up."""
+        for _ in range(3):
+            try:
+                return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit,
+                                   read_only=True)
+            except (StorageError, OSError) as exc:
+                problem = exc
+        log.info("scope %s: the writer's vectors are unreadable now (%s)", self.name, problem)
+        return VectorIndex(None, dim=dim, exact_limit=self.settings.exact_vector_limit)
 
     def _replace_vectors(self, dim: int) -> None:
         """Start an empty vector index (rebuildable: every live body is queued to re-embed)."""
@@ -446,6 +465,11 @@ class ScopeStore:
             log.error("scope %s: memory %s unreadable: %s", self.name, record.id, exc)
 
     def _reconcile_vectors(self) -> None:
+        """Queue every live body without a vector, drop vectors of dead bodies (writer only:
+        a reader's index belongs to the writer, and vector_search skips dead bodies)."""
+        self._reader_coverage = None
+        if self.read_only:
+            return
         live = set(self._by_body)
         stale = [b for b in self.vectors.ids() if b not in live]
         if stale:
@@ -652,6 +676,16 @@ class ScopeStore:
         out = [(r, s) for b, s in hits if (r := self.memory_for_body(b)) is not None]
         return out[:k]
 
+    def vector_coverage(self) -> tuple[int, int]:
+        """(memories with a vector, memories): how much of the scope semantic search sees."""
+        with self._lock:
+            total = len(self._by_body)
+            if not self.read_only:  # the writer keeps vectors to live bodies only
+                return min(len(self.vectors), total), total
+            if self._reader_coverage is None:
+                self._reader_coverage = sum(1 for b in self.vectors.ids() if b in self._by_body)
+            return self._reader_coverage, total
+
     # ----------------------------------------------------------------- background
     @property
     def closed(self) -> bool:
@@ -743,7 +777,7 @@ class ScopeStore:
         being embedded for memories lost from the queue."""
         taken: list[tuple[str, MemoryRecord]] = []
         with self._lock:
-            while self.embed_queue and len(taken) < size:
+            while self.embed_queue and len(taken) < size and not self.read_only:
                 body_id = self.embed_queue.popleft()
                 record = self.memory_for_body(body_id)
                 if record is not None and not self.vectors.has(body_id):
