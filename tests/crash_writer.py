@@ -30,7 +30,8 @@ def main() -> None:
             manager.delete(victim)
             print(f"D {victim}", flush=True)
             continue
-        text = f"memory {seed}-{n} " + "lorem ipsum dolor " * rng.randrange(1, 40)
+        # The third word is unique to this memory: the test searches for it after a crash.
+        text = f"memory {seed}-{n} key{seed}x{n} " + "lorem ipsum dolor " * rng.randrange(1, 40)
         result = manager.store(text, tags=[f"t{n % 5}"])
         stored.append(result.id)
         print(f"S {result.id} {text}", flush=True)

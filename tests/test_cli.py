@@ -34,7 +34,7 @@ def test_store_search_get_delete_json_shapes(cli) -> None:
                             "--metadata", '{"pr": 12}').stdout)
     assert set(stored) == {"id", "deduplicated", "scope", "sha256"}
     assert stored["deduplicated"] is False and stored["scope"] == "global"
-    again = json.loads(cli("--json", "store", "Use ruff  for linting").stdout)
+    again = json.loads(cli("--json", "store", "Use ruff for linting  \n").stdout)
     assert again["deduplicated"] is True and again["id"] == stored["id"]
 
     found = json.loads(cli("--json", "search", "what do we use for linting?", "--k", "5").stdout)

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,49 @@ import pytest
 from memvid_mcp.manager import MemoryManager
 
 WRITER = Path(__file__).with_name("crash_writer.py")
+
+
+def _stop_background(m: MemoryManager) -> None:
+    m._stop.set()
+    m._nudge()
+    for thread in m._threads:
+        thread.join(timeout=30)
+
+
+def _abandon(m: MemoryManager) -> None:
+    """What SIGKILL leaves behind: uncommitted index changes are lost, nothing is closed."""
+    _stop_background(m)
+    for store in m._scopes.values():
+        store.lexical.close()  # rolls back what was not committed
+        store.wal.close()
+        store._scope_lock.release()
+    m._closed = True
+
+
+def test_a_commit_between_wal_append_and_upsert_leaves_the_memory_searchable(
+        data_dir: Path, outside_repo: Path) -> None:
+    """The batcher commits the lexical index while a store is between its WAL append and its
+    upsert; a crash then must not leave a memory that get returns and search never finds."""
+    m = MemoryManager.open(data_dir, project=outside_repo, embeddings=False)
+    earlier = m.store("an earlier memory about otters").id
+    scope = m._scope("global")
+    _stop_background(m)  # the interleaving below is the only commit
+    original = scope.lexical.upsert
+
+    def upsert_after_a_background_commit(docs):  # type: ignore[no-untyped-def]
+        batcher = threading.Thread(target=scope.commit_indexes, kwargs={"force": True})
+        batcher.start()
+        batcher.join(timeout=30)
+        original(docs)
+
+    scope.lexical.upsert = upsert_after_a_background_commit  # type: ignore[method-assign]
+    victim = m.store("the memory in the window mentions zebracorns").id
+    _abandon(m)
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as reopened:
+        assert [x.id for x in reopened.get([earlier, victim]).memories] == [earlier, victim]
+        hits = reopened.search("zebracorns", mode="lexical").results
+        assert [h.id for h in hits] == [victim]
+        assert reopened.verify() == []
 
 
 def _apply(line: str, acked: dict[str, str], deleted: set[str], doubtful: set[str]) -> None:
@@ -73,6 +117,10 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, backend: str) -> Non
                 assert {m.id: m.text for m in got.memories} == acked
             if deleted:
                 assert set(manager.get(list(deleted)).missing) == deleted
+            for memory_id, text in acked.items():  # durable AND searchable
+                token = text.split()[2]
+                hits = manager.search(token, mode="lexical", k=3).results
+                assert memory_id in [h.id for h in hits], f"{memory_id} ({token}) not found"
             assert manager.verify() == []
-            probe = manager.store(f"after crash {trial}")  # still accepts writes
-            acked[probe.id] = f"after crash {trial}"
+            probe = f"memory probe-{trial} keyprobe{trial} written after the crash"
+            acked[manager.store(probe).id] = probe  # still accepts writes

@@ -25,12 +25,71 @@ def test_canonical_form_is_idempotent(text: str) -> None:
     assert canonical_text(once) == once
 
 
-@given(st.text(), st.sampled_from([" ", "\n", "\t ", "  \r\n"]))
-def test_whitespace_and_normalisation_do_not_change_identity(text: str, gap: str) -> None:
-    spaced = gap + text.replace(" ", gap) + gap
-    nfd = unicodedata.normalize("NFD", text)
-    assert content_sha256(spaced) == content_sha256(text)
-    assert content_sha256(nfd) == content_sha256(text)
+# White space that NFC leaves alone and that is not a line break (a line break is a new line).
+_SPACE = st.sampled_from([" ", "\t", "\u00a0", "\u3000", "\u2003", "\x0b", "\x0c"])
+_WORD = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc")),
+                min_size=1, max_size=6)
+_LINE = st.tuples(st.lists(_SPACE, max_size=3).map("".join),
+                  st.lists(st.tuples(_WORD, st.lists(_SPACE, min_size=1, max_size=3)
+                                     .map("".join)), min_size=1, max_size=4))
+_TEXT = st.lists(_LINE, min_size=1, max_size=5)
+
+
+def _render(lines: list, *, trailing: list[str] | None = None, ending: str = "\n") -> str:
+    out = []
+    for index, (indent, words) in enumerate(lines):
+        inner = "".join(word + gap for word, gap in words[:-1]) + words[-1][0]
+        out.append(indent + inner + (trailing[index] if trailing else ""))
+    return ending.join(out)
+
+
+@given(_TEXT, st.data())
+def test_folded_white_space_does_not_change_identity(lines: list, data: st.DataObject) -> None:
+    """NFC, CRLF/CR, white space at line ends and blank lines around the text are folded."""
+    plain = _render(lines)
+    trailing = data.draw(st.lists(st.lists(_SPACE, max_size=3).map("".join),
+                                  min_size=len(lines), max_size=len(lines)))
+    ending = data.draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    blank = data.draw(st.lists(st.sampled_from(["", " ", "\t "]), max_size=3)
+                      .map(lambda b: "".join(x + ending for x in b)))
+    cosmetic = blank + _render(lines, trailing=trailing, ending=ending) + ending + blank
+    assert content_sha256(cosmetic) == content_sha256(plain)
+    assert content_sha256(unicodedata.normalize("NFD", plain)) == content_sha256(plain)
+
+
+@given(_TEXT, st.data())
+def test_leading_and_inner_white_space_are_part_of_identity(lines: list,
+                                                            data: st.DataObject) -> None:
+    """Indentation and gaps inside a line carry meaning (Python, YAML): another memory."""
+    row = data.draw(st.integers(0, len(lines) - 1))
+    indent, words = lines[row]
+    changed = list(lines)
+    if data.draw(st.booleans()) or len(words) == 1:
+        other = data.draw(st.lists(_SPACE, max_size=4).map("".join).filter(
+            lambda s: s != indent))
+        changed[row] = (other, words)
+    else:
+        gap_at = data.draw(st.integers(0, len(words) - 2))
+        word, gap = words[gap_at]
+        other = data.draw(st.lists(_SPACE, min_size=1, max_size=4).map("".join).filter(
+            lambda s: s != gap))
+        changed[row] = (indent, [*words[:gap_at], (word, other), *words[gap_at + 1:]])
+    assert content_sha256(_render(changed)) != content_sha256(_render(lines))
+
+
+def test_indentation_tells_code_snippets_apart() -> None:
+    python = "if ok:\n    run()\n    done()\n"
+    assert content_sha256(python) != content_sha256("if ok:\n    run()\ndone()\n")
+    assert content_sha256("a:\n  b: 1\n") != content_sha256("a:\n    b: 1\n")
+    assert content_sha256("\n\nif ok:  \r\n    run()\t\r\n\n") == content_sha256(
+        "if ok:\n    run()")
+
+
+def test_identity_version_1_is_kept_for_migration() -> None:
+    assert canonical_text("  a \n\t b  ", version=1) == "a b"
+    assert content_sha256("a  b", version=1) == content_sha256("a b", version=1)
+    with pytest.raises(ValueError):
+        canonical_text("a", version=9)
 
 
 def test_different_text_different_identity() -> None:

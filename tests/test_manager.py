@@ -24,7 +24,7 @@ def test_store_get_round_trips_exact_text(manager: MemoryManager) -> None:
 
 def test_exact_duplicate_folds_and_merges_tags(manager: MemoryManager) -> None:
     first = manager.store("Deploys go out on Tuesdays.", tags=["ops"])
-    again = manager.store("  Deploys go out   on Tuesdays. ", tags=["process"])
+    again = manager.store("\nDeploys go out on Tuesdays.  \r\n", tags=["process"])
     assert again.deduplicated and again.id == first.id and again.sha256 == first.sha256
     (memory,) = manager.get(first.id).memories
     assert memory.record.tags == ("ops", "process")
@@ -204,3 +204,35 @@ def test_parallel_calls_in_one_process_are_safe(data_dir: Path, outside_repo: Pa
         assert len(m.get(list(live)).memories) == len(live)
         assert set(m.get(list(deleted)).missing) == deleted
         assert m.verify() == []
+
+
+def test_secrets_outside_the_text_are_redacted_and_reported_by_field(
+        data_dir: Path, outside_repo: Path) -> None:
+    aws, github = "AKIA" + "ABCDEFGHIJKLMNOP", "ghp_" + "A1b2C3d4" * 5
+    stripe = "sk_live_" + "0123456789abcdefXYZ"
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        result = m.store(
+            f"plain text with {stripe}",
+            title=f"keys {aws}",
+            tags=["ci", github],
+            source=f"https://ci.example/run?token={github}",
+            metadata={"ci": {"token": github, "hosts": ["a", f"b {aws}"]}, aws: "key as name",
+                      "n": 3},
+        )
+        assert result.redactions == (
+            "aws_access_key:metadata.<key>", "aws_access_key:metadata.ci.hosts[1]",
+            "aws_access_key:title", "github_token:metadata.ci.token", "github_token:source",
+            "github_token:tags", "stripe_key")
+        (memory,) = m.get(result.id).memories
+        record = memory.record
+        assert record.title == "keys [REDACTED:aws_access_key]"
+        assert record.tags == ("ci", "[REDACTED:github_token]")
+        assert record.source == "https://ci.example/run?token=[REDACTED:github_token]"
+        assert record.metadata == {
+            "ci": {"token": "[REDACTED:github_token]",
+                   "hosts": ["a", "b [REDACTED:aws_access_key]"]},
+            "[REDACTED:aws_access_key]": "key as name", "n": 3}
+        assert memory.text == "plain text with [REDACTED:stripe_key]"
+    on_disk = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    for secret in (aws, github, stripe):
+        assert secret.encode() not in on_disk

@@ -17,6 +17,7 @@ and repair re-embeds the rows from the bodies.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -183,9 +184,10 @@ def test_body_file_damage(tmp_path: Path, fault: str) -> None:
         healthy = {i: t for i, t in built.texts.items() if i != victim}
         assert served(m, built.texts) == healthy
         report = m.repair()["global"]
-        assert report["memories_unreadable"] == [victim]
+        # The WAL still holds the text (kept back to the previous snapshot): restored.
+        assert (report["memories_unreadable"], report["memories_restored"]) == ([], [victim])
         assert m.verify() == []
-        assert served(m, built.texts) == healthy
+        assert served(m, built.texts) == built.texts
     assert quarantined(built.scope, f"bodies/{target.parent.name}/{target.name}") == [damaged]
 
 
@@ -283,8 +285,11 @@ def test_frame_index_damage(tmp_path: Path, fault: str) -> None:
         (problem,) = names(problems, index)
         assert set(problem.memory_ids) == set(built.texts)  # every body of the segment
         report = m.repair()["global"]
-        assert sorted(report["memories_unreadable"]) == sorted(built.texts)
+        # The WAL still holds every text: restored into a new segment, none dropped.
+        assert report["memories_unreadable"] == []
+        assert sorted(report["memories_restored"]) == sorted(built.texts)
         assert m.verify() == []
+        assert served(m, built.texts) == built.texts
         m.store("the store accepts writes after a repair")
     # The damaged index AND its segment (which still holds the text) are kept.
     assert quarantined(built.scope, f"segments/{index.name}") == [damaged]
@@ -307,9 +312,10 @@ def test_segment_damage(tmp_path: Path, fault: str) -> None:
         healthy = {i: t for i, t in built.texts.items() if i not in affected}
         assert served(m, built.texts) == healthy
         report = m.repair()["global"]
-        assert set(report["memories_unreadable"]) == affected
+        assert report["memories_unreadable"] == []  # the WAL still holds their text
+        assert set(report["memories_restored"]) == affected
         assert m.verify() == []
-        assert served(m, built.texts) == healthy
+        assert served(m, built.texts) == built.texts
     assert quarantined(built.scope, f"segments/{segment.name}") == [damaged]
 
 
@@ -395,3 +401,40 @@ def test_a_lexical_index_that_cannot_commit_is_rebuilt_on_open(
         m.repair()
         assert m.verify() == []
     assert list((built.scope / "quarantine").glob("*/meta/lexical/meta.json"))
+
+
+# ------------------------------------------------------------- read-only verify
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_only_verify_checks_vectors_and_lexical_and_writes_nothing(
+        tmp_path: Path) -> None:
+    """`memvid-mcp --read-only verify` (and the CLI's verify, which always opens read-only)
+    used to skip the vector files and the writer's lexical index: damage printed ok."""
+    built = build(tmp_path, "file")
+    rows = built.scope / "meta" / "vectors" / "vectors.f32"
+    damage(rows, "flip")
+    lexical_meta = built.scope / "meta" / "lexical" / META_FILE
+    lexical_meta.write_text("{not json")
+    before = _tree(built.data)
+    with MemoryManager.open(built.data, project=built.project, embeddings=False,
+                            read_only=True) as reader:
+        problems = reader.verify()
+        assert served(reader, built.texts) == built.texts
+    assert names(problems, rows), problems
+    assert names(problems, lexical_meta.parent), problems
+    assert _tree(built.data) == before  # not one byte, name or mtime changed
+    cli = subprocess.run(
+        [sys.executable, "-m", "memvid_mcp", "--data-dir", str(built.data), "--project",
+         str(built.project), "--json", "--read-only", "verify"],
+        capture_output=True, text=True, timeout=60,
+        env={"MEMVID_EMBEDDINGS": "0", "PATH": "/usr/bin",
+             "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    assert cli.returncode == 1, cli.stderr
+    paths = {p["path"] for p in json.loads(cli.stdout)["problems"]}
+    assert str(rows) in paths and any(p.startswith(str(lexical_meta.parent)) for p in paths)
+    assert _tree(built.data) == before

@@ -19,6 +19,10 @@ def test_damaged_body_is_quarantined_and_the_rest_served(data_dir: Path,
         record = m._scope("global").record(victim)
         assert record is not None
         m.flush()
+        for _ in range(2):  # two checkpoints: the WAL no longer holds the text
+            m._scope("global").checkpoint(force=True)
+    assert b"will be damaged" not in b"".join(
+        p.read_bytes() for p in (data_dir / "global" / "wal").glob("*.log"))
     (target,) = (data_dir / "global" / "bodies").glob(f"*/{record.body_id}.mvb")
     original = target.read_bytes()
     damaged = original[:-5] + bytes(b ^ 0x55 for b in original[-5:])
@@ -105,3 +109,44 @@ def test_get_serves_healthy_ids_beside_a_damaged_one(data_dir: Path, outside_rep
         assert [x.id for x in result.memories] == [healthy]
         assert [p.memory_ids for p in result.damaged] == [(victim,)]
         assert result.to_dict()["damaged"][0]["path"] == str(target)
+
+
+def test_verify_names_memories_missing_from_the_lexical_index(data_dir: Path,
+                                                             outside_repo: Path) -> None:
+    with _open(data_dir, outside_repo) as m:
+        kept = m.store("a memory about quokkas").id
+        lost = m.store("a memory about wombats").id
+        scope = m._scope("global")
+        scope.lexical.delete([lost])  # what a commit claiming an unapplied record leaves
+        scope.lexical.commit(scope.wal.last_seq)
+        assert m.get([kept, lost]).missing == ()
+        (problem,) = m.verify()
+        assert problem.memory_ids == (lost,)
+        assert problem.path.endswith("lexical") and "missing from the lexical index" in \
+            problem.message
+        m.repair()
+        assert m.verify() == []
+        assert [h.id for h in m.search("wombats", mode="lexical").results] == [lost]
+
+
+def test_verify_names_memories_with_no_vector_once_the_scope_has_vectors(
+        data_dir: Path, outside_repo: Path) -> None:
+    import numpy as np
+
+    with _open(data_dir, outside_repo) as m:
+        ids = [m.store(f"memory number {i} about kiwis").id for i in range(4)]
+        scope = m._scope("global")
+        assert m.verify() == []  # no vectors yet: nothing is expected of the vector index
+        bodies = sorted(scope._by_body)
+        scope.add_vectors(bodies, np.random.default_rng(0).random((4, 384), dtype=np.float32))
+        scope.embed_queue.clear()  # all embedded
+        assert m.verify() == []
+        victim_body = scope.records().__next__().body_id
+        victim = scope._by_body[victim_body]
+        scope.vectors.delete([victim_body])  # a vector lost, and nothing queued to redo it
+        (problem,) = m.verify()
+        assert problem.memory_ids == (victim,) and victim in ids
+        assert problem.path.endswith("vectors") and "no vector" in problem.message
+        m.repair()
+        assert list(scope.embed_queue) == [victim_body]  # re-embedded by the next pass
+        assert m.verify() == []

@@ -39,12 +39,6 @@ def bundled_model() -> Path:
     return Path(gt.get_model_path())
 
 
-@pytest.fixture(scope="session")
-def embed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by every module of the session, so the ONNX conversion happens once."""
-    return tmp_path_factory.getbasetemp() / "memvid-embed-cache"
-
-
 def test_package_import_loads_no_runtime() -> None:
     code = (
         "import sys, memvid_mcp.search, memvid_mcp.search.embed, memvid_mcp.search.lexical,"
@@ -91,7 +85,7 @@ def test_missing_directory_and_bad_provider(tmp_path: Path) -> None:
 
 def test_service_unavailable_state(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     service = EmbeddingService("memvid-test/does-not-exist", tmp_path)
-    assert service.state == "loading" and not service.ready
+    assert service.state == "idle" and not service.ready
     with pytest.raises(EmbeddingUnavailable):
         service.embed_query("hello")
     service.start()

@@ -674,3 +674,27 @@ def test_any_rejected_argument_value_is_one_sentence_naming_it(data: Any) -> Non
         message = invalid_arguments(tool.parameters, arguments, exc.errors())
         assert message.startswith(f"{field} must be ") and "\n" not in message
         assert "http" not in message and "validation error" not in message
+
+
+async def test_store_redacts_secrets_in_every_field_and_names_where(manager: Any,
+                                                                   mode: str) -> None:
+    key = "AKIA" + "ABCDEFGHIJKLMNOP"
+    token = "ghp_" + "A1b2C3d4" * 5
+    async with connect(manager.settings, lambda: manager, mode) as client:
+        stored = await ok(client, "memory_store", {
+            "text": f"the deploy uses {key}",
+            "title": f"token {token}",
+            "tags": "deploy",
+            "metadata": json.dumps({"env": {"AWS_KEY": key}}),
+            "source": f"shell history: export GH={token}",
+        })
+        # Still a list of strings: a plain kind for the text, kind:field elsewhere.
+        assert stored["redactions"] == ["aws_access_key", "aws_access_key:metadata.env.AWS_KEY",
+                                        "github_token:source", "github_token:title"]
+        got = await ok(client, "memory_get", {"ids": stored["id"]})
+    (memory,) = got["memories"]
+    shown = json.dumps(memory)
+    assert key not in shown and token not in shown
+    assert memory["title"] == "token [REDACTED:github_token]"
+    assert memory["metadata"] == {"env": {"AWS_KEY": "[REDACTED:aws_access_key]"}}
+    assert memory["source"] == "shell history: export GH=[REDACTED:github_token]"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from memvid_mcp.manager import MemoryManager
 from memvid_mcp.storage.video import VideoStore
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
@@ -41,6 +42,22 @@ else:
     print("compacting", flush=True)
     store.compact()
     print("compacted", flush=True)
+"""
+
+
+MANAGER_CHILD = r"""
+import random, sys
+from pathlib import Path
+from memvid_mcp.manager import MemoryManager
+
+data, seed = Path(sys.argv[1]), int(sys.argv[2])
+rng = random.Random(seed)
+m = MemoryManager.open(data, backend="video", project=data, embeddings=False,
+                       batch_max_memories=24, batch_max_seconds=0.05, lock_timeout=30)
+for n in range(100_000):
+    text = f"video {seed}-{n} vkey{seed}x{n}" + " alpha beta Δelta" * rng.randrange(1, 80)
+    memory_id = m.store(text).id
+    print(f"S {memory_id} {text}", flush=True)
 """
 
 
@@ -129,3 +146,36 @@ def test_sigkill_during_compaction_loses_nothing(tmp_path: Path) -> None:
         store.close()
         reopened = VideoStore(root)
         assert all(reopened.get(k) == v for k, v in live.items())
+
+
+def test_sigkill_of_a_sealing_manager_leaves_every_memory_got_and_found(tmp_path: Path) -> None:
+    """Through the manager: killed while the batcher seals segments, every acknowledged memory
+    is returned by get AND found by a lexical search for a word only it contains."""
+    data = tmp_path / "data"
+    acked: dict[str, str] = {}
+    rng = random.Random(99)
+    for round_ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", MANAGER_CHILD, str(data), str(round_)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            first = _read_until(proc, "S", time.monotonic() + 60)
+            assert first, "child never acknowledged a store"
+            time.sleep(rng.uniform(0.2, 1.0))  # several seals are in progress by now
+            proc.send_signal(signal.SIGKILL)
+            rest = proc.communicate(timeout=30)[0].split("\n")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        for line in first + rest[:-1]:  # the last piece may be cut by the kill
+            if line.startswith("S "):
+                _, memory_id, text = line.split(" ", 2)
+                acked[memory_id] = text
+        with MemoryManager.open(data, backend="video", project=data,
+                                embeddings=False) as manager:
+            got = manager.get(list(acked))
+            assert got.missing == () and {x.id: x.text for x in got.memories} == acked
+            for memory_id, text in acked.items():
+                hits = manager.search(text.split()[2], mode="lexical", k=3).results
+                assert memory_id in [h.id for h in hits], text.split()[2]
+            assert [p for p in manager.verify() if "torn" not in p.message] == []
+    assert len(acked) >= 30

@@ -2,9 +2,12 @@
 
 Synchronous and thread-safe, so the CLI calls it directly and the MCP server through worker
 threads. Opening is cheap: scopes open on first use, and the embedding model loads in a
-background thread (until it is ready, search answers lexically and says so). Two background
+background thread (until it is ready, search answers lexically and says so): at the first open
+for a long-lived process (``background_embedding``), at the first semantic search otherwise
+(the CLI: a short command never starts a load it would have to wait for). Two background
 threads keep the write path fast: the batcher hands pending bodies to storage and commits
-indexes; the embedder turns new memories into vectors in small batches.
+indexes; the embedder turns new memories into vectors in small batches, in writable scopes
+only (a read-only scope serves the vectors its writer committed).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.config import Settings
+from .core.config import Settings, default_cache_dir
 from .core.errors import (
     ClosedError,
     CorruptionError,
@@ -40,7 +44,7 @@ from .core.models import (
     Stats,
     StoreResult,
 )
-from .core.redact import redact_secrets
+from .core.redact import redact_input
 from .core.scopes import ScopeLayout
 from .core.validation import (
     StoreInput,
@@ -55,6 +59,7 @@ from .search.filters import SearchFilters
 from .search.fusion import rrf
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
+from .store.scope_meta import scope_backend
 from .store.scope_store import ScopeStore, open_scope
 
 log = logging.getLogger(__name__)
@@ -67,7 +72,11 @@ FLUSH_MODEL_WAIT_SECONDS = 300.0
 class MemoryManager:
     """Durable, searchable memory across the global, project and committed scopes."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, background_embedding: bool = True,
+                 **overrides: Any) -> None:
+        """``background_embedding`` False: load the model only for a semantic search or
+        ``flush``/``catch_up_embeddings``, never just because a scope opened."""
+        self.background_embedding = background_embedding
         self.settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None}) \
             if settings is not None else Settings.from_env(**overrides)
         self.layout = ScopeLayout.resolve(self.settings.data_dir, self.settings.project)
@@ -81,7 +90,7 @@ class MemoryManager:
         self._closed = False
         self.embedder = EmbeddingService(
             self.settings.embed_model,
-            self.settings.data_dir / "models",
+            self.settings.cache_dir or default_cache_dir(),
             enabled=self.settings.embeddings,
             provider=self.settings.embed_provider,
             threads=self.settings.embed_threads,
@@ -114,6 +123,9 @@ class MemoryManager:
         out = []
         for name in ("global", "project", "committed"):
             available = name in self.layout.available
+            store = self._scopes.get(name)
+            backend = store.backend_name if store is not None else (
+                scope_backend(self.layout.directory(name)) if available else None)
             out.append({
                 "name": name,
                 "available": available,
@@ -121,6 +133,7 @@ class MemoryManager:
                 "default": name == self.default_scope,
                 "searched_by_default": name in self.search_scopes,
                 "open": name in self._scopes,
+                "backend": backend or self.settings.backend,
             })
         return out
 
@@ -181,12 +194,17 @@ class MemoryManager:
 
     # ----------------------------------------------------------------- writes
     def _prepare(self, text: Any, fields: Mapping[str, Any]) -> tuple[StoreInput, tuple[str, ...]]:
+        """Validate, then redact secrets from every free-text field (not only the text)."""
         item = validate_store(self.settings, text, **fields)
         redactions: tuple[str, ...] = ()
         if self.settings.redact_secrets:
-            redacted, redactions = redact_secrets(item.text)
-            if redactions:
-                item = validate_store(self.settings, redacted, **fields)
+            redacted, redactions = redact_input(item)
+            if redactions:  # checked again: a replacement may be longer than the secret
+                item = validate_store(
+                    self.settings, redacted.text, title=redacted.title, tags=redacted.tags,
+                    kind=redacted.kind, scope=redacted.scope, metadata=redacted.metadata,
+                    id=redacted.id, source=redacted.source, expires_at=redacted.expires_at,
+                    pinned=redacted.pinned)
         return item, redactions
 
     def store(self, text: str, *, title: str | None = None, tags: Any = (),
@@ -347,20 +365,7 @@ class MemoryManager:
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         if mode != "lexical":
-            self.embedder.start()
-            try:
-                vector = self.embedder.embed_query(query)
-            except EmbeddingUnavailable as exc:
-                note = f"semantic search unavailable ({exc}); lexical results only"
-            else:
-                for store in stores:
-                    store.use_model(self.embedder.model_id, self.embedder.dim)
-                semantic = _merge_by_score(s.vector_search(vector, depth, filters)
-                                           for s in stores)
-                waiting = sum(len(s.embed_queue) for s in stores)
-                if waiting:
-                    note = (f"{waiting} recent memories are not embedded yet; "
-                            "only lexical search finds them")
+            semantic, note = self._semantic(query, depth, filters, stores)
         ranked: list[tuple[MemoryRecord, float]]
         if semantic is None:
             mode_used, ranked = "lexical", lexical()
@@ -380,7 +385,10 @@ class MemoryManager:
         for record, score in page:
             try:
                 text = stores_by_name[record.scope].read_body(record)
-            except Exception:  # an unreadable body must not sink the whole search
+            except (NotFoundError, CorruptionError, UnicodeDecodeError) as exc:
+                log.error("cannot read memory %s for its snippet: %s", record.id, exc)
+                text = ""  # one unreadable body must not sink the whole search
+            except Exception:
                 log.exception("cannot read memory %s for its snippet", record.id)
                 text = ""
             hits.append(SearchHit(record.id, float(score), record.title,
@@ -388,6 +396,51 @@ class MemoryManager:
                                   record.kind, record.scope, record.created_at))
         return SearchResult(tuple(hits), next_cursor, mode_used,
                             tuple(s.name for s in stores), note)
+
+    def _semantic(self, query: str, depth: int, filters: SearchFilters,
+                  stores: Sequence[ScopeStore]
+                  ) -> tuple[builtins.list[tuple[MemoryRecord, float]] | None, str | None]:
+        """The vector ranking and a note on what it covered; None when it cannot contribute
+        (no model, or no memory has a vector yet), so the result says ``lexical``."""
+        self.embedder.start()
+        try:
+            vector = self.embedder.embed_query(query)
+        except EmbeddingUnavailable as exc:
+            return None, f"semantic search unavailable ({exc}); lexical results only"
+        for store in stores:
+            store.use_model(self.embedder.model_id, self.embedder.dim)
+        covered = total = 0
+        for store in stores:
+            has, out_of = store.vector_coverage()
+            covered, total = covered + has, total + out_of
+        if total and not covered:
+            return None, (f"semantic search has no vectors yet (0 of {total:,} memories "
+                          "embedded); lexical results only")
+        semantic = _merge_by_score(s.vector_search(vector, depth, filters) for s in stores)
+        note = None
+        if covered < total:
+            note = (f"semantic search covers {covered:,} of {total:,} memories so far; "
+                    "the rest are found by keywords only")
+        return semantic, note
+
+    def catch_up_embeddings(self, seconds: float,
+                            scopes: str | Sequence[str] | None = None) -> int:
+        """Load the model and embed memories of ``scopes`` (default: the searched ones) still
+        waiting for a vector, for up to ``seconds``: the CLI runs this before a semantic
+        search, where a server's background worker embeds all the time. Returns how many
+        memories still wait."""
+        stores = self._search_stores(scopes)
+        if not self.embedder.enabled or not stores:
+            return 0
+        deadline = time.monotonic() + seconds
+        if self.embedder.wait_ready(max(0.0, seconds)):
+            while time.monotonic() < deadline and self._embed_pass():
+                pass
+            with self._maint_lock:
+                for store in stores:
+                    if not store.closed:
+                        store.commit_indexes(force=True)
+        return sum(len(s.embed_queue) for s in stores if not s.closed)
 
     def stats(self, scope: str | None = None) -> builtins.list[Stats]:
         stores = self._existing_scopes([scope] if scope else None)
@@ -399,7 +452,7 @@ class MemoryManager:
                 memories=details.pop("memories"),
                 text_bytes=details.pop("text_bytes"),
                 stored_bytes=details.pop("stored_bytes"),
-                backend=self.settings.backend,
+                backend=details.pop("backend"),
                 pending_bodies=details.pop("pending_bodies"),
                 embedder=self.embedder.state,
                 details=details,
@@ -407,14 +460,15 @@ class MemoryManager:
         return out
 
     # ----------------------------------------------------------------- maintenance
-    def flush(self) -> None:
-        """Return once every memory stored before the call is in storage and both indexes."""
+    def flush(self, *, embed: bool = True) -> None:
+        """Return once every memory stored before the call is in storage and both indexes
+        (with ``embed`` False: in storage and the lexical index; no model is loaded)."""
         stores = list(self._scopes.values())
         with self._maint_lock:
             for store in stores:
                 store.write_batch(everything=True)
                 store.commit_indexes(force=True)
-        if self.embedder.enabled and stores:
+        if embed and self.embedder.enabled and stores:
             self.embedder.start()
             if self.embedder.wait_ready(FLUSH_MODEL_WAIT_SECONDS):
                 while self._embed_pass():
@@ -432,7 +486,7 @@ class MemoryManager:
     def compact(self, progress: Callable[[int, int], None] | None = None
                 ) -> dict[str, CompactReport]:
         reports = {}
-        self.flush()
+        self.flush(embed=False)
         for store in self._existing_scopes(None):
             if store.read_only:
                 continue
@@ -444,7 +498,7 @@ class MemoryManager:
                ) -> dict[str, dict[str, Any]]:
         """Per scope: quarantine damaged files, drop unreadable memories, rebuild indexes."""
         reports = {}
-        self.flush()
+        self.flush(embed=False)
         for store in self._existing_scopes(None):
             with self._maint_lock:  # no background batch runs during the repair
                 reports[store.name] = store.repair(progress)
@@ -456,7 +510,7 @@ class MemoryManager:
         return {
             "version": __version__,
             "data_dir": str(self.settings.data_dir),
-            "backend": self.settings.backend,
+            "backend": self.settings.backend,  # for new scopes; each scope's own is in scopes
             "video_profile": self.settings.video_profile,
             "repository": str(self.layout.repo_root) if self.layout.repo_root else None,
             "default_scope": self.default_scope,
@@ -473,6 +527,7 @@ class MemoryManager:
         self._closed = True
         self._stop.set()
         self._nudge()
+        self.embedder.close()  # stop a conversion; wait (bounded) for a load in flight
         for thread in self._threads:
             thread.join(timeout=60)
         errors = []
@@ -490,7 +545,7 @@ class MemoryManager:
     def _start_background(self) -> None:
         if self._threads:
             return
-        if not self.settings.read_only:
+        if self.background_embedding and not self.settings.read_only:
             self.embedder.start()
         for target, name in ((self._batcher, "memvid-batcher"), (self._embedder, "memvid-embed")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -523,10 +578,10 @@ class MemoryManager:
 
     def _embedder(self) -> None:
         while not self._stop.is_set():
-            if not self.embedder.ready:
+            if not self.embedder.ready:  # never starts a load: search or start() does
                 if self.embedder.state.startswith(("unavailable", "disabled")):
                     return
-                self.embedder.wait_ready(0.5)
+                self._stop.wait(0.5)
                 continue
             try:
                 worked = self._embed_pass()
@@ -543,7 +598,7 @@ class MemoryManager:
         worked = False
         with self._embed_lock:
             for store in list(self._scopes.values()):
-                if store.closed:
+                if store.closed or store.read_only:  # a reader's vectors are the writer's
                     continue
                 store.use_model(self.embedder.model_id, self.embedder.dim)
                 # Up to 8 model batches at once: the embedder sorts them by length, so each

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the manager (search + storage stack) loads only when a comm
     from ..manager import MemoryManager
 
 log = logging.getLogger("memvid_mcp")
+SEARCH_EMBED_SECONDS = 120.0  # a semantic search waits this long for the model and vectors
 
 
 class Context:
@@ -48,7 +49,9 @@ class Context:
             return
 
         settings = self.settings.replace(**overrides) if overrides else self.settings
-        with MemoryManager(settings) as manager:
+        # a short command never starts a model load it would exit during (exit code 134):
+        # only semantic search loads the model, and close() waits for a load in flight
+        with MemoryManager(settings, background_embedding=False) as manager:
             yield manager
 
     def emit(self, data: dict[str, Any], human: Callable[[], None]) -> None:
@@ -96,7 +99,8 @@ def first_line(text: str, width: int = 60) -> str:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where memories live (env MEMVID_DATA_DIR; default: the user data dir).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
-              help="Body storage: file or video (env MEMVID_BACKEND; default file).")
+              help="Body storage of new scopes: file or video (env MEMVID_BACKEND; default "
+                   "file). An existing scope keeps its own.")
 @click.option("--scope", type=click.Choice(SCOPES), default=None,
               help="Scope to act on (default: project inside a git repository, else global).")
 @click.option("--project", type=click.Path(path_type=Path), default=None,
@@ -202,11 +206,11 @@ def search(obj: Context, query: str, k: int, tags: str | None, all_tags: str | N
            kind: str | None, since: str | None, until: str | None, mode: str,
            cursor: str | None) -> None:
     """Search memories (hybrid keyword + semantic by default)."""
+    scopes = [obj.scope] if obj.scope else None
     with obj.manager() as manager:
-        if mode != "lexical":
-            manager.embedder.start()
-            manager.embedder.wait_ready(120)
-        result = manager.search(query, k=k, scopes=[obj.scope] if obj.scope else None,
+        if mode != "lexical":  # memories stored by commands without the model get vectors now
+            manager.catch_up_embeddings(SEARCH_EMBED_SECONDS, scopes)
+        result = manager.search(query, k=k, scopes=scopes,
                                 tags_any=tags, tags_all=all_tags, kind=kind, since=since,
                                 until=until, mode=mode, cursor=cursor)
 
@@ -328,7 +332,8 @@ def info(obj: Context) -> None:
         for key, value in data.items():
             if key == "scopes":
                 for scope in value:
-                    state = scope["path"] if scope["available"] else "(needs a git repository)"
+                    state = (f"{scope['path']} ({scope['backend']} backend)"
+                             if scope["available"] else "(needs a git repository)")
                     click.echo(f"scope {scope['name']}: {state}")
             else:
                 click.echo(f"{key}: {value}")

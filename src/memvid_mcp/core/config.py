@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 
 from .errors import ValidationError
 
@@ -42,11 +42,17 @@ def check_chosen_data_dir(path: Path) -> Path:
     return path
 
 
+def default_cache_dir() -> Path:
+    """Converted models, shared by every process and data directory of the user (ADR 0015)."""
+    return Path(user_cache_dir("memvid-mcp", appauthor=False))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every tunable, with the default a user gets without configuring anything."""
 
     data_dir: Path = Path()
+    cache_dir: Path | None = None  # converted models; None: default_cache_dir()
     backend: str = "file"
     project: Path | None = None  # a path inside the repository for the project scopes
     read_only: bool = False
@@ -117,6 +123,8 @@ class Settings:
         if self.batch_max_memories < 1:
             raise ValidationError("batch_max_memories", "must be at least 1")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
         if self.project is not None:
             object.__setattr__(self, "project", Path(self.project).expanduser())
 

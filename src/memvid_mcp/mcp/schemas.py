@@ -78,7 +78,10 @@ class StoreOutput(BaseModel):
     sha256: str
     replaced: bool = False
     redactions: list[str] = Field(
-        default_factory=list, description="Kinds of secrets redacted from the text before storing."
+        default_factory=list,
+        description="Secrets redacted before storing: '<kind>' for one in the text, "
+        "'<kind>:<field>' for one in another field (e.g. 'aws_access_key:title', "
+        "'github_token:metadata.env.TOKEN').",
     )
 
 

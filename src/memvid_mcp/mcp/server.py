@@ -511,8 +511,9 @@ def _build(
         description=(
             "Save one self-contained memory (a fact, decision, preference or note) so it can be "
             "found in later conversations. Use it when the user shares something worth "
-            "remembering or asks you to remember. Identical text is stored once (the existing id "
-            "comes back with deduplicated=true), so retrying is safe. Secrets are redacted. "
+            "remembering or asks you to remember. Text identical to a live memory is stored "
+            "once (its id comes back with deduplicated=true), so retrying is safe. Secrets are "
+            "redacted. "
             "Returns the memory id and the scope it was written to."
         ),
         annotations=_annotations(read_only=False, destructive=False, idempotent=True),

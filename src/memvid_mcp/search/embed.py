@@ -5,26 +5,24 @@ instead of torch (8-13 s, ~490 MB), with the same vectors (ADR 0007). Every runt
 happens inside a function, never at module import, so the server answers MCP ``initialize``
 at once. A model is named by a hub id (``onnx/model.onnx`` + ``tokenizer.json`` fetched by
 huggingface_hub into its cache) or a local directory: with an ONNX file it loads directly; a
-sentence-transformers directory with only safetensors is converted once, in a subprocess that
-imports torch (``python -m memvid_mcp.search.onnx_export``), and cached. The ``onnx-int8``
-provider quantises that ONNX file once (per-channel int8: ~4x faster, cosine ~0.99 to
+sentence-transformers directory with only safetensors is converted once per user, in a
+subprocess that imports torch, into the shared cache of ``model_cache`` (ADR 0015). The
+``onnx-int8`` provider quantises that ONNX file once (per-channel int8: ~4x faster, cosine ~0.99 to
 fp32; needs the ``onnx`` package). The optional ``sentence-transformers`` provider loads any
 model that library supports.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,18 +33,25 @@ import numpy as np
 import numpy.typing as npt
 
 from ..core.errors import EmbeddingUnavailable, ValidationError
+from .model_cache import (
+    TORCH_HINT,
+    WEIGHT_NAMES,
+    convert_local,
+    find_onnx,
+    quantize_local,
+)
+
+__all__ = ["EmbeddingService", "OnnxEmbedder", "convert_local", "find_onnx", "load_embedder",
+           "quantize_local", "resolve_onnx_model", "warmup"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PROVIDERS = ("onnx", "onnx-int8", "sentence-transformers")
-TORCH_HINT = 'pip install "memvid-mcp[torch]"'
-CONVERT_TIMEOUT = 900.0
 HUB_PROBE_TIMEOUT = 3.0
 QUERY_CACHE_SIZE = 1024
 DEFAULT_BATCH = 8  # larger batches grow onnxruntime's memory for little speed on 2 cores
-_ONNX_NAMES = ("onnx/model.onnx", "model.onnx")
-_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
+CLOSE_WAIT_SECONDS = 60.0  # close() waits this long for a model load in flight
 
 Vectors = npt.NDArray[np.float32]
 
@@ -164,13 +169,6 @@ class OnnxEmbedder:
         return _l2(summed / np.clip(weights.sum(axis=1), 1e-9, None))
 
 
-def find_onnx(model_dir: Path) -> Path | None:
-    for name in _ONNX_NAMES:
-        if (model_dir / name).is_file():
-            return model_dir / name
-    return None
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -202,19 +200,21 @@ def looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
 
 
-def resolve_onnx_model(model: str, cache_dir: Path) -> Path:
+def resolve_onnx_model(model: str, cache_dir: Path, *,
+                       cancel: threading.Event | None = None) -> Path:
     """A directory holding tokenizer.json and an ONNX file for ``model`` (hub id or path).
 
-    May download (hub) or convert (local safetensors, in a subprocess); raises
-    ``EmbeddingUnavailable`` with the reason when neither works.
+    May download (hub) or convert (local safetensors, in a subprocess, once per user; setting
+    ``cancel`` stops the conversion); raises ``EmbeddingUnavailable`` with the reason when
+    neither works.
     """
     local = Path(model).expanduser()
     if local.is_dir():
         local = local.resolve()
         if find_onnx(local) is not None:
             return local
-        if any((local / name).is_file() for name in _WEIGHT_NAMES):
-            return convert_local(local, cache_dir)
+        if any((local / name).is_file() for name in WEIGHT_NAMES):
+            return convert_local(local, cache_dir, cancel=cancel)
         raise EmbeddingUnavailable(f"{local}: neither an ONNX file nor model weights found")
     if looks_like_path(model) or not model.strip():
         raise EmbeddingUnavailable(f"{model}: no such model directory")
@@ -280,65 +280,6 @@ def _hub_model(repo_id: str, cache_dir: Path) -> Path:
         raise EmbeddingUnavailable(f"{repo_id}: download failed: {exc}") from exc
 
 
-def _source_key(src: Path) -> str:
-    weights = [src / n for n in _WEIGHT_NAMES if (src / n).is_file()]
-    stamp = [f"{w.name}:{w.stat().st_mtime_ns}:{w.stat().st_size}" for w in weights]
-    raw = "\n".join([str(src), *stamp])
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
-
-
-def convert_local(src: Path, cache_dir: Path, *, timeout: float = CONVERT_TIMEOUT) -> Path:
-    """Convert a local transformers/sentence-transformers directory to ONNX, once.
-
-    Cached under ``cache_dir/onnx/<name>-<key of path + weights mtime>``; the export runs in
-    a subprocess so this process never imports torch.
-    """
-    dst = Path(cache_dir) / "onnx" / f"{src.name}-{_source_key(src)}"
-    return _export(src, dst, [], timeout)
-
-
-def quantize_local(src: Path, cache_dir: Path, *, timeout: float = CONVERT_TIMEOUT) -> Path:
-    """An int8 (per-channel, dynamic) copy of the ONNX model in ``src``, made once."""
-    onnx_file = find_onnx(src)
-    if onnx_file is None:
-        raise EmbeddingUnavailable(f"{src}: no ONNX file to quantise")
-    stat = onnx_file.stat()
-    raw = f"{onnx_file.resolve()}:{stat.st_mtime_ns}:{stat.st_size}"
-    key = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
-    return _export(src, Path(cache_dir) / "int8" / f"{src.name}-{key}", ["--int8"], timeout)
-
-
-def _export(src: Path, dst: Path, flags: list[str], timeout: float) -> Path:
-    """Run ``onnx_export`` in a subprocess into a temporary directory, then rename."""
-    if find_onnx(dst) is not None and (dst / "tokenizer.json").is_file():
-        return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    module = "memvid_mcp.search.onnx_export"
-    command = [sys.executable, "-m", module, *flags, str(src), str(tmp)]
-    log.info("exporting %s to %s once (subprocess)", src, dst)
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise EmbeddingUnavailable(f"{src}: ONNX conversion timed out after {timeout}s") from exc
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        if proc.returncode == 3:
-            need = "quantising it needs onnx" if flags else "converting it needs torch"
-            raise EmbeddingUnavailable(f"{src}: {need}: {TORCH_HINT}")
-        raise EmbeddingUnavailable(f"{src}: ONNX conversion failed: {tail[0]}")
-    try:
-        os.replace(tmp, dst)
-    except OSError:  # another process won the race; use its result
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s to ONNX in %.1f s", src, time.monotonic() - started)
-    return dst
-
-
 # ---------------------------------------------------------------------- torch provider
 
 
@@ -392,19 +333,19 @@ def default_threads() -> int:
 
 def load_embedder(
     model: str, cache_dir: Path, *, provider: str = "onnx", batch_size: int = DEFAULT_BATCH,
-    threads: int = 0,
+    threads: int = 0, cancel: threading.Event | None = None,
 ) -> Embedder:
     """Load (download/convert first if needed) an embedder; raises EmbeddingUnavailable.
 
-    ``threads`` 0 means ``default_threads()``."""
+    ``threads`` 0 means ``default_threads()``; ``cancel`` stops a conversion in progress."""
     threads = threads or default_threads()
     if provider == "onnx":
-        return OnnxEmbedder(resolve_onnx_model(model, cache_dir), batch_size=batch_size,
-                            threads=threads)
+        return OnnxEmbedder(resolve_onnx_model(model, cache_dir, cancel=cancel),
+                            batch_size=batch_size, threads=threads)
     if provider == "onnx-int8":
-        fp32 = resolve_onnx_model(model, cache_dir)
-        return OnnxEmbedder(quantize_local(fp32, cache_dir), batch_size=batch_size,
-                            threads=threads)
+        fp32 = resolve_onnx_model(model, cache_dir, cancel=cancel)
+        return OnnxEmbedder(quantize_local(fp32, cache_dir, cancel=cancel),
+                            batch_size=batch_size, threads=threads)
     if provider == "sentence-transformers":
         return SentenceTransformerEmbedder(model, batch_size=batch_size)
     raise ValidationError("embed_provider", f"must be one of {', '.join(PROVIDERS)}")
@@ -414,10 +355,15 @@ def load_embedder(
 
 
 class EmbeddingService:
-    """Loads the model in a background thread; search degrades to lexical until ready.
+    """Loads the model in a background thread, only once asked to (``start``); search
+    degrades to lexical until it is ready.
 
-    ``state`` is ``disabled``, ``loading``, ``ready`` or ``unavailable: <reason>`` (what
-    ``stats`` shows). Query embeddings are kept in an LRU cache.
+    ``state`` is ``disabled``, ``idle`` (not asked for yet), ``loading``, ``ready`` or
+    ``unavailable: <reason>`` (what ``stats`` shows). Query embeddings are kept in an LRU cache.
+    ``close`` stops a conversion and waits (bounded) for an onnxruntime load in flight: a
+    process that exits while onnxruntime initialises aborts (``terminate called without an
+    active exception``, exit code 134), so every service still loading at interpreter exit is
+    closed by an atexit hook too.
     """
 
     def __init__(
@@ -439,9 +385,10 @@ class EmbeddingService:
         self.batch_size = batch_size
         self.threads = threads
         self._enabled = enabled
-        self._state = "disabled" if not enabled else "loading"
+        self._state = "disabled" if not enabled else "idle"
         self._embedder: Embedder | None = None
         self._done = threading.Event()
+        self._cancel = threading.Event()
         self._lock = threading.Lock()  # state and the query cache
         self._thread: threading.Thread | None = None
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
@@ -456,11 +403,14 @@ class EmbeddingService:
         return f"{self.provider}:{self.model}"
 
     def start(self) -> None:
-        """Begin loading in a daemon thread (idempotent)."""
+        """Begin loading in a background thread (idempotent; a no-op once closed)."""
         with self._lock:
-            if not self._enabled or self._thread is not None:
+            if not self._enabled or self._thread is not None or self._cancel.is_set():
                 return
-            self._thread = threading.Thread(target=self._load, name="memvid-embed", daemon=True)
+            self._state = "loading"
+            self._thread = threading.Thread(target=self._load, name="memvid-embed-load",
+                                            daemon=True)
+            _loading.add(self)
             self._thread.start()
 
     def _load(self) -> None:
@@ -468,13 +418,14 @@ class EmbeddingService:
         try:
             embedder = load_embedder(
                 self.model, self.cache_dir, provider=self.provider, batch_size=self.batch_size,
-                threads=self.threads,
+                threads=self.threads, cancel=self._cancel,
             )
         except Exception as exc:  # any failure means lexical-only search, never a crash
             reason = str(exc) if isinstance(exc, EmbeddingUnavailable) else repr(exc)
             with self._lock:
                 self._state = f"unavailable: {reason}"
-            log.warning("embedding model unavailable, search is lexical only: %s", reason)
+            if not self._cancel.is_set():
+                log.warning("embedding model unavailable, search is lexical only: %s", reason)
         else:
             with self._lock:
                 self._embedder = embedder
@@ -483,6 +434,26 @@ class EmbeddingService:
             log.info("embedding model %s ready in %.2f s", self.model, self.load_seconds)
         finally:
             self._done.set()
+            _loading.discard(self)
+
+    @property
+    def loading(self) -> bool:
+        """True while a load runs (started, not finished either way)."""
+        return self._thread is not None and not self._done.is_set()
+
+    def close(self, timeout: float = CLOSE_WAIT_SECONDS) -> bool:
+        """Stop a conversion in progress and wait up to ``timeout`` s for a load in flight.
+
+        No load starts afterwards. True when no load is running any more."""
+        with self._lock:
+            self._cancel.set()
+            thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("the embedding model is still loading after %.0f s", timeout)
+                return False
+        return True
 
     @property
     def state(self) -> str:
@@ -498,10 +469,11 @@ class EmbeddingService:
         return self._enabled
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until loading finished (either way); True when the model is ready."""
-        if self._enabled and self._thread is None:
-            self.start()
-        self._done.wait(timeout)
+        """Start loading if needed, block until it finished (either way) or ``timeout``;
+        True when the model is ready."""
+        self.start()
+        if self._thread is not None or not self._enabled:
+            self._done.wait(timeout)
         return self.ready
 
     def _require(self) -> Embedder:
@@ -539,6 +511,16 @@ class EmbeddingService:
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
+
+
+_loading: weakref.WeakSet[EmbeddingService] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_loading_services() -> None:
+    """At interpreter exit, never let a load run on into onnxruntime's teardown."""
+    for service in list(_loading):
+        service.close()
 
 
 def warmup(model: str, cache_dir: Path, *, provider: str = "onnx") -> str:

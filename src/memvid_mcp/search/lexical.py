@@ -422,19 +422,45 @@ class LexicalIndex:
 
     def check(self) -> str | None:
         """Read every committed document's id back; a message when index files are damaged."""
+        try:
+            self.ids()
+        except CorruptionError as exc:
+            return str(exc).split(": ", 1)[-1]
+        return None
+
+    def has(self, doc_id: str) -> bool:
+        """Whether a search can return ``doc_id`` now (committed or not)."""
+        with self._state_lock:
+            if doc_id in self._pending:
+                return True
+            if doc_id in self._shadow:
+                return False
+            searcher = self._searcher
+        if searcher.num_docs == 0:
+            return False
+        hits = searcher.search(tantivy.Query.term_query(self._schema, "id", doc_id), 1)
+        return bool(hits.hits)
+
+    def ids(self) -> set[str]:
+        """Every id a search can return now (committed, minus replaced or deleted, plus the
+        uncommitted tail). Reads every committed document back: verify's full check, raising
+        ``CorruptionError`` when index files are damaged."""
         with self._state_lock:
             searcher = self._searcher
+            pending = set(self._pending)
+            shadow = set(self._shadow)
+        found: set[str] = set()
         try:
             count = searcher.num_docs
             if count:
                 result = searcher.search(tantivy.Query.all_query(), count, count=False)
                 for _score, address in result.hits:
-                    searcher.doc(address)["id"][0]
+                    found.add(searcher.doc(address)["id"][0])
         except BaseException as exc:
             if not _index_failure(exc):
                 raise
-            return f"lexical index unreadable: {exc}"
-        return None
+            raise CorruptionError(str(self._path), f"lexical index unreadable: {exc}") from exc
+        return (found - shadow) | pending
 
     def _query(self, terms: list[str], filters: SearchFilters | None) -> tantivy.Query:
         schema = self._schema

@@ -6,12 +6,16 @@ ONNX model, quantised (dynamic, per-channel int8 weights) into DST for the ``onn
 provider. Uses the legacy exporter (``dynamo=False``,
 opset 17), which works offline, through a keyword-argument wrapper because transformers 5
 changed the positional order of ``BertModel.forward``. Exit code 3: torch, transformers or
-onnx is not installed (the ``torch`` extra).
+onnx is not installed (the ``torch`` extra). ``--parent PID``: die with that process (Linux
+``PR_SET_PDEATHSIG``), so a converter never outlives the command that started it (ADR 0015).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,12 +96,37 @@ def quantize(src: Path, dst: Path) -> Path:
     return target
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent exits (Linux; elsewhere the
+    parent's close/atexit terminates it). Exit at once if the parent has already gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        sys.exit(4)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--parent" in args:
+        at = args.index("--parent")
+        parent = args[at + 1] if at + 1 < len(args) else ""
+        del args[at: at + 2]
+        if not parent.isdigit():
+            sys.stderr.write("--parent needs a process id\n")
+            return 2
+        die_with_parent(int(parent))
     int8 = "--int8" in args
     args = [a for a in args if a != "--int8"]
     if len(args) != 2:
-        sys.stderr.write("usage: python -m memvid_mcp.search.onnx_export [--int8] SRC DST\n")
+        sys.stderr.write("usage: python -m memvid_mcp.search.onnx_export"
+                         " [--parent PID] [--int8] SRC DST\n")
         return 2
     if int8:
         try:

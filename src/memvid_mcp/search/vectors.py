@@ -9,6 +9,8 @@ Files under ``path``: ``vectors.f32`` (rows of ``dim`` float32, append-only), ``
 (one JSON line per upsert ``["+", row, id]`` or delete ``["-", id]``), ``vectors.json`` (the
 committed row count, log length and seq; bytes past them are an uncommitted tail and are
 dropped on open) and ``hnsw.usearch`` + ``hnsw.json`` (the graph, saved on close).
+``read_only`` opens the committed state another process (the writer) left and never writes:
+a reader serves semantic search from it without embedding anything itself.
 """
 
 from __future__ import annotations
@@ -75,10 +77,12 @@ def _normalise(vectors: npt.ArrayLike, dim: int) -> Matrix:
 class VectorIndex:
     """Cosine-similarity search by id. One writer thread, any number of searcher threads."""
 
-    def __init__(self, path: Path | None, dim: int = 384, exact_limit: int = 20_000) -> None:
+    def __init__(self, path: Path | None, dim: int = 384, exact_limit: int = 20_000, *,
+                 read_only: bool = False) -> None:
         if dim <= 0:
             raise ValidationError("dim", "must be positive")
         self._path = Path(path) if path is not None else None
+        self.read_only = read_only
         self.dim = dim
         self.exact_limit = exact_limit
         self._lock = threading.RLock()
@@ -111,6 +115,8 @@ class VectorIndex:
         if not meta_path.exists():
             if (self._path / DATA_FILE).exists() or (self._path / LOG_FILE).exists():
                 raise CorruptionError(str(meta_path), "vector files without their meta file")
+            if self.read_only:  # nothing committed yet: an empty index
+                return
             try:
                 self._path.mkdir(parents=True, exist_ok=True)
                 self._write_meta()
@@ -136,7 +142,7 @@ class VectorIndex:
             size = file.stat().st_size if file.exists() else 0
             if size < need:
                 raise CorruptionError(str(file), f"{size} bytes, the meta file promises {need}")
-            if size > need:  # an uncommitted tail from a crash: drop it
+            if size > need and not self.read_only:  # an uncommitted tail from a crash
                 with open(file, "r+b") as f:
                     f.truncate(need)
         # read straight into the final array: no transient second copy of every vector
@@ -218,7 +224,7 @@ class VectorIndex:
         if len(set(ids)) != len(ids):
             raise ValidationError("ids", "duplicate ids in one upsert")
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._ensure_capacity(len(arr))
             start = self._rows
             self._matrix[start : start + len(arr)] = arr
@@ -247,7 +253,7 @@ class VectorIndex:
     def delete(self, ids: Iterable[str]) -> None:
         """Remove vectors by id (unknown ids are ignored)."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
             live = self._live.copy()
             dead_keys = []
             for doc_id in ids:
@@ -294,7 +300,7 @@ class VectorIndex:
     def commit(self, seq: int) -> None:
         """Append new rows and log lines, fsync, then record ``seq`` in the meta file."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
             if self._path is None:
                 self._last_commit = time.monotonic()
                 self._log_buffer.clear()
@@ -366,7 +372,7 @@ class VectorIndex:
     def _drop_graph(self) -> None:
         self._hnsw = None
         self._hnsw_dirty = False
-        if self._path is not None:
+        if self._path is not None and not self.read_only:
             for name in (GRAPH_FILE, GRAPH_META):
                 (self._path / name).unlink(missing_ok=True)
 
@@ -462,7 +468,7 @@ class VectorIndex:
             self._maybe_build_graph()
 
     def _save_graph(self) -> None:
-        if self._path is None or self._hnsw is None or not self._hnsw_dirty:
+        if self._path is None or self.read_only or self._hnsw is None or not self._hnsw_dirty:
             return
         if self._file_rows != self._rows:
             return  # uncommitted rows in the graph: do not save a graph ahead of the files
@@ -482,33 +488,30 @@ class VectorIndex:
         """
         if self._path is None:
             return []
-        problems = []
         with self._lock:
-            checks = (
-                (self._path / DATA_FILE, self._file_rows * self.dim * 4, self._data_crc),
-                (self._path / LOG_FILE, self._log_bytes, self._log_crc),
-            )
-            for path, size, expected in checks:
-                if size == 0:  # nothing committed yet: the file need not exist
-                    continue
-                crc = 0
-                try:
-                    with open(path, "rb") as f:
-                        left = size
-                        while left > 0:
-                            block = f.read(min(left, 1 << 22))
-                            if not block:
-                                break
-                            crc = zlib.crc32(block, crc)
-                            left -= len(block)
-                except OSError as exc:
-                    problems.append(f"{path}: unreadable: {exc}")
-                    continue
-                if left > 0:
-                    problems.append(f"{path}: shorter than the {size} committed bytes")
-                elif crc != expected:
-                    problems.append(f"{path}: checksum mismatch (damaged vectors)")
-        return problems
+            return _check_files(self._path, self.dim, self._file_rows, self._log_bytes,
+                                self._data_crc, self._log_crc)
+
+    @staticmethod
+    def verify_files(path: Path) -> list[str]:
+        """Check a vector index on disk without opening it for writing and without writing
+        anything (read-only verify, beside a live writer): the committed bytes the meta file
+        names must match its CRC-32s; an uncommitted tail past them is the writer's and is
+        not a problem."""
+        meta_path = path / META_FILE
+        if not meta_path.exists():
+            if (path / DATA_FILE).exists() or (path / LOG_FILE).exists():
+                return [f"{meta_path}: vector files without their meta file"]
+            return []
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format version {meta.get('version')!r}")
+            dim, rows, log_bytes = int(meta["dim"]), int(meta["rows"]), int(meta["log_bytes"])
+            data_crc, log_crc = int(meta.get("data_crc", 0)), int(meta.get("log_crc", 0))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return [f"{meta_path}: unreadable vector meta: {exc}"]
+        return _check_files(path, dim, rows, log_bytes, data_crc, log_crc)
 
     @property
     def uses_graph(self) -> bool:
@@ -568,6 +571,11 @@ class VectorIndex:
         if self._closed:
             raise StorageError("vector index is closed")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise StorageError("vector index is open read-only")
+
     def close(self) -> None:
         """Save the graph (if any); uncommitted vectors are discarded: commit first."""
         with self._lock:
@@ -617,3 +625,31 @@ def _exact(
                     return out
         checked = stage
     return out
+
+
+def _check_files(path: Path, dim: int, rows: int, log_bytes: int, data_crc: int,
+                 log_crc: int) -> list[str]:
+    """CRC-32 of the committed prefix of ``vectors.f32`` and ``vectors.log``."""
+    problems = []
+    checks = ((path / DATA_FILE, rows * dim * 4, data_crc), (path / LOG_FILE, log_bytes, log_crc))
+    for file, size, expected in checks:
+        if size == 0:  # nothing committed yet: the file need not exist
+            continue
+        crc = 0
+        try:
+            with open(file, "rb") as f:
+                left = size
+                while left > 0:
+                    block = f.read(min(left, 1 << 22))
+                    if not block:
+                        break
+                    crc = zlib.crc32(block, crc)
+                    left -= len(block)
+        except OSError as exc:
+            problems.append(f"{file}: unreadable: {exc}")
+            continue
+        if left > 0:
+            problems.append(f"{file}: shorter than the {size} committed bytes")
+        elif crc != expected:
+            problems.append(f"{file}: checksum mismatch (damaged vectors)")
+    return problems

@@ -6,9 +6,12 @@ in-memory state -> lexical index (visible at once) -> embedding queue. Bodies wa
 storage backend in batches. A checkpoint writes a metadata snapshot and drops WAL files whose
 records are all covered by the snapshot, the backend and the lexical index.
 
-Opening replays: snapshot, then WAL records after it; put records whose body is not in the
-backend go back to ``_pending``; backend bodies no live record names are deleted (a crash
-between the WAL delete and the backend delete); indexes catch up from the WAL or are rebuilt.
+Opening reads ``scope.json`` (the scope's backend and identity version, ADR 0012), then
+replays: snapshot, then WAL records after it; put records whose body is not in the backend go
+back to ``_pending``; backend bodies no live record names are deleted (a crash between the WAL
+delete and the backend delete); indexes catch up from the WAL or are rebuilt. Bodies still
+missing are searched for anywhere in the scope (``recovery``) and written again; a scope of an
+older identity version is rehashed once (ADR 0011).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +41,18 @@ from ..core.errors import (
     StoreLockedError,
 )
 from ..core.fsutil import atomic_write, ensure_dir
-from ..core.hashing import content_sha256
-from ..core.models import MemoryRecord, Problem, utcnow
+from ..core.hashing import IDENTITY_VERSION, content_sha256
+from ..core.models import MemoryRecord, Problem, iso, utcnow
 from ..core.scopes import ensure_scope_dir
 from ..core.validation import StoreInput, merge_tags
 from ..search.filters import SearchFilters
 from ..search.lexical import LexicalDoc, LexicalIndex
+from ..search.vectors import META_FILE as VECTORS_META
 from ..search.vectors import VectorIndex
 from ..storage.base import StorageAdapter
 from .lock import ScopeLock
+from .recovery import find_texts, salvage
+from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
 from .snapshot import FILE_NAME as SNAPSHOT_FILE
 from .snapshot import PREVIOUS_NAME as PREVIOUS_SNAPSHOT_FILE
 from .snapshot import load_snapshot, write_snapshot
@@ -62,10 +68,11 @@ class _Pending:
     since: float = field(default_factory=time.monotonic)
 
 
-def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
-                 ) -> StorageAdapter:
-    """The configured storage backend for one scope directory."""
-    if settings.backend == "video":
+def open_backend(settings: Settings, directory: Path, *, read_only: bool = False,
+                 backend: str | None = None) -> StorageAdapter:
+    """The storage backend for one scope directory: ``backend`` (the one the scope recorded)
+    or, for a new scope, the configured one."""
+    if (backend or settings.backend) == "video":
         from ..storage.video import VideoStore
 
         return VideoStore(
@@ -73,6 +80,7 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
             profile=settings.video_profile,
             cache_bytes=settings.payload_cache_bytes,
             live_threshold=settings.compact_live_threshold,
+            read_only=read_only,
         )
     from ..storage.filestore import FileStore
 
@@ -107,11 +115,12 @@ class ScopeStore:
         self._lock = threading.RLock()  # state, WAL order, index writes
         self._backend_lock = threading.Lock()  # one batch/compaction at a time
         self._records: dict[str, MemoryRecord] = {}
-        self._by_sha: dict[str, str] = {}
+        self._by_sha: dict[str, set[str]] = {}  # every record of a hash, live or expired
         self._by_body: dict[str, str] = {}
         self._pending: dict[str, _Pending] = {}
         self._pending_deletes: set[str] = set()
         self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
+        self._embedding: set[str] = set()  # taken by the last embed batch, not yet added
         self.replay_report = ReplayReport()
         self._moved_aside: set[str] = set()  # damaged index files already in quarantine/
         self.snapshot_seq = 0
@@ -119,34 +128,74 @@ class ScopeStore:
         self._snapshot_sound = True  # False: the current snapshot is damaged or missing
         self._fallback_problem: CorruptionError | None = None
         self._model_in_use: str | None = None
+        self._reader_coverage: int | None = None  # memories with a vector, read-only opens
         self._wal_records: list[WalRecord] = []  # held only while opening
         self._wal_bytes_at_checkpoint = 0
         self._closed = False
+        self._lexical_on_disk = not read_only  # False: a reader rebuilt it in memory
         self._scope_lock = ScopeLock(directory)
         self._disk_signature: tuple[Any, ...] = ()
         self._signature_checked = 0.0
+        self.unrehashed: list[str] = []  # unreadable during the identity migration
 
         if not read_only:  # a reader needs nothing writable (a read-only mount, a backup)
             ensure_scope_dir(name, directory)
             self._scope_lock.acquire(settings.lock_timeout)
         try:
-            self.backend = open_backend(settings, directory, read_only=read_only)
+            recorded = self._read_scope_meta()
+            self.backend_name = self._choose_backend(recorded)
+            self.backend = open_backend(settings, directory, read_only=read_only,
+                                        backend=self.backend_name)
             self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
             meta = directory / "meta" if read_only else ensure_dir(directory / "meta")
             self._recover(meta)
+            rescued = self._rescue_missing_bodies()
             self.lexical = self._open_lexical(meta)
+            if rescued and not read_only:  # they may never have been indexed (0.1.0)
+                self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
+            # The last WAL seq whose change is in the lexical index. A commit records this,
+            # never ``wal.last_seq``: a writer appends to the WAL first and upserts after,
+            # and a commit in between must not claim the record (it would never be replayed).
+            self._indexed_seq = self.wal.last_seq
             self.vectors = self._open_vectors(meta, dim)
             self._reconcile_vectors()
             self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
+            if self._records and (recorded is None or recorded.identity < IDENTITY_VERSION):
+                self._rehash()
+            if not read_only and (recorded is None or recorded.identity < IDENTITY_VERSION):
+                created = recorded.created_at if recorded else iso(utcnow()) or ""
+                write_scope_meta(directory,
+                                 ScopeMeta(self.backend_name, IDENTITY_VERSION, created))
         except BaseException:
             self._scope_lock.release()
             raise
 
     # ----------------------------------------------------------------- opening
+    def _read_scope_meta(self) -> ScopeMeta | None:
+        """``scope.json``, or None for a new or 0.1.0 scope. A damaged one is rebuilt from
+        what is on disk (the backend by detection, the identity by rehashing: idempotent)."""
+        try:
+            return read_scope_meta(self.directory)
+        except CorruptionError as exc:
+            log.error("scope %s: %s; detecting the backend from the files and rewriting it",
+                      self.name, exc)
+            return None
+
+    def _choose_backend(self, recorded: ScopeMeta | None) -> str:
+        """The scope's own backend; the setting only decides for a new scope."""
+        backend = recorded.backend if recorded else (
+            detect_backend(self.directory) or self.settings.backend)
+        if backend != self.settings.backend:
+            log.warning("scope %s holds its memories with the %s backend; using it (the "
+                        "backend setting, %s, applies to new scopes only)", self.name, backend,
+                        self.settings.backend)
+        return backend
+
     def _signature(self) -> tuple[Any, ...]:
         """What changes on disk when another process writes this scope."""
         parts: list[Any] = []
-        for path in [self.directory / "meta" / SNAPSHOT_FILE, *self.wal.files()]:
+        vectors_meta = self.directory / "meta" / "vectors" / VECTORS_META
+        for path in [self.directory / "meta" / SNAPSHOT_FILE, vectors_meta, *self.wal.files()]:
             try:
                 stat = path.stat()
                 parts.append((path.name, stat.st_size, stat.st_mtime_ns))
@@ -191,6 +240,68 @@ class ScopeStore:
             log.warning("scope %s: skipped a torn last WAL record in %s", self.name,
                         self.replay_report.torn_tail)
 
+    def _rescue_missing_bodies(self) -> list[MemoryRecord]:
+        """Records whose body is in neither the backend nor the WAL: find the text elsewhere
+        in the scope (the other backend's files of a mixed 0.1.0 scope, the quarantine) and
+        hand it to the backend like any pending body, so nothing that still exists on disk is
+        reported damaged. Until the batch stores it, the copy it came from stays where it is
+        (a crash here simply finds it again)."""
+        missing = {r.body_id: r for r in self._records.values()
+                   if r.body_id not in self._pending and not self.backend.contains(r.body_id)}
+        if not missing:
+            return []
+        found = find_texts(self.directory, missing, live_backend=self.backend_name)
+        for body_id, text in found.items():
+            self._pending[body_id] = _Pending(self.wal.last_seq, text.encode("utf-8"))
+        if found:
+            log.warning("scope %s: %d memories had no body in the %s backend; found their "
+                        "text elsewhere in the scope (%s)", self.name, len(found),
+                        self.backend_name, "served from there" if self.read_only
+                        else "stored in the backend again")
+        return [missing[b] for b in found]
+
+    def _restore(self, record: MemoryRecord, text: str) -> MemoryRecord:
+        """Store a found text again as a new body version of the same memory (WAL first), under
+        the current identity version."""
+        with self._lock:
+            fresh = replace(record, body_id=str(ULID()), sha256=content_sha256(text))
+            seq = self.wal.append({"op": "put", "record": fresh.to_state(), "text": text})
+            self._drop_body(record.body_id)
+            self._index_record(fresh)
+            self._pending[fresh.body_id] = _Pending(seq, text.encode("utf-8"))
+            self.lexical.upsert([lexical_doc(fresh, text)])
+            self.embed_queue.append(fresh.body_id)
+            return fresh
+
+    def _rehash(self) -> None:
+        """Identity migration (ADR 0011): recompute every record's hash from its body under
+        the current identity version. One WAL record makes it durable (replayed like any
+        other, so a fallback to an older snapshot still sees it); records whose body cannot
+        be read keep their old hash and are reported."""
+        started = time.monotonic()
+        changed: dict[str, str] = {}
+        unreadable: list[str] = []
+        for record in list(self._records.values()):
+            try:
+                sha = content_sha256(self.read_body(record))
+            except (NotFoundError, CorruptionError, UnicodeDecodeError):
+                unreadable.append(record.id)
+                continue
+            if sha != record.sha256:
+                changed[record.id] = sha
+        payload = {"op": "rehash", "identity": IDENTITY_VERSION, "sha256": changed}
+        seq = self.wal.append(payload) if changed and not self.read_only else 0
+        with self._lock:
+            self._apply(WalRecord(seq, payload))
+        self.unrehashed = sorted(unreadable)
+        log.info("scope %s: identity version %d: rehashed %d memories (%d changed) in %.2f s",
+                 self.name, IDENTITY_VERSION, len(self._records), len(changed),
+                 time.monotonic() - started)
+        if unreadable:
+            log.warning("scope %s: %d memories could not be read while rehashing; they keep "
+                        "their old identity (verify names them, repair restores or "
+                        "quarantines them)", self.name, len(unreadable))
+
     def _load_snapshot(self, meta: Path) -> list[MemoryRecord]:
         """The current snapshot, or the previous one when the current is damaged or missing
         (a crash between rotating and writing); both damaged is a CorruptionError."""
@@ -215,6 +326,7 @@ class ScopeStore:
             try:
                 on_disk = LexicalIndex(meta / "lexical", read_only=True)
                 if on_disk.committed_seq == self.wal.last_seq and on_disk.committed_seq >= 0:
+                    self._lexical_on_disk = True
                     return on_disk
                 on_disk.close()
             except CorruptionError:
@@ -252,7 +364,9 @@ class ScopeStore:
         index.commit(self.wal.last_seq)
 
     def _open_vectors(self, meta: Path, dim: int) -> VectorIndex:
-        path = None if self.read_only else meta / "vectors"
+        if self.read_only:
+            return self._open_writers_vectors(meta / "vectors", dim)
+        path = meta / "vectors"
         try:
             return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
         except CorruptionError as exc:
@@ -260,6 +374,20 @@ class ScopeStore:
             log.warning("scope %s: vector index unreadable (%s); rebuilding", self.name, exc)
             self._move_aside(path, exc)
             return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit)
+
+    def _open_writers_vectors(self, path: Path, dim: int) -> VectorIndex:
+        """A reader serves the vectors the writer committed and never embeds itself (its
+        index cannot be written). The writer may compact the files while we read them: try
+        again, and serve an empty index (lexical search, and the search note says so) when
+        they stay unreadable; the next reload picks the vectors up."""
+        for _ in range(3):
+            try:
+                return VectorIndex(path, dim=dim, exact_limit=self.settings.exact_vector_limit,
+                                   read_only=True)
+            except (StorageError, OSError) as exc:
+                problem = exc
+        log.info("scope %s: the writer's vectors are unreadable now (%s)", self.name, problem)
+        return VectorIndex(None, dim=dim, exact_limit=self.settings.exact_vector_limit)
 
     def _replace_vectors(self, dim: int) -> None:
         """Start an empty vector index (rebuildable: every live body is queued to re-embed)."""
@@ -321,6 +449,8 @@ class ScopeStore:
 
     def _apply_to_lexical(self, index: LexicalIndex, rec: WalRecord) -> None:
         op = rec.payload.get("op")
+        if op == "rehash":  # identity only: nothing the index holds changes
+            return
         if op == "delete":
             index.delete(rec.payload["ids"])
             return
@@ -335,6 +465,11 @@ class ScopeStore:
             log.error("scope %s: memory %s unreadable: %s", self.name, record.id, exc)
 
     def _reconcile_vectors(self) -> None:
+        """Queue every live body without a vector, drop vectors of dead bodies (writer only:
+        a reader's index belongs to the writer, and vector_search skips dead bodies)."""
+        self._reader_coverage = None
+        if self.read_only:
+            return
         live = set(self._by_body)
         stale = [b for b in self.vectors.ids() if b not in live]
         if stale:
@@ -350,12 +485,16 @@ class ScopeStore:
         if old is not None:
             self._forget(old)
         self._records[record.id] = record
-        self._by_sha[record.sha256] = record.id
+        self._by_sha.setdefault(record.sha256, set()).add(record.id)
         self._by_body[record.body_id] = record.id
 
     def _forget(self, record: MemoryRecord) -> None:
-        if self._by_sha.get(record.sha256) == record.id:
-            del self._by_sha[record.sha256]
+        """Drop a record from the hash and body maps; others sharing its hash stay."""
+        same = self._by_sha.get(record.sha256)
+        if same is not None:
+            same.discard(record.id)
+            if not same:
+                del self._by_sha[record.sha256]
         self._by_body.pop(record.body_id, None)
 
     def _apply(self, rec: WalRecord) -> None:
@@ -368,6 +507,11 @@ class ScopeStore:
                 old = self._records.pop(memory_id, None)
                 if old is not None:
                     self._forget(old)
+        elif op == "rehash":
+            for memory_id, sha in payload["sha256"].items():
+                old = self._records.get(memory_id)
+                if old is not None:
+                    self._index_record(replace(old, sha256=sha))
         elif op == "tags":
             old = self._records.get(payload["id"])
             if old is not None:
@@ -394,10 +538,11 @@ class ScopeStore:
             self._check_writable()
             existing = self._records.get(item.id) if item.id else None
             if item.id is None or (imported is not None and existing is None):
-                duplicate = self._records.get(self._by_sha.get(sha, ""))
+                duplicate = self._live_duplicate(sha)
                 if duplicate is not None:
                     return self._merge_tags(duplicate, item.tags), True, False
-            if existing is not None and existing.sha256 == sha and (
+            # An expired memory named by its id is replaced: revived with the new fields.
+            if existing is not None and not existing.expired() and existing.sha256 == sha and (
                 imported is not None or self._same_fields(existing, item)
             ):
                 return self._merge_tags(existing, item.tags), True, False
@@ -431,8 +576,17 @@ class ScopeStore:
             self._index_record(record)
             self._pending[record.body_id] = _Pending(seq, item.text.encode("utf-8"))
             self.lexical.upsert([lexical_doc(record, item.text)])
+            self._indexed_seq = seq
             self.embed_queue.append(record.body_id)
             return record, False, replaced
+
+    def _live_duplicate(self, sha: str) -> MemoryRecord | None:
+        """The newest live memory with this hash. Expired ones share the hash until pruned,
+        and dedup never folds into them (the caller's write would vanish with them)."""
+        now = utcnow()
+        live = [r for i in self._by_sha.get(sha, ()) if (r := self._records.get(i)) is not None
+                and not r.expired(now)]
+        return max(live, key=lambda r: (r.updated_at, r.id)) if live else None
 
     @staticmethod
     def _same_fields(existing: MemoryRecord, item: StoreInput) -> bool:
@@ -445,14 +599,15 @@ class ScopeStore:
         if merged == existing.tags:
             return existing
         now = utcnow()
-        self.wal.append({"op": "tags", "id": existing.id, "tags": list(merged),
-                         "updated_at": now.isoformat()})
+        seq = self.wal.append({"op": "tags", "id": existing.id, "tags": list(merged),
+                               "updated_at": now.isoformat()})
         record = existing.with_tags(merged, now)
         self._records[record.id] = record
         try:
             self.lexical.upsert([lexical_doc(record, self.read_body(record))])
         except (NotFoundError, CorruptionError) as exc:
             log.error("scope %s: could not re-index tags of %s: %s", self.name, record.id, exc)
+        self._indexed_seq = seq
         return record
 
     def _drop_body(self, body_id: str) -> None:
@@ -468,12 +623,13 @@ class ScopeStore:
             found = [i for i in ids if i in self._records]
             if not found:
                 return []
-            self.wal.append({"op": "delete", "ids": found})
+            seq = self.wal.append({"op": "delete", "ids": found})
             for memory_id in found:
                 record = self._records.pop(memory_id)
                 self._forget(record)
                 self._drop_body(record.body_id)
             self.lexical.delete(found)
+            self._indexed_seq = seq
             return found
 
     # ----------------------------------------------------------------- reads
@@ -519,6 +675,16 @@ class ScopeStore:
         hits = self.vectors.search(vector, k, allowed=allowed)
         out = [(r, s) for b, s in hits if (r := self.memory_for_body(b)) is not None]
         return out[:k]
+
+    def vector_coverage(self) -> tuple[int, int]:
+        """(memories with a vector, memories): how much of the scope semantic search sees."""
+        with self._lock:
+            total = len(self._by_body)
+            if not self.read_only:  # the writer keeps vectors to live bodies only
+                return min(len(self.vectors), total), total
+            if self._reader_coverage is None:
+                self._reader_coverage = sum(1 for b in self.vectors.ids() if b in self._by_body)
+            return self._reader_coverage, total
 
     # ----------------------------------------------------------------- background
     @property
@@ -568,9 +734,12 @@ class ScopeStore:
         return stored
 
     def commit_indexes(self, *, force: bool = False) -> None:
+        """Commit both indexes with the seq of the last change applied to the lexical index
+        (a store may be between its WAL append and its upsert right now: that record stays
+        uncovered and is replayed after a crash)."""
         if self.read_only:
             return
-        seq = self.wal.last_seq
+        seq = self._indexed_seq
         if force:
             self.lexical.commit(seq)
             self.vectors.commit(seq)
@@ -595,7 +764,7 @@ class ScopeStore:
         write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=self._previous_seq)
         self.snapshot_seq = seq
         self._snapshot_sound = True
-        self.lexical.commit(self.wal.last_seq)
+        self.lexical.commit(self._indexed_seq)
         self.wal.drop_through(min(self._previous_seq, min_pending - 1,
                                   self.lexical.committed_seq))
         self._wal_bytes_at_checkpoint = self.wal.size_bytes()
@@ -603,13 +772,19 @@ class ScopeStore:
         return True
 
     def take_embed_batch(self, size: int) -> list[tuple[str, str]]:
-        """Up to ``size`` (body_id, text) pairs still needing vectors."""
+        """Up to ``size`` (body_id, text) pairs still needing vectors. Taken under the lock
+        and remembered as in flight until ``add_vectors``, so verify never mistakes a batch
+        being embedded for memories lost from the queue."""
+        taken: list[tuple[str, MemoryRecord]] = []
+        with self._lock:
+            while self.embed_queue and len(taken) < size and not self.read_only:
+                body_id = self.embed_queue.popleft()
+                record = self.memory_for_body(body_id)
+                if record is not None and not self.vectors.has(body_id):
+                    taken.append((body_id, record))
+            self._embedding = {body_id for body_id, _ in taken}  # a failed batch: forgotten
         out: list[tuple[str, str]] = []
-        while self.embed_queue and len(out) < size:
-            body_id = self.embed_queue.popleft()
-            record = self.memory_for_body(body_id)
-            if record is None or self.vectors.has(body_id):
-                continue
+        for body_id, record in taken:
             try:
                 out.append((body_id, embedding_text(record, self.read_body(record))))
             except (NotFoundError, CorruptionError) as exc:
@@ -621,11 +796,20 @@ class ScopeStore:
             keep = [i for i, b in enumerate(body_ids) if b in self._by_body]
             if keep:
                 self.vectors.upsert([body_ids[i] for i in keep], vectors[keep])
+            self._embedding -= set(body_ids)
 
     # ----------------------------------------------------------------- maintenance
     def verify(self, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+        """Every durable file checked, and both indexes checked to hold every live memory.
+
+        Read-only (beside a writer, or ``--read-only``) it writes nothing: the on-disk vector
+        and lexical files are checked in place even though this reader serves from memory.
+        """
         problems = [Problem(f, m) for f, m in self.replay_report.problems]
-        for line in self.vectors.verify():
+        meta = self.directory / "meta"
+        vector_lines = (VectorIndex.verify_files(meta / "vectors") if self.read_only
+                        else self.vectors.verify())
+        for line in vector_lines:
             path, _, message = line.partition(": ")
             problems.append(Problem(path, message))
         if self.replay_report.torn_tail:
@@ -640,15 +824,64 @@ class ScopeStore:
         if missing:
             problems.append(Problem(str(self.directory), "bodies missing from storage",
                                     tuple(sorted(missing))))
-        damaged = self.lexical.check()
-        if damaged:
-            problems.append(Problem(str(self.directory / "meta" / "lexical"), damaged))
+        problems.extend(self._check_lexical())
+        problems.extend(self._check_vector_coverage())
+        if self.unrehashed:
+            problems.append(Problem(str(self.directory), "unreadable while rehashing to "
+                                    f"identity version {IDENTITY_VERSION}; they keep their old "
+                                    "identity", tuple(self.unrehashed)))
         orphans = self._kept_orphans()
         if orphans:
             problems.append(Problem(str(self.directory),
                                     f"{len(orphans)} stored bodies belong to no memory (their "
                                     "WAL records are damaged); repair saves their text"))
         return problems
+
+    def _check_lexical(self) -> list[Problem]:
+        """The lexical index reads back, and holds exactly the live memories."""
+        path = str(self.directory / "meta" / "lexical")
+        out = []
+        if self.read_only and not self._lexical_on_disk and Path(path).is_dir():
+            try:  # this reader rebuilt its index in memory: check the writer's files too
+                with LexicalIndex(Path(path), read_only=True) as on_disk:
+                    damaged = on_disk.check()
+            except CorruptionError as exc:
+                damaged = str(exc).split(": ", 1)[-1]
+            if damaged:
+                out.append(Problem(path, damaged))
+        try:
+            indexed = self.lexical.ids()
+        except CorruptionError as exc:
+            return [*out, Problem(path, str(exc).split(": ", 1)[-1])]
+        with self._lock:  # re-check the few differences against writes made meanwhile
+            missing = sorted(i for i in set(self._records) - indexed
+                             if i in self._records and not self.lexical.has(i))
+            ghosts = sorted(i for i in indexed - set(self._records)
+                            if i not in self._records and self.lexical.has(i))
+        if missing:
+            out.append(Problem(path, f"{len(missing)} memories are missing from the lexical "
+                                     "index (search cannot find them); repair re-indexes them",
+                               tuple(missing)))
+        if ghosts:
+            out.append(Problem(path, f"{len(ghosts)} ids in the lexical index belong to no "
+                                     "memory; repair rebuilds the index"))
+        return out
+
+    def _check_vector_coverage(self) -> list[Problem]:
+        """Once the scope has vectors for a model, every live memory has one or is waiting
+        in the embedding queue (a memory in neither is never found by semantic search)."""
+        has_model = (self.directory / "meta" / "embedding.json").exists() or len(self.vectors)
+        if not has_model:
+            return []
+        with self._lock:
+            waiting = set(self.embed_queue) | self._embedding
+            missing = sorted(memory_id for body_id, memory_id in self._by_body.items()
+                             if body_id not in waiting and not self.vectors.has(body_id))
+        if not missing:
+            return []
+        return [Problem(str(self.directory / "meta" / "vectors"),
+                        f"{len(missing)} memories have no vector and none is queued (semantic "
+                        "search cannot find them); repair re-embeds them", tuple(missing))]
 
     def _kept_orphans(self) -> list[str]:
         """Bodies no record names, kept at open because the WAL was damaged (evidence)."""
@@ -679,19 +912,28 @@ class ScopeStore:
                 ensure_dir(target.parent)
                 shutil.copy2(path, target)
                 copied.append(str(path))
-        unreadable: list[MemoryRecord] = []
-        for memory_id in sorted({i for p in problems for i in p.memory_ids}):
+        damaged: list[MemoryRecord] = []
+        for memory_id in sorted({i for p in problems for i in p.memory_ids} | set(
+                self.unrehashed)):
             record = self._records.get(memory_id)
             if record is None:
                 continue
             try:
                 self.read_body(record)
             except (NotFoundError, CorruptionError, UnicodeDecodeError):
-                unreadable.append(record)
+                damaged.append(record)
+        # Never drop a memory whose text still exists somewhere in the scope: store it again.
+        found = find_texts(self.directory, {r.body_id: r for r in damaged},
+                           live_backend=self.backend_name) if damaged else {}
+        restored = [self._restore(r, found[r.body_id]).id for r in damaged if r.body_id in found]
+        unreadable = [r for r in damaged if r.body_id not in found]
+        self.unrehashed = []
         if unreadable:
             ensure_dir(quarantine)
-            lines = [json.dumps(r.to_state(), ensure_ascii=False) for r in unreadable]
-            (quarantine / "unreadable.jsonl").write_text("\n".join(lines) + "\n")
+            lines = [json.dumps({**r.to_state(), "text": salvage(self.directory, r.body_id),
+                                 "text_matches_sha256": False}, ensure_ascii=False)
+                     for r in unreadable]
+            atomic_write(quarantine / "unreadable.jsonl", ("\n".join(lines) + "\n").encode())
             self.delete([r.id for r in unreadable])
         orphans = self._kept_orphans()
         if orphans:
@@ -727,6 +969,7 @@ class ScopeStore:
             "problems_found": len(problems),
             "files_quarantined": copied,
             "memories_unreadable": [r.id for r in unreadable],
+            "memories_restored": restored,
             "quarantine": str(quarantine) if copied or unreadable else None,
             "bytes_reclaimed": report.bytes_reclaimed if report else 0,
         }
@@ -735,6 +978,7 @@ class ScopeStore:
         storage = self.backend.stats()
         live = list(self._records.values())
         return {
+            "backend": self.backend_name,
             "memories": len(live),
             "text_bytes": sum(r.size for r in live),
             "stored_bytes": storage.stored_bytes,

@@ -3,6 +3,11 @@
 One JSON object per line, each carrying a CRC32 of its own canonical form, so a torn or
 damaged line is detected and skipped (and reported) without losing the lines around it.
 Appends are one write plus fsync: the manifest line is the commit point of a seal.
+
+Line versions (``"v"``): ``seg`` lines are version 2 since they carry the SHA-256 of the sealed
+``.mp4`` and ``.mvi`` (ADR 0013); every other line is version 1. Both versions are read; a
+version 1 ``seg`` line (a store sealed by 0.1.0) has no file checksums until verify records
+them.
 """
 
 from __future__ import annotations
@@ -21,8 +26,14 @@ from ...core.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest line version written (seg lines); others stay at 1
+READ_VERSIONS = frozenset({1, 2})
 OPS = frozenset({"seg", "put", "del", "drop"})
+
+
+def line_version(op: object) -> int:
+    """The version a line of ``op`` is written with."""
+    return FORMAT_VERSION if op == "seg" else 1
 
 
 def _canonical(record: dict[str, Any]) -> str:
@@ -32,7 +43,7 @@ def _canonical(record: dict[str, Any]) -> str:
 def encode_line(record: dict[str, Any]) -> bytes:
     """One manifest line: the record plus ``crc`` (CRC32 hex of the record without it)."""
     body = {k: v for k, v in record.items() if k != "crc"}
-    body.setdefault("v", FORMAT_VERSION)
+    body["v"] = line_version(body.get("op"))
     crc = f"{zlib.crc32(_canonical(body).encode('ascii')):08x}"
     return (_canonical({**body, "crc": crc}) + "\n").encode("ascii")
 
@@ -46,7 +57,8 @@ def decode_line(line: bytes) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         return None
     crc = record.pop("crc", None)
-    if not isinstance(crc, str) or record.get("v") != FORMAT_VERSION:
+    version = record.get("v")
+    if not isinstance(crc, str) or type(version) is not int or version not in READ_VERSIONS:
         return None
     if record.get("op") not in OPS:
         return None

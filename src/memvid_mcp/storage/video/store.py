@@ -7,6 +7,11 @@ of those bodies. Thread safety: one writer at a time (an internal lock serialise
 put_many, delete_many and compact) alongside any number of concurrent readers. A store
 that only reads, opened beside a writer in another process, reloads the manifest when a
 lookup misses and the file changed, so it follows new seals and compactions.
+
+Every seal records the SHA-256 of both segment files in its manifest line, so ``verify`` finds
+a flipped byte anywhere in them, then decodes the frames to name exactly the memories whose
+payload is damaged (none when only container bytes changed). Segments sealed before that
+(0.1.0) get their checksums recorded by the first writable verify that finds them sound.
 """
 
 from __future__ import annotations
@@ -84,6 +89,28 @@ class _Sealed(NamedTuple):
     mvi_bytes: int
     locations: list[tuple[int, int, int]]
     settings: codec.EncodeSettings
+    mp4_sha256: str
+    mvi_sha256: str
+
+    def record(self, bodies: int, raw: int, ts: str) -> dict[str, Any]:
+        """The manifest ``seg`` line (version 2: with both files' SHA-256)."""
+        index = self.seg_index
+        return {
+            "op": "seg",
+            "seg": self.ulid,
+            "frames": len(index.frames),
+            "bytes": index.mp4_size,
+            "mvi_bytes": self.mvi_bytes,
+            "bodies": bodies,
+            "raw": raw,
+            "profile": index.profile,
+            "codec": index.codec,
+            "px": index.px_per_module,
+            "ecc": index.ecc,
+            "ts": ts,
+            "mp4_sha256": self.mp4_sha256,
+            "mvi_sha256": self.mvi_sha256,
+        }
 
 
 class _Gone(Exception):
@@ -104,6 +131,7 @@ class VideoStore:
         profile: str = "archival",
         cache_bytes: int = 64 << 20,
         live_threshold: float = 0.70,
+        read_only: bool = False,
     ) -> None:
         if profile not in codec.PROFILES:
             raise ValidationError("profile", f"must be one of {', '.join(codec.PROFILES)}")
@@ -113,10 +141,12 @@ class VideoStore:
         self.profile = profile
         self.live_threshold = live_threshold
         self.seg_dir = self.root / "segments"
-        try:
-            self.seg_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"{self.seg_dir}: {exc}") from exc
+        self.read_only = read_only  # verify then records nothing
+        if not read_only:
+            try:
+                self.seg_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{self.seg_dir}: {exc}") from exc
         self._ladder = codec.PROFILES[profile]
         self._cache = ByteLRU(cache_bytes)
         self._write_lock = threading.RLock()
@@ -125,6 +155,7 @@ class VideoStore:
         self._loc: dict[str, _Loc] = {}
         self._segs: dict[str, _Segment] = {}
         self._manifest_problems: list[str] = []
+        self._damaged: set[str] = set()  # segments verify found changed: compaction rewrites
         self._stamp: tuple[int, int, int] | None = None
         self._wrote = False
         self._closed = False
@@ -300,10 +331,12 @@ class VideoStore:
                 index = _index_of(written, settings, packed.payloads, versions)
                 data = mvi.dumps(index)
                 _write_file(tmp_mvi, data)
+                mp4_sha = _file_sha256(tmp_mp4)
                 os.replace(tmp_mp4, self._mp4(seg))
                 os.replace(tmp_mvi, self._mvi(seg))
                 fsync_dir(self.seg_dir)
-                return _Sealed(seg, index, len(data), packed.locations, settings)
+                return _Sealed(seg, index, len(data), packed.locations, settings, mp4_sha,
+                               hashlib.sha256(data).hexdigest())
             except StorageError:
                 raise
             except OSError as exc:
@@ -344,20 +377,7 @@ class VideoStore:
         ts = iso(utcnow()) or ""
         index = sealed.seg_index
         raw = sum(len(b) for _, b in group)
-        seg_rec = {
-            "op": "seg",
-            "seg": sealed.ulid,
-            "frames": len(index.frames),
-            "bytes": index.mp4_size,
-            "mvi_bytes": sealed.mvi_bytes,
-            "bodies": len(group),
-            "raw": raw,
-            "profile": index.profile,
-            "codec": index.codec,
-            "px": index.px_per_module,
-            "ecc": index.ecc,
-            "ts": ts,
-        }
+        seg_rec = sealed.record(len(group), raw, ts)
         records: list[dict[str, Any]] = [seg_rec]
         locs: dict[str, _Loc] = {}
         for (body_id, body), (frame, offset, frames) in zip(group, sealed.locations, strict=True):
@@ -478,7 +498,8 @@ class VideoStore:
     # ------------------------------------------------------------- maintenance
 
     def verify(self, progress: ProgressCallback | None = None) -> list[Problem]:
-        """Decode every frame of every segment; report each problem with the ids affected."""
+        """Check both files of every segment against the SHA-256 recorded at seal, decode
+        every frame, and report each problem with exactly the ids whose payload is damaged."""
         self._check_open()
         manifest_path = str(self._manifest.path)
         problems = [Problem(manifest_path, msg) for msg in self._manifest_problems]
@@ -497,29 +518,105 @@ class VideoStore:
                 problems.append(Problem(str(self._mp4(seg_id)), "segment not in manifest", ids))
         total = sum(len(s.index.frames) for s in segs if s.index is not None)
         done = 0
+        unrecorded: dict[str, tuple[str, str]] = {}  # sound 0.1.0 segments: their checksums
         for seg in segs:
             members = by_seg.get(seg.ulid, [])
             seg_ids = tuple(sorted(i for i, _ in members))
             if seg.index is None:
-                problems.append(Problem(str(self._mvi(seg.ulid)), seg.problem or "", seg_ids))
+                problems.append(Problem(
+                    str(self._mvi(seg.ulid)),
+                    f"{seg.problem or 'frame index unreadable'}; its memories cannot be read "
+                    f"(the .mp4 still holds their text)", seg_ids))
                 continue
-            found, contents = _verify_segment(self._mp4(seg.ulid), seg.index, by_frame, seg.ulid)
+            found, sums = self._verify_segment(seg, members, by_frame)
             problems.extend(found)
             done += len(seg.index.frames)
             if progress is not None:
                 progress(done, total)
-            bad_ids = {i for p in found for i in p.memory_ids}
-            for body_id, loc in members:
-                if body_id in bad_ids or loc.length == 0:
-                    continue
-                data = _join(contents, loc)
-                if data is None or hashlib.sha256(data).hexdigest() != loc.sha256:
-                    problems.append(
-                        Problem(
-                            str(self._mp4(seg.ulid)), "body does not match its sha256", (body_id,)
-                        )
-                    )
+            if found and not self.read_only:
+                self._damaged.add(seg.ulid)
+            elif not found and "mp4_sha256" not in seg.record and sums is not None:
+                unrecorded[seg.ulid] = sums
+        if unrecorded and not self.read_only:
+            self._record_checksums(unrecorded)
         return problems
+
+    def _verify_segment(
+        self,
+        seg: _Segment,
+        members: list[tuple[str, _Loc]],
+        by_frame: dict[tuple[str, int], set[str]],
+    ) -> tuple[list[Problem], tuple[str, str] | None]:
+        """Problems of one segment, and the (mp4, mvi) SHA-256 of its files as read."""
+        assert seg.index is not None
+        mp4_path, mvi_path = self._mp4(seg.ulid), self._mvi(seg.ulid)
+        seg_ids = tuple(sorted(i for i, _ in members))
+        try:
+            mvi_data = mvi_path.read_bytes()
+            data = mp4_path.read_bytes()
+        except OSError as exc:
+            return [Problem(str(mp4_path), f"segment unreadable: {exc}", seg_ids)], None
+        problems, contents, failed = _verify_frames(mp4_path, data, seg.index, by_frame,
+                                                    seg.ulid)
+        bad_ids = {i for p in problems for i in p.memory_ids}
+        for body_id, loc in members:
+            if body_id in bad_ids or loc.length == 0:
+                continue
+            body = _join(contents, loc)
+            if body is None or hashlib.sha256(body).hexdigest() != loc.sha256:
+                bad_ids.add(body_id)
+                problems.append(
+                    Problem(str(mp4_path), "body does not match its sha256", (body_id,)))
+        mp4_sha = hashlib.sha256(data).hexdigest()
+        mvi_sha = hashlib.sha256(mvi_data).hexdigest()
+        expected = seg.record.get("mp4_sha256")
+        if isinstance(expected, str) and mp4_sha != expected:
+            if bad_ids:
+                shown = ", ".join(map(str, failed[:10])) + (", ..." if len(failed) > 10 else "")
+                message = (f"whole-file SHA-256 differs from the one recorded at seal; frames "
+                           f"[{shown}] no longer decode to their payload: {len(bad_ids)} "
+                           "memories damaged (named), the rest of the segment is intact")
+            else:
+                message = ("whole-file SHA-256 differs from the one recorded at seal, but every "
+                           "frame still decodes to its payload: only container bytes changed "
+                           "(header, sample tables or padding), no memory is damaged; repair "
+                           "rewrites the segment")
+            problems.append(Problem(str(mp4_path), message, tuple(sorted(bad_ids))))
+        expected_mvi = seg.record.get("mvi_sha256")
+        mvi_changed = isinstance(expected_mvi, str) and mvi_sha != expected_mvi
+        if not mvi_changed:  # 0.1.0 segments: the file must still parse to the loaded index
+            try:
+                mvi_changed = mvi.loads(mvi_data, str(mvi_path)) != seg.index
+            except CorruptionError:
+                mvi_changed = True
+        if mvi_changed:
+            problems.append(Problem(
+                str(mvi_path),
+                "frame index changed on disk since it was sealed (SHA-256 mismatch); the copy "
+                "loaded before the change still reads every frame, so no memory is damaged yet, "
+                "but the next open would lose the index: repair rewrites the segment now"))
+        return problems, (mp4_sha, mvi_sha)
+
+    def _record_checksums(self, sums: dict[str, tuple[str, str]]) -> None:
+        """Record file checksums of sound segments sealed before seg lines carried them."""
+        with self._write_lock:
+            self._refresh()
+            self._wrote = True
+            records = []
+            for seg_id, (mp4_sha, mvi_sha) in sums.items():
+                seg = self._segs.get(seg_id)
+                if seg is None or "mp4_sha256" in seg.record:
+                    continue
+                records.append({**seg.record, "mp4_sha256": mp4_sha, "mvi_sha256": mvi_sha})
+            if not records:
+                return
+            self._manifest.append(records)
+            with self._state_lock:
+                for record in records:
+                    self._segs[record["seg"]].record = record
+                self._stamp = self._manifest_stamp()
+            log.info("recorded file checksums of %d segments sealed by an older version",
+                     len(records))
 
     def compact(self, progress: ProgressCallback | None = None) -> CompactReport:
         """Rewrite segments whose live share fell below the threshold, merge small ones.
@@ -538,6 +635,10 @@ class VideoStore:
             small = [s for s in segs if s not in victims and s.stored_bytes < SMALL_SEGMENT_BYTES]
             if len(small) >= 2 or (victims and small):  # merge into what is written anyway
                 victims += small
+            # Segments verify found changed (checksum, frame bytes) are rewritten from their
+            # readable bodies; one still holding an unreadable body waits for repair.
+            victims += [s for s in segs if s.ulid in self._damaged and s not in victims
+                        and self._all_readable(s.ulid)]
             if not victims:
                 return CompactReport(bytes_before=before, bytes_after=before)
             victim_ids = {s.ulid for s in victims}
@@ -557,20 +658,7 @@ class VideoStore:
             for group in _groups(bodies):
                 sealed = self._seal([b for _, b in group])
                 raw = sum(len(b) for _, b in group)
-                rec = {
-                    "op": "seg",
-                    "seg": sealed.ulid,
-                    "frames": len(sealed.seg_index.frames),
-                    "bytes": sealed.seg_index.mp4_size,
-                    "mvi_bytes": sealed.mvi_bytes,
-                    "bodies": len(group),
-                    "raw": raw,
-                    "profile": sealed.seg_index.profile,
-                    "codec": sealed.seg_index.codec,
-                    "px": sealed.seg_index.px_per_module,
-                    "ecc": sealed.seg_index.ecc,
-                    "ts": ts,
-                }
+                rec = sealed.record(len(group), raw, ts)
                 new_segs.append(_Segment(sealed.ulid, rec, sealed.seg_index, None, len(group), raw))
                 for (body_id, body), (f, off, nf) in zip(group, sealed.locations, strict=True):
                     old = self._loc[body_id]
@@ -588,6 +676,7 @@ class VideoStore:
                 self._loc = final
                 self._manifest_problems = []
                 self._stamp = self._manifest_stamp()
+            self._damaged -= victim_ids
             for seg in victims:
                 self._mp4(seg.ulid).unlink(missing_ok=True)
                 self._mvi(seg.ulid).unlink(missing_ok=True)
@@ -601,6 +690,15 @@ class VideoStore:
                 bytes_before=before,
                 bytes_after=after,
             )
+
+    def _all_readable(self, seg_id: str) -> bool:
+        for body_id, loc in list(self._loc.items()):
+            if loc.seg == seg_id:
+                try:
+                    self._read(body_id, loc)
+                except CorruptionError:
+                    return False
+        return True
 
     def _remove_orphans(self) -> None:
         """Delete files no manifest line references (left by a crash mid-seal or compaction)."""
@@ -772,35 +870,49 @@ def _decode_frame(path: Path, index: mvi.SegmentIndex, frame: int) -> bytes:
     return _payload_to_content(path, index, frame, _read_packet(path, index.frames[frame]))
 
 
-def _verify_segment(
+def _verify_frames(
     path: Path,
+    data: bytes,
     index: mvi.SegmentIndex,
     by_frame: dict[tuple[str, int], set[str]],
     seg_id: str,
-) -> tuple[list[Problem], dict[int, bytes]]:
-    """Problems of one segment (one per damaged frame, naming its bodies) and good contents."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        ids = tuple(sorted({i for (s, _f), v in by_frame.items() if s == seg_id for i in v}))
-        return [Problem(str(path), f"segment unreadable: {exc}", ids)], {}
+) -> tuple[list[Problem], dict[int, bytes], list[int]]:
+    """One problem per changed frame, the content of every frame that decodes intact, and the
+    frames that do not.
+
+    A frame names its bodies only when its payload is damaged (it no longer decodes to what
+    was sealed); changed bytes that QR error correction still reads back name none.
+    """
     problems: list[Problem] = []
     if len(data) != index.mp4_size:
         problems.append(Problem(str(path), f"size {len(data)} differs from index {index.mp4_size}"))
     contents: dict[int, bytes] = {}
+    failed: list[int] = []
     for n, entry in enumerate(index.frames):
         packet = data[entry.offset : entry.offset + entry.size]
-        notes = []
-        if zlib.crc32(packet) != entry.packet_crc:
-            notes.append("frame bytes changed (CRC mismatch)")
+        changed = zlib.crc32(packet) != entry.packet_crc
         try:
             contents[n] = _payload_to_content(path, index, n, packet)
         except CorruptionError as exc:
+            notes = ["frame bytes changed (CRC mismatch)"] if changed else []
             notes.append(str(exc).split(": ", 1)[-1])
-        if notes:
             ids = tuple(sorted(by_frame.get((seg_id, n), ())))
             problems.append(Problem(str(path), f"frame {n}: {'; '.join(notes)}", ids))
-    return problems, contents
+            failed.append(n)
+            continue
+        if changed:
+            problems.append(Problem(str(path), f"frame {n}: frame bytes changed (CRC mismatch) "
+                                               "but its payload still decodes intact: no "
+                                               "memory damaged; repair rewrites the segment"))
+    return problems, contents, failed
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _join(contents: dict[int, bytes], loc: _Loc) -> bytes | None:
