@@ -278,3 +278,29 @@ def test_a_run_directory_of_another_user_is_refused(tmp_path: Path,
     key_dir.symlink_to(link_target)
     with pytest.raises(ServiceError, match="not a directory"):
         RunDir.for_data_dir(other)
+
+
+def test_each_session_has_its_own_project_and_they_share_global(env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    repos = []
+    for name in ("alpha", "beta"):
+        repo = tmp_path / name
+        (repo / ".git").mkdir(parents=True)
+        repos.append(repo)
+    a, b = (Client(env, repo, repo.name) for repo in repos)
+    ids = {}
+    for client, name in ((a, "alpha"), (b, "beta")):
+        ids[name] = _structured(client.tool("memory_store", text=f"{name} project note"))
+        assert ids[name]["scope"] == "project"
+        _structured(client.tool("memory_store", text=f"{name} global note", scope="global"))
+    found_a = {r["snippet"] for r in
+               _structured(a.tool("memory_search", query="project note"))["results"]}
+    assert found_a == {"alpha project note", "alpha global note", "beta global note"}
+    found_b = {r["snippet"] for r in
+               _structured(b.tool("memory_search", query="global note"))["results"]}
+    assert found_b == {"beta project note", "alpha global note", "beta global note"}
+    assert _structured(a.tool("memory_get", ids=[ids["beta"]["id"]]))["missing"] == \
+        [ids["beta"]["id"]]
+    assert len(_service_pids(env)) == 1
+    a.close()
+    b.close()

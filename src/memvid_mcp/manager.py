@@ -80,7 +80,10 @@ class MemoryManager:
         self.settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None}) \
             if settings is not None else Settings.from_env(**overrides)
         self.layout = ScopeLayout.resolve(self.settings.data_dir, self.settings.project)
-        self._scopes: dict[str, ScopeStore] = {}
+        # Open scopes by directory: shared with this manager's views (one per repository in
+        # the service), so the global scope, its lock and the model exist once per process.
+        self._stores: dict[Path, ScopeStore] = {}
+        self._root: MemoryManager = self
         self._open_lock = threading.Lock()
         self._maint_lock = threading.Lock()
         self._embed_lock = threading.Lock()
@@ -95,6 +98,29 @@ class MemoryManager:
             provider=self.settings.embed_provider,
             threads=self.settings.embed_threads,
         )
+
+    def view(self, project: Path | None) -> MemoryManager:
+        """A manager for another repository that shares this one's open scopes, model, locks
+        and background work (the service serves every client's project this way). Closing a
+        view closes nothing; closing this manager closes everything."""
+        root = self._root
+        view = object.__new__(MemoryManager)
+        view.__dict__.update(root.__dict__)
+        view.settings = root.settings.replace(project=project)
+        view.layout = ScopeLayout.resolve(view.settings.data_dir, project)
+        view._closed = False
+        return view
+
+    @property
+    def _scopes(self) -> dict[str, ScopeStore]:
+        """This manager's open scopes by name (its repository's project and committed ones,
+        and the global one)."""
+        out = {}
+        for name in self.layout.available:
+            store = self._stores.get(self.layout.directory(name))
+            if store is not None:
+                out[name] = store
+        return out
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None, *, backend: str | None = None,
@@ -142,27 +168,28 @@ class MemoryManager:
         if self._closed:
             raise ClosedError("the memory manager is closed")
         scope = self.layout.check(name or self.default_scope)
-        store = self._scopes.get(scope)
+        directory = self.layout.directory(scope)
+        store = self._stores.get(directory)
         if store is not None:
             if store.read_only and not self.settings.read_only:
                 return self._revisit_fallback(scope, write=write)
             return store
         with self._open_lock:
-            store = self._scopes.get(scope)
+            store = self._stores.get(directory)
             if store is None:
-                store = open_scope(scope, self.layout.directory(scope), self.settings)
-                self._scopes[scope] = store
-                self._start_background()
+                store = open_scope(scope, directory, self.settings)
+                self._stores[directory] = store
+                self._root._start_background()
         return store
 
     def _revisit_fallback(self, scope: str, *, write: bool) -> ScopeStore:
         """A scope opened read-only because another process held its lock: on a write, take
         the lock if that process has gone; on a read, reload if its files changed."""
+        directory = self.layout.directory(scope)
         with self._open_lock, self._maint_lock:
-            store = self._scopes[scope]
+            store = self._stores[directory]
             if not store.read_only or not (write or store.changed_on_disk()):
                 return store
-            directory = self.layout.directory(scope)
             try:
                 fresh = ScopeStore(scope, directory, self.settings.replace(lock_timeout=0.0))
                 log.info("scope %s: the other writer has gone; now writable", scope)
@@ -171,7 +198,7 @@ class MemoryManager:
                     return store  # its store() raises a clear ReadOnlyError
                 fresh = ScopeStore(scope, directory, self.settings, read_only=True)
             store.close()
-            self._scopes[scope] = fresh
+            self._stores[directory] = fresh
             return fresh
 
     def _existing_scopes(self, names: Iterable[str] | None, *, write: bool = False
@@ -521,23 +548,27 @@ class MemoryManager:
         }
 
     def close(self) -> None:
-        """Seal pending bodies, commit indexes, checkpoint, release locks. Idempotent."""
+        """Seal pending bodies, commit indexes, checkpoint, release locks. Idempotent.
+
+        A view (``view()``) only stops being usable; its scopes stay open for the others."""
         if self._closed:
             return
         self._closed = True
+        if self._root is not self:
+            return
         self._stop.set()
         self._nudge()
         self.embedder.close()  # stop a conversion; wait (bounded) for a load in flight
         for thread in self._threads:
             thread.join(timeout=60)
         errors = []
-        for store in self._scopes.values():
+        for store in self._stores.values():
             try:
                 store.close()
             except Exception as exc:  # close every scope even if one fails
                 log.exception("closing scope %s failed", store.name)
                 errors.append(exc)
-        self._scopes.clear()
+        self._stores.clear()
         if errors:
             raise errors[0]
 
@@ -560,7 +591,7 @@ class MemoryManager:
         while not self._stop.is_set():
             with self._wake:
                 self._wake.wait(timeout=min(0.25, self.settings.batch_max_seconds))
-            for store in list(self._scopes.values()):
+            for store in list(self._stores.values()):
                 if self._stop.is_set():
                     return
                 try:
@@ -597,7 +628,7 @@ class MemoryManager:
         """Embed one small batch per scope; False when nothing was waiting."""
         worked = False
         with self._embed_lock:
-            for store in list(self._scopes.values()):
+            for store in list(self._stores.values()):
                 if store.closed or store.read_only:  # a reader's vectors are the writer's
                     continue
                 store.use_model(self.embedder.model_id, self.embedder.dim)
@@ -641,27 +672,26 @@ def _decode_cursor(cursor: str | None, query: str) -> int:
 
 
 class ManagerPool:
-    """Managers for several repositories over one data directory, in one process (the service).
+    """Managers for every repository over one data directory, in one process (the service).
 
     Each MCP session gets the manager of its repository, so project and committed scopes
-    resolve per client as they do in a single process.
+    resolve per client as in a single process, while the global scope, every lock, the model
+    and the background work exist once.
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self._root = MemoryManager(settings.replace(project=None))
         self._lock = threading.Lock()
-        self._managers: dict[Path | None, MemoryManager] = {}
+        self._views: dict[Path, MemoryManager] = {}
 
     def manager(self, repo_root: Path | None) -> MemoryManager:
+        if repo_root is None:
+            return self._root
         with self._lock:
-            manager = self._managers.get(repo_root)
-            if manager is None:
-                manager = MemoryManager(self.settings.replace(project=repo_root))
-                self._managers[repo_root] = manager
-            return manager
+            view = self._views.get(repo_root)
+            if view is None:
+                view = self._views[repo_root] = self._root.view(repo_root)
+            return view
 
     def close(self) -> None:
-        with self._lock:
-            managers, self._managers = list(self._managers.values()), {}
-        for manager in managers:
-            manager.close()
+        self._root.close()
