@@ -869,9 +869,13 @@ class ScopeStore:
 
     def _check_vector_coverage(self) -> list[Problem]:
         """Once the scope has vectors for a model, every live memory has one or is waiting
-        in the embedding queue (a memory in neither is never found by semantic search)."""
+        in the embedding queue (a memory in neither is never found by semantic search).
+
+        A reader queues nothing (the writer embeds), and every writable open queues each
+        memory that has no vector, so for a reader a missing vector is work still to do, not
+        a fault: only a writer, whose queue is authoritative, reports it."""
         has_model = (self.directory / "meta" / "embedding.json").exists() or len(self.vectors)
-        if not has_model:
+        if not has_model or self.read_only:
             return []
         with self._lock:
             waiting = set(self.embed_queue) | self._embedding
