@@ -231,7 +231,8 @@ def test_origin_allow_list(origin: str, allowed: bool) -> None:
 @pytest.mark.timeout(60)
 def test_serve_http_says_where_it_listens_without_verbose(tmp_path: Path) -> None:
     (tmp_path / "work").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVID_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MEMVID_") or k in ("MEMVID_RUN_DIR", "MEMVID_SERVICE_IDLE")}
     env["MEMVID_EMBEDDINGS"] = "0"
     proc = subprocess.Popen(
         [sys.executable, "-m", "memvid_mcp", "--data-dir", str(tmp_path / "data"), "serve",

@@ -37,7 +37,8 @@ def anyio_backend() -> str:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVID_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MEMVID_") or k in ("MEMVID_RUN_DIR", "MEMVID_SERVICE_IDLE")}
     env.update({"MEMVID_EMBEDDINGS": "0", **extra})
     return env
 
@@ -122,7 +123,8 @@ def test_every_stdout_line_is_json_rpc_and_logs_go_to_stderr(tmp_path: Path) -> 
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=_env(MEMVID_LOG_LEVEL="INFO"),
+        # the single-process server: through the service its logs go to the service's log
+        env=_env(MEMVID_LOG_LEVEL="INFO", MEMVID_SERVICE="0"),
         cwd=tmp_path / "work",
     )
     try:
@@ -208,9 +210,23 @@ def test_client_mistakes_over_stdio_are_answered_without_tracebacks(tmp_path: Pa
     assert b"Traceback" not in stderr and b"ERROR" not in stderr, stderr.decode()[-2000:]
 
 
-async def test_a_second_instance_on_the_same_store_opens_read_only(tmp_path: Path) -> None:
-    first = _params(tmp_path)
-    second = _params(tmp_path, MEMVID_LOCK_TIMEOUT="0.5")
+async def test_a_second_client_on_the_same_store_writes_too(tmp_path: Path) -> None:
+    """Through the service, every client of a data directory reads and writes (0.1.0 made
+    the second one read-only)."""
+    with anyio.fail_after(60):
+        async with Client(_params(tmp_path), mode="legacy") as a:
+            stored = await _ok(a, "memory_store", {"text": "written by the first client"})
+            async with Client(_params(tmp_path), mode="legacy") as b:
+                second = await _ok(b, "memory_store", {"text": "written by the second"})
+                found = await _ok(b, "memory_search", {"query": "first client"})
+                assert [h["id"] for h in found["results"]][:1] == [stored["id"]]
+            got = await _ok(a, "memory_get", {"ids": second["id"]})
+            assert got["memories"][0]["text"] == "written by the second"
+
+
+async def test_without_the_service_a_second_instance_opens_read_only(tmp_path: Path) -> None:
+    first = _params(tmp_path, MEMVID_SERVICE="0")
+    second = _params(tmp_path, MEMVID_SERVICE="0", MEMVID_LOCK_TIMEOUT="0.5")
     with anyio.fail_after(60):
         async with Client(first, mode="legacy") as a:
             stored = await _ok(a, "memory_store", {"text": "written by the first instance"})

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from memvid_mcp import __version__
-from memvid_mcp.client.rundir import RunDir
 from memvid_mcp.client.stdio_peer import StdioPeer
 from memvid_mcp.client.stdio_peer import structured as _structured
 from memvid_mcp.core.errors import ServiceError
+from memvid_mcp.core.rundir import RunDir
 
 pytestmark = pytest.mark.timeout(180)
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -304,3 +304,31 @@ def test_each_session_has_its_own_project_and_they_share_global(env: dict[str, s
     assert len(_service_pids(env)) == 1
     a.close()
     b.close()
+
+
+def test_the_python_api_refuses_a_directory_a_service_owns(env: dict[str, str],
+                                                           outside_repo: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from memvid_mcp import MemoryManager
+
+    monkeypatch.setenv("MEMVID_RUN_DIR", env["MEMVID_RUN_DIR"])
+    client = Client(env, outside_repo)
+    _structured(client.tool("memory_store", text="owned by the service"))
+    started = time.monotonic()
+    with MemoryManager.open(env["MEMVID_DATA_DIR"], project=outside_repo,
+                            embeddings=False) as manager, \
+            pytest.raises(ServiceError, match="owns"):
+        manager.store("opened behind the service's back")
+    assert time.monotonic() - started < 5  # at once, not after a lock timeout
+    cli = [sys.executable, "-m", "memvid_mcp", "--json", "service"]
+    status = subprocess.run([*cli, "--status"], env=env, capture_output=True, text=True,
+                            timeout=30)
+    assert json.loads(status.stdout)["running"] is True
+    client.close()  # else its relay would start a new service after the stop
+    stop = subprocess.run([*cli, "--stop"], env=env, capture_output=True, text=True, timeout=30)
+    assert json.loads(stop.stdout) == {"stopped": True}
+    deadline = time.monotonic() + 20
+    while _service_pids(env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _service_pids(env) == []

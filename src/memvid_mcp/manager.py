@@ -29,6 +29,7 @@ from .core.errors import (
     CorruptionError,
     EmbeddingUnavailable,
     NotFoundError,
+    ServiceError,
     StoreLockedError,
     ValidationError,
 )
@@ -45,6 +46,7 @@ from .core.models import (
     StoreResult,
 )
 from .core.redact import redact_input
+from .core.rundir import service_pid
 from .core.scopes import ScopeLayout
 from .core.validation import (
     StoreInput,
@@ -73,10 +75,13 @@ class MemoryManager:
     """Durable, searchable memory across the global, project and committed scopes."""
 
     def __init__(self, settings: Settings | None = None, *, background_embedding: bool = True,
-                 **overrides: Any) -> None:
+                 service_owner: bool = False, **overrides: Any) -> None:
         """``background_embedding`` False: load the model only for a semantic search or
-        ``flush``/``catch_up_embeddings``, never just because a scope opened."""
+        ``flush``/``catch_up_embeddings``, never just because a scope opened.
+        ``service_owner``: this is the service's own manager (ADR 0017); any other refuses
+        at once to open a data directory that a running service owns."""
         self.background_embedding = background_embedding
+        self.service_owner = service_owner
         self.settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None}) \
             if settings is not None else Settings.from_env(**overrides)
         self.layout = ScopeLayout.resolve(self.settings.data_dir, self.settings.project)
@@ -177,10 +182,21 @@ class MemoryManager:
         with self._open_lock:
             store = self._stores.get(directory)
             if store is None:
+                self._refuse_if_a_service_owns_it()
                 store = open_scope(scope, directory, self.settings)
                 self._stores[directory] = store
                 self._root._start_background()
         return store
+
+    def _refuse_if_a_service_owns_it(self) -> None:
+        if self.service_owner or self.settings.read_only:
+            return
+        pid = service_pid(self.settings.data_dir)
+        if pid is not None:
+            raise ServiceError(
+                f"a memvid-mcp service (pid {pid}) owns {self.settings.data_dir}; use it through "
+                "the memvid-mcp CLI or an MCP client, open with read_only=True, or stop it "
+                "with 'memvid-mcp service --stop'")
 
     def _revisit_fallback(self, scope: str, *, write: bool) -> ScopeStore:
         """A scope opened read-only because another process held its lock: on a write, take
@@ -680,7 +696,7 @@ class ManagerPool:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._root = MemoryManager(settings.replace(project=None))
+        self._root = MemoryManager(settings.replace(project=None), service_owner=True)
         self._lock = threading.Lock()
         self._views: dict[Path, MemoryManager] = {}
 

@@ -129,12 +129,27 @@ def main(ctx: click.Context, /, verbose: int, scope: str | None, as_json: bool,
         run_server(ctx.obj.settings.replace(read_only_fallback=True), transport="stdio")
 
 
-@main.command(hidden=True)
+@main.command()
 @click.option("--idle", type=float, default=None,
               help="Seconds without clients before exiting (env MEMVID_SERVICE_IDLE).")
+@click.option("--status", is_flag=True, help="Say whether a service owns the data directory.")
+@click.option("--stop", is_flag=True, help="Ask the running service to flush and exit.")
 @click.pass_obj
-def service(obj: Context, idle: float | None) -> None:
-    """Run the per-user service of the data directory (what relays start, detached)."""
+def service(obj: Context, idle: float | None, status: bool, stop: bool) -> None:
+    """The per-user service that owns the data directory (MCP launches start it)."""
+    if status or stop:
+        from ..client.connect import control
+        from ..core.rundir import RunDir
+
+        answer = control(RunDir.for_data_dir(obj.settings.data_dir),
+                         "drain" if stop else "status")
+        running = bool(answer and answer.get("ok"))
+        data = {"running": running, **(answer or {})} if status else {"stopped": running}
+        obj.emit(data, lambda: click.echo(
+            ("service stopping" if running else "no service running") if stop else
+            (f"service pid {data.get('pid')} version {data.get('version')}, "
+             f"{data.get('connections')} clients" if running else "no service running")))
+        return
     from ..service.daemon import run_service
     from .remote import run_in_service
 

@@ -65,12 +65,12 @@ def try_remote(argv: list[str]) -> int | None:
     """Run the command through the service; None when no service runs (run it here)."""
     command = _command(argv)
     if command is None or command in LOCAL_ONLY or "--read-only" in argv or \
-            any(a in LOCAL_ONLY for a in argv):
+            any(a in LOCAL_ONLY for a in argv if a.startswith("-")):
         return None
     from ..client.connect import open_connection
     from ..client.launch import data_dir_from
-    from ..client.rundir import RunDir
     from ..core.errors import MemvidError
+    from ..core.rundir import RunDir
 
     try:
         run = RunDir.for_data_dir(data_dir_from(argv))

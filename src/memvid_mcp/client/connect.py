@@ -24,8 +24,8 @@ from typing import Any
 
 from .. import __version__
 from ..core.errors import ServiceError
+from ..core.rundir import RunDir, check_private
 from . import protocol
-from .rundir import RunDir, check_private
 
 log = logging.getLogger(__name__)
 
@@ -114,21 +114,28 @@ def _say_hello(run: RunDir, role: str, project: str | None, client: str
     return conn, reply
 
 
+def control(run: RunDir, op: str) -> dict[str, Any] | None:
+    """Send one control command (``drain``, ``status``); the answer, or None when no service
+    answers."""
+    found = _say_hello(run, "control", None, "cli")
+    if found is None:
+        return None
+    conn, reply = found
+    try:
+        if not reply.get("ok"):
+            return reply
+        conn.send(protocol.encode({"op": op}))
+        return protocol.decode(conn.readline())
+    except (OSError, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
 def _drain(run: RunDir) -> None:
     """Ask an older service to drain. Its successor waits on the owner lock until the old
     one has flushed and exited, so nothing here waits for it."""
-    found = _say_hello(run, "control", None, "relay")
-    if found is None:
-        return
-    conn, reply = found
-    try:
-        if reply.get("ok"):
-            conn.send(protocol.encode({"op": "drain"}))
-            conn.readline()
-    except OSError:
-        pass
-    finally:
-        conn.close()
+    control(run, "drain")
 
 
 def spawn_command(run: RunDir) -> list[str]:

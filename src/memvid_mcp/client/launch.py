@@ -65,8 +65,8 @@ def service_enabled() -> bool:
 def run_relay(options: dict[str, str]) -> int:
     """Relay stdio to the service of the launch's data directory (starting it if needed)."""
     from ..core.errors import MemvidError
+    from ..core.rundir import RunDir
     from .relay import Relay
-    from .rundir import RunDir
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="memvid-mcp relay: %(message)s")

@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 from ..core.errors import ServiceError
+from ..core.rundir import RunDir
 from .connect import LineSocket, open_connection
-from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from .. import __version__
 from ..client import protocol
 from ..client.connect import use_tcp
-from ..client.rundir import RunDir
 from ..core.config import Settings
 from ..core.errors import MemvidError
+from ..core.rundir import PID_NAME, RunDir
 from ..core.scopes import ScopeLayout
 from ..manager import ManagerPool
 from ..mcp.server import build_server
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_SECONDS = 600.0
 HELLO_TIMEOUT = 10.0
-PID_NAME = "service.pid"  # "<pid> <version>": for people and tests; the socket is the truth
 DRAIN_GRACE_SECONDS = 2.0
 MAX_CLI_REQUEST_BYTES = 256 * 1024 * 1024  # a command's standard input (store -, import -)
 CliRunner = Callable[[dict[str, Any], Any, Callable[[dict[str, Any]], None]], int]

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.errors import ServiceError
+from .errors import ServiceError
 
 SOCKET_NAME = "service.sock"
 ADDRESS_NAME = "service.addr"  # TCP fallback: "port token", mode 0600
 SPAWN_LOCK_NAME = "spawn.lock"
 LOG_NAME = "service.log"
+PID_NAME = "service.pid"  # "<pid> <version>": for people and tests; the socket is the truth
 
 
 def _base_dir() -> Path:
@@ -68,6 +70,30 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def _key(data_dir: Path) -> tuple[str, str]:
+    real = os.path.realpath(os.path.expanduser(str(data_dir)))
+    return real, hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def service_pid(data_dir: Path) -> int | None:
+    """The pid of a service that owns ``data_dir`` and answers on its socket, else None.
+    Creates nothing (the in-process API asks this before it opens a scope)."""
+    path = _base_dir() / _key(data_dir)[1]
+    sock_path = path / SOCKET_NAME
+    if not sock_path.exists():
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(str(sock_path))
+    except OSError:
+        return None
+    try:
+        return int((path / PID_NAME).read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 @dataclass(frozen=True, slots=True)
 class RunDir:
     """The private directory of one data directory's service."""
@@ -77,8 +103,7 @@ class RunDir:
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> RunDir:
-        real = os.path.realpath(os.path.expanduser(str(data_dir)))
-        key = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        real, key = _key(data_dir)
         base = _base_dir()
         base.parent.mkdir(parents=True, exist_ok=True)
         _private_dir(base)
