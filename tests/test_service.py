@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -332,3 +333,63 @@ def test_the_python_api_refuses_a_directory_a_service_owns(env: dict[str, str],
     while _service_pids(env) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _service_pids(env) == []
+
+
+def _http_rpc(url: str, message: dict[str, Any], session: str | None) -> tuple[Any, str | None]:
+    import httpx
+
+    headers = {"Accept": "application/json, text/event-stream",
+               "Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"}
+    if session:
+        headers["Mcp-Session-Id"] = session
+    reply = httpx.post(url, json=message, headers=headers, timeout=30)
+    assert reply.status_code in (200, 202), reply.text
+    body: Any = None
+    if reply.text.strip():
+        if reply.headers.get("content-type", "").startswith("text/event-stream"):
+            data = [ln[5:].strip() for ln in reply.text.splitlines() if ln.startswith("data:")]
+            body = json.loads([d for d in data if d][-1])
+        else:
+            body = reply.json()
+    return body, reply.headers.get("mcp-session-id", session)
+
+
+def test_http_and_stdio_clients_share_one_owner(env: dict[str, str], outside_repo: Path) -> None:
+    import queue
+    import re
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "memvid_mcp", "serve", "--transport", "http", "--port", "0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        cwd=outside_repo)
+    lines: queue.Queue[str] = queue.Queue()
+    assert server.stderr is not None
+    stderr = server.stderr
+    threading.Thread(target=lambda: [lines.put(raw.decode()) for raw in stderr],
+                     daemon=True).start()
+    try:
+        match = re.search(r"(http://127\.0\.0\.1:\d+/mcp)", lines.get(timeout=60))
+        assert match
+        url = match.group(1)
+        stdio = Client(env, outside_repo)  # a relay: it finds the HTTP server's service
+        stored = _structured(stdio.tool("memory_store", text="stored over stdio, read over http"))
+        assert _service_pids(env) == []  # no service of its own: the HTTP one owns the data
+        init, session = _http_rpc(url, {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                        "params": {"protocolVersion": "2025-06-18",
+                                                   "capabilities": {},
+                                                   "clientInfo": {"name": "h", "version": "1"}}},
+                                  None)
+        assert init["result"]["serverInfo"]["name"] == "memvid-mcp"
+        _http_rpc(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+        got, _ = _http_rpc(url, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                                 "params": {"name": "memory_get",
+                                            "arguments": {"ids": [stored["id"]]}}}, session)
+        memories = got["result"]["structuredContent"]["memories"]
+        assert memories[0]["text"] == "stored over stdio, read over http"
+        assert stdio.close() == 0
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -164,9 +165,21 @@ def service(obj: Context, idle: float | None, status: bool, stop: bool) -> None:
 @click.option("--port", type=int, default=8765, show_default=True)
 @click.pass_obj
 def serve(obj: Context, transport: str, host: str, port: int) -> None:
-    """Run the MCP server (stdio for MCP client configs, http for shared use)."""
-    from ..mcp.server import run_server
+    """Run the MCP server (stdio for MCP client configs, http for shared use).
 
+    Over HTTP this is the data directory's service in the foreground: stdio clients (relays)
+    and the CLI share it with the HTTP clients (ADR 0017). MEMVID_SERVICE=0 or --read-only
+    serve HTTP from this process alone."""
+    from ..client.launch import service_enabled
+    from ..mcp.server import check_http_bind, run_server
+
+    if transport == "http" and service_enabled() and not obj.settings.read_only:
+        from ..service.daemon import run_service
+        from .remote import run_in_service
+
+        check_http_bind(host, os.environ.get("MEMVID_HTTP_TOKEN") or None)
+        sys.exit(run_service(obj.settings, cli_runner=run_in_service, http=(host, port),
+                             replace_running=True))
     run_server(obj.settings.replace(read_only_fallback=True), transport=transport, host=host,
                port=port)
 

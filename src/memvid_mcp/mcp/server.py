@@ -639,6 +639,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def check_http_bind(host: str, token: str | None) -> None:
+    """Binding anything but a loopback address requires a bearer token."""
+    if not _is_loopback(host) and not token:
+        raise ValidationError(
+            "host",
+            f"binding {host} (not a loopback address) requires a bearer token: set "
+            "MEMVID_HTTP_TOKEN to a long random secret",
+        )
+
+
 def build_http_app(
     server: MCPServer,
     *,
@@ -653,12 +663,7 @@ def build_http_app(
     """
     from .http_security import HTTPSecurity
 
-    if not _is_loopback(host) and not token:
-        raise ValidationError(
-            "host",
-            f"binding {host} (not a loopback address) requires a bearer token: set "
-            "MEMVID_HTTP_TOKEN to a long random secret",
-        )
+    check_http_bind(host, token)
     loopback = _is_loopback(host)
     # The SDK's own Host/Origin (DNS rebinding) check: on for loopback binds, with our extra
     # origins; off elsewhere, where the Host is unknowable and the token guards the door.
@@ -718,31 +723,51 @@ def run_server(
         if transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            origins = [
-                o.strip()
-                for o in os.environ.get("MEMVID_HTTP_ALLOWED_ORIGINS", "").split(",")
-                if o.strip()
-            ]
-            app = build_http_app(
-                server,
-                host=host,
-                token=os.environ.get("MEMVID_HTTP_TOKEN") or None,
-                allowed_origins=origins,
-            )
-            anyio.run(_serve_http, app, host, port)
+            anyio.run(serve_http, server, host, port)
     finally:
         holder.close()
 
 
-async def _serve_http(app: ASGIApp, host: str, port: int) -> None:
+async def serve_http(server: MCPServer, host: str, port: int,
+                     stop: anyio.Event | None = None) -> None:
+    """Streamable HTTP at ``/mcp`` until Ctrl-C/SIGTERM or, inside the service, until ``stop``
+    is set (the service owns the signals then). Reads ``MEMVID_HTTP_TOKEN`` (required off
+    loopback) and ``MEMVID_HTTP_ALLOWED_ORIGINS`` (comma-separated extra origins)."""
+    origins = [o.strip() for o in os.environ.get("MEMVID_HTTP_ALLOWED_ORIGINS", "").split(",")
+               if o.strip()]
+    app = build_http_app(server, host=host, token=os.environ.get("MEMVID_HTTP_TOKEN") or None,
+                         allowed_origins=origins)
+    await _serve_http(app, host, port, stop)
+
+
+async def _serve_http(app: ASGIApp, host: str, port: int,
+                      stop: anyio.Event | None = None) -> None:
+    import contextlib
+
     import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if stop is None:  # a process of its own: uvicorn handles Ctrl-C and SIGTERM
+                with super().capture_signals():
+                    yield
+            else:  # inside the service, which owns the signals and sets ``stop``
+                yield
 
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+
+    async def stop_when_asked() -> None:
+        if stop is not None:
+            await stop.wait()
+            server.should_exit = True
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(_announce_when_listening, server, host)
+        tg.start_soon(stop_when_asked)
         await server.serve()
         tg.cancel_scope.cancel()
 

@@ -29,13 +29,13 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .. import __version__
 from ..client import protocol
-from ..client.connect import use_tcp
+from ..client.connect import control, use_tcp
 from ..core.config import Settings
 from ..core.errors import MemvidError
 from ..core.rundir import PID_NAME, RunDir
 from ..core.scopes import ScopeLayout
 from ..manager import ManagerPool
-from ..mcp.server import build_server
+from ..mcp.server import build_server, serve_http
 from ..mcp.stream import serve_stream
 from .owner import OwnerLock
 
@@ -50,8 +50,10 @@ CliRunner = Callable[[dict[str, Any], Any, Callable[[dict[str, Any]], None]], in
 
 class Service:
     def __init__(self, settings: Settings, run: RunDir, *, idle_seconds: float,
-                 cli_runner: CliRunner | None = None) -> None:
+                 cli_runner: CliRunner | None = None,
+                 http: tuple[str, int] | None = None) -> None:
         self.settings = settings
+        self.http = http
         self.cli_runner = cli_runner
         self.run_dir = run
         self.idle_seconds = idle_seconds
@@ -105,6 +107,8 @@ class Service:
                 group.start_soon(self._accept, group)
                 group.start_soon(self._watch_idle)
                 group.start_soon(self._watch_signals)
+                if self.http is not None:
+                    group.start_soon(self._serve_http, *self.http)
                 await self._stop.wait()
                 self._stop_listening()
                 await self._listener.aclose()
@@ -119,6 +123,17 @@ class Service:
                 pid_file.unlink()
             log.info("memvid-mcp service stopped")
 
+    async def _serve_http(self, host: str, port: int) -> None:
+        """The same sessions over streamable HTTP (``serve --transport http``): HTTP and
+        stdio clients share this one owner. HTTP sessions use the service's own project."""
+        assert self._stop is not None
+        project = str(self.settings.project) if self.settings.project else None
+        server = await anyio.to_thread.run_sync(self._server_for, project)
+        try:
+            await serve_http(server, host, port, stop=self._stop)
+        finally:
+            self.stop("the HTTP listener stopped")
+
     def stop(self, why: str) -> None:
         if not self.stopping:
             log.info("memvid-mcp service stopping: %s", why)
@@ -132,6 +147,8 @@ class Service:
             await self._listener.serve(self._handle, task_group=group)
 
     async def _watch_idle(self) -> None:
+        if self.idle_seconds == float("inf"):
+            return
         while True:
             await anyio.sleep(min(1.0, max(self.idle_seconds / 4, 0.05)))
             if not self.connections and \
@@ -259,9 +276,18 @@ class Service:
 
 
 def run_service(settings: Settings, *, idle_seconds: float | None = None,
-                cli_runner: CliRunner | None = None) -> int:
-    """Own ``settings.data_dir`` until idle, signalled or drained. Exit status for the CLI."""
+                cli_runner: CliRunner | None = None, http: tuple[str, int] | None = None,
+                replace_running: bool = False) -> int:
+    """Own ``settings.data_dir`` until idle, signalled or drained. Exit status for the CLI.
+
+    ``http``: also serve streamable HTTP there, in the foreground, with no idle exit.
+    ``replace_running``: a service already running is asked to drain first (its relays move
+    over to this one)."""
     run = RunDir.for_data_dir(settings.data_dir)
+    if replace_running:
+        control(run, "drain")
+    if http is not None:
+        idle_seconds = float("inf")
     if idle_seconds is None:
         raw = os.environ.get("MEMVID_SERVICE_IDLE", "")
         idle_seconds = float(raw) if raw else DEFAULT_IDLE_SECONDS
@@ -269,7 +295,8 @@ def run_service(settings: Settings, *, idle_seconds: float | None = None,
     owner = OwnerLock(run.path)
     owner.acquire(timeout=120.0)  # a draining predecessor flushes first
     try:
-        service = Service(settings, run, idle_seconds=idle_seconds, cli_runner=cli_runner)
+        service = Service(settings, run, idle_seconds=idle_seconds, cli_runner=cli_runner,
+                          http=http)
         anyio.run(service.serve)
     finally:
         owner.release()
