@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,19 @@ def test_service_keeps_the_format_name_and_makes_the_path_absolute(
         "import", "--from", "markdown", str(tmp_path / "notes")]
     assert _absolute(["--scope", "global", "import", "dump.jsonl"]) == [
         "--scope", "global", "import", str(tmp_path / "dump.jsonl")]
+
+
+def test_benchmark_vault_imports_once(tmp_path: Path) -> None:
+    """benchmarks/bench_import.py at a small size: the real CLI in a subprocess, every chunk
+    stored the first time, none the second."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_import import make_vault, run_import
+
+    vault = make_vault(tmp_path / "vault", 200)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "run").mkdir()
+    first, _ = run_import(tmp_path / "data", vault, tmp_path / "run", "file")
+    assert first["imported"] == first["items"] > 200  # the long notes give several chunks
+    again, _ = run_import(tmp_path / "data", vault, tmp_path / "run", "file")
+    assert again == {"items": first["items"], "imported": 0,
+                     "deduplicated": first["items"], "replaced": 0}
