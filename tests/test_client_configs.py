@@ -238,3 +238,22 @@ def test_http_config_reaches_the_server(config: Config, http_server: str) -> Non
     if config.headers:
         refused = httpx.post(http_server, json=body, headers=accept, timeout=30)
         assert refused.status_code == 401
+
+
+def test_server_json_describes_this_package() -> None:
+    """server.json (MCP Registry, schema 2025-12-11) matches pyproject.toml and the README's
+    ownership marker, within the registry's limits."""
+    import tomllib
+
+    server = json.loads((ROOT / "server.json").read_text(encoding="utf-8"))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert server["$schema"].endswith("/2025-12-11/server.schema.json")
+    assert re.fullmatch(r"io\.github\.[\w-]+/[\w.-]+", server["name"])
+    assert f"<!-- mcp-name: {server['name']} -->" in DOCS[0].read_text(encoding="utf-8")
+    assert len(server["description"]) <= 100
+    assert server["version"] == project["version"]
+    (package,) = server["packages"]
+    assert package["registryType"] == "pypi" and package["identifier"] == project["name"]
+    assert package["version"] == project["version"] and package["transport"] == {"type": "stdio"}
+    documented = set(re.findall(r"`(MEMVID_\w+)`", DOCS[0].read_text(encoding="utf-8")))
+    assert {v["name"] for v in package["environmentVariables"]} <= documented
