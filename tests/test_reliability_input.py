@@ -26,9 +26,10 @@ from mcp.shared.exceptions import MCPError
 
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import MemvidError, ScopeError, StorageError, ValidationError
+from memvid_mcp.importers import import_jsonl
 from memvid_mcp.manager import MemoryManager
 from memvid_mcp.mcp.server import build_server
-from memvid_mcp.transfer import export_jsonl, import_jsonl
+from memvid_mcp.transfer import export_jsonl
 
 # RELIABILITY_FUZZ_SCALE=20 runs 20x the examples (the figures in docs/reliability.md).
 SCALE = int(os.environ.get("RELIABILITY_FUZZ_SCALE", "1"))

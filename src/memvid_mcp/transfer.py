@@ -1,7 +1,7 @@
-"""Export to and import from JSON lines: one memory per line, every field plus exact text.
+"""Export to JSON lines: one memory per line, every field plus exact text.
 
-Export then import into an empty store round-trips exactly (ids, timestamps, tags, text).
-Import folds exact duplicates and reports counts; a bad line names its line number.
+Export then import (``importers.jsonl``) into an empty store round-trips exactly (ids,
+timestamps, tags, text).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .core.errors import ValidationError
 from .core.fsutil import storage_error
 from .manager import MemoryManager
 
@@ -45,40 +44,3 @@ def export_jsonl(manager: MemoryManager, path: Path, *, scope: str | None = None
         if out is not sys.stdout:
             out.close()
     return len(records)
-
-
-def import_jsonl(manager: MemoryManager, path: Path, *, scope: str | None = None,
-                 progress_factory: ProgressFactory | None = None) -> dict[str, int]:
-    """Store every line of ``path``; returns counts. Line errors name the line number."""
-    try:
-        lines = (sys.stdin.read() if str(path) == "-"
-                 else path.read_text(encoding="utf-8")).splitlines()
-    except OSError as exc:
-        raise storage_error(path, exc) from exc
-    except UnicodeDecodeError:
-        raise ValidationError(str(path), "is not UTF-8 text") from None
-    counts = {"lines": 0, "imported": 0, "deduplicated": 0, "replaced": 0}
-    bar = progress_factory("importing", len(lines)) if progress_factory else None
-    for number, line in enumerate(lines, 1):
-        if bar is not None:
-            bar.update(1)
-        if not line.strip():
-            continue
-        counts["lines"] += 1
-        try:
-            data = json.loads(line)
-            if not isinstance(data, dict):
-                raise ValidationError("line", "must be a JSON object")
-            result = manager.import_record(data, scope=scope)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"{path}:{number}", f"invalid JSON ({exc.msg})") from None
-        except ValidationError as exc:
-            raise ValidationError(f"{path}:{number}: {exc.field}",
-                                  str(exc).split(": ", 1)[-1]) from None
-        key = "deduplicated" if result.deduplicated else (
-            "replaced" if result.replaced else "imported")
-        counts[key] += 1
-    if bar is not None:
-        bar.render_finish()
-    return counts
-

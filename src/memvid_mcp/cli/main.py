@@ -389,17 +389,23 @@ def _progress_callback(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 @main.command(name="import")
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--from", "fmt", default="jsonl", show_default=True,
+              type=click.Choice(["jsonl", "kg-memory", "markdown", "claude-code", "mem0"]),
+              help="jsonl: our export; kg-memory: the MCP memory server's memory.jsonl; "
+                   "markdown: a folder of notes; claude-code: CLAUDE.md files and auto memory "
+                   "(a project, or ~/.claude); mem0: mem0's get_all() JSON.")
+@click.argument("path", type=click.Path(path_type=Path, allow_dash=True))
 @click.pass_obj
-def import_(obj: Context, path: Path) -> None:
-    """Import memories from JSON lines (as written by export). Duplicates are folded."""
-    from ..transfer import import_jsonl
+def import_(obj: Context, fmt: str, path: Path) -> None:
+    """Import memories from PATH. Running it again adds nothing (duplicates are folded)."""
+    from ..importers import import_from
 
     with obj.manager() as manager:
-        counts = import_jsonl(manager, path, scope=obj.scope, progress_factory=_progress)
+        counts = import_from(manager, fmt, path, scope=obj.scope, progress_factory=_progress)
+    read = f"lines {counts['lines']}" if "lines" in counts else f"items {counts['items']}"
     obj.emit(counts, lambda: click.echo(
         f"imported {counts['imported']}, duplicates {counts['deduplicated']}, "
-        f"replaced {counts['replaced']}, lines {counts['lines']}"))
+        f"replaced {counts['replaced']}, {read}"))
 
 
 @main.command()

@@ -22,6 +22,7 @@ from typing import Any
 LOCAL_ONLY = {"serve", "service", "--help", "-h", "--version"}
 PATH_OPTIONS = {"--data-dir", "--project"}
 PATH_ARGUMENTS = {"export", "import"}  # their first argument is a path ('-' = stdio)
+VALUE_OPTIONS = {"--backend", "--scope", "--from"}  # their next argument is a value, kept as is
 STDIN_COMMANDS = {"store", "import"}
 
 
@@ -45,8 +46,13 @@ def _absolute(argv: list[str]) -> list[str]:
     out: list[str] = []
     command_seen = False
     expect_path = False
+    value_next = False
     for arg in argv:
-        if expect_path and arg != "-" and not arg.startswith("-"):
+        if value_next:
+            value_next = False
+        elif arg in VALUE_OPTIONS:
+            value_next = True
+        elif expect_path and arg != "-" and not arg.startswith("-"):
             arg = os.path.abspath(os.path.expanduser(arg))
             expect_path = False
         elif arg in PATH_OPTIONS:

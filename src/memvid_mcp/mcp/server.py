@@ -677,8 +677,11 @@ def build_http_app(
             *allowed_origins,
         ],
     )
+    # Plain JSON answers to POSTs: no SSE stream a client must keep open, resume or time out
+    # (the server sends nothing before a tool's result); GET still opens the SSE stream.
     app = server.streamable_http_app(
-        host=host, max_request_body_size=max_body_bytes, transport_security=security
+        host=host, max_request_body_size=max_body_bytes, transport_security=security,
+        json_response=True,
     )
     return HTTPSecurity(
         app,
