@@ -393,3 +393,27 @@ def test_http_and_stdio_clients_share_one_owner(env: dict[str, str], outside_rep
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_service_killed_mid_call_answers_retryably_and_keeps_the_session(
+        env: dict[str, str], outside_repo: Path) -> None:
+    client = Client(env, outside_repo)
+    _structured(client.tool("memory_store", text="before"))
+    (pid,) = _service_pids(env)
+    big = "a large note about the incident review. " * 20_000  # ~800 KB: a call that takes a while
+    assert client.proc.stdin is not None and client.proc.stdout is not None
+    request = {"jsonrpc": "2.0", "id": 999, "method": "tools/call",
+               "params": {"name": "memory_store", "arguments": {"text": big}}}
+    client.proc.stdin.write(json.dumps(request).encode() + b"\n")
+    client.proc.stdin.flush()
+    time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    reply = json.loads(client.proc.stdout.readline())
+    assert reply["id"] == 999
+    if "error" in reply:  # it was in flight: one retryable error, then the retry works
+        assert "retry" in reply["error"]["message"]
+        reply = client.tool("memory_store", text=big)
+    stored = _structured(reply)
+    got = _structured(client.tool("memory_get", ids=[stored["id"]], max_chars=200_000))
+    assert got["memories"][0]["text_chars"] == len(big)
+    assert client.close() == 0
