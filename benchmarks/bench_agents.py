@@ -254,16 +254,19 @@ def cli_hook(env: dict[str, str], cwd: Path, texts: list[str], stop: threading.E
 # ----------------------------------------------------------------------------- phases
 def single_server_rss(env: dict[str, str], cwd: Path, texts: list[str],
                       questions: list[str]) -> float:
-    """RSS of one 0.1.0-style single-process server after the same kind of work."""
+    """Peak RSS of one 0.1.0-style single-process server doing the same work (as many
+    notes and searches as the whole workload), sampled as it goes."""
     peer = StdioPeer(LAUNCH, env=dict(env, MEMVID_SERVICE="0"), cwd=cwd, name="single")
-    for text in texts:
-        peer.tool("memory_store", text=text)
-    for question in questions:
-        peer.tool("memory_search", query=question)
+    peak = 0.0
+    for n, text in enumerate(texts, 1):
+        peer.tool("memory_store", text=f"[single {n}] {text}")
+        if n % 4 == 0 and questions:
+            peer.tool("memory_search", query=questions.pop())
+        peak = max(peak, rss_mb(peer.proc.pid))
     time.sleep(2.0)
-    rss = rss_mb(peer.proc.pid)
+    peak = max(peak, rss_mb(peer.proc.pid))
     peer.close()
-    return rss
+    return peak
 
 
 def main() -> None:
@@ -368,7 +371,8 @@ def main() -> None:
     attempted = sum(len(a.texts) for a in agents) + hook["stores"]
 
     single_rss = single_server_rss(dict(env, MEMVID_DATA_DIR=str(work / "single")), cwd,
-                                   texts[:100], [questions.pop() for _ in range(20)])
+                                   texts[:args.clients * per],
+                                   [questions.pop() for _ in range(args.clients * per // 4)])
 
     deadline = time.monotonic() + 60
     while our_processes(data_dir) and time.monotonic() < deadline:
