@@ -43,6 +43,16 @@ def env(tmp_path: Path, outside_repo: Path) -> Iterator[dict[str, str]]:
     shutil.rmtree(run, ignore_errors=True)
 
 
+def _wait_until_gone(env: dict[str, str], pid: int | None = None, seconds: float = 20) -> None:
+    """Until the service ``pid`` (or every service of this data directory) has exited."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = _service_pids(env)
+        if (pid not in pids) if pid is not None else not pids:
+            return
+        time.sleep(0.05)
+
+
 def _service_pids(env: dict[str, str]) -> list[int]:
     """Live service processes of this test's data directory (from /proc, not from us)."""
     pids = []
@@ -177,9 +187,7 @@ def test_an_older_service_is_replaced_by_a_newer_relay(env: dict[str, str],
 
     new = Client(dict(env, PYTHONPATH=str(SRC)), outside_repo, "new")
     assert new.initialize_reply["result"]["serverInfo"]["version"] == __version__
-    deadline = time.monotonic() + 20  # it released the data before its process ended
-    while old_pid in _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until_gone(env, old_pid, seconds=20)  # it released the data before its process ended
     (new_pid,) = _service_pids(env)
     assert new_pid != old_pid
     got = _structured(new.tool("memory_get", ids=[first["id"]]))
@@ -201,9 +209,7 @@ def test_service_exits_when_idle_and_leaves_nothing(env: dict[str, str], outside
     _structured(client.tool("memory_store", text="kept after the idle exit"))
     assert len(_service_pids(env)) == 1
     client.close()
-    deadline = time.monotonic() + 20
-    while _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(env, seconds=20)
     assert _service_pids(env) == []
     run = RunDir.for_data_dir(Path(env["MEMVID_DATA_DIR"]))
     assert not run.socket.exists()
@@ -218,9 +224,7 @@ def test_sigterm_flushes_and_exits(env: dict[str, str], outside_repo: Path) -> N
     stored = _structured(client.tool("memory_store", text="flushed on SIGTERM"))
     (pid,) = _service_pids(env)
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while pid in _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(env, pid, seconds=30)
     assert pid not in _service_pids(env)
     bodies = list((Path(env["MEMVID_DATA_DIR"]) / "global").rglob("*.mvb"))
     assert len(bodies) == 1  # sealed into storage before it exited, not left in the WAL
@@ -329,9 +333,7 @@ def test_the_python_api_refuses_a_directory_a_service_owns(env: dict[str, str],
     client.close()  # else its relay would start a new service after the stop
     stop = subprocess.run([*cli, "--stop"], env=env, capture_output=True, text=True, timeout=30)
     assert json.loads(stop.stdout) == {"stopped": True}
-    deadline = time.monotonic() + 20
-    while _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(env, seconds=20)
     assert _service_pids(env) == []
 
 
