@@ -43,6 +43,16 @@ def env(tmp_path: Path, outside_repo: Path) -> Iterator[dict[str, str]]:
     shutil.rmtree(run, ignore_errors=True)
 
 
+def _wait_until_gone(env: dict[str, str], pid: int | None = None, seconds: float = 20) -> None:
+    """Until the service ``pid`` (or every service of this data directory) has exited."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = _service_pids(env)
+        if (pid not in pids) if pid is not None else not pids:
+            return
+        time.sleep(0.05)
+
+
 def _service_pids(env: dict[str, str]) -> list[int]:
     """Live service processes of this test's data directory (from /proc, not from us)."""
     pids = []
@@ -177,9 +187,7 @@ def test_an_older_service_is_replaced_by_a_newer_relay(env: dict[str, str],
 
     new = Client(dict(env, PYTHONPATH=str(SRC)), outside_repo, "new")
     assert new.initialize_reply["result"]["serverInfo"]["version"] == __version__
-    deadline = time.monotonic() + 20  # it released the data before its process ended
-    while old_pid in _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until_gone(env, old_pid, seconds=20)  # it released the data before its process ended
     (new_pid,) = _service_pids(env)
     assert new_pid != old_pid
     got = _structured(new.tool("memory_get", ids=[first["id"]]))
@@ -201,9 +209,7 @@ def test_service_exits_when_idle_and_leaves_nothing(env: dict[str, str], outside
     _structured(client.tool("memory_store", text="kept after the idle exit"))
     assert len(_service_pids(env)) == 1
     client.close()
-    deadline = time.monotonic() + 20
-    while _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(env, seconds=20)
     assert _service_pids(env) == []
     run = RunDir.for_data_dir(Path(env["MEMVID_DATA_DIR"]))
     assert not run.socket.exists()
@@ -218,9 +224,7 @@ def test_sigterm_flushes_and_exits(env: dict[str, str], outside_repo: Path) -> N
     stored = _structured(client.tool("memory_store", text="flushed on SIGTERM"))
     (pid,) = _service_pids(env)
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while pid in _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(env, pid, seconds=30)
     assert pid not in _service_pids(env)
     bodies = list((Path(env["MEMVID_DATA_DIR"]) / "global").rglob("*.mvb"))
     assert len(bodies) == 1  # sealed into storage before it exited, not left in the WAL
@@ -329,9 +333,7 @@ def test_the_python_api_refuses_a_directory_a_service_owns(env: dict[str, str],
     client.close()  # else its relay would start a new service after the stop
     stop = subprocess.run([*cli, "--stop"], env=env, capture_output=True, text=True, timeout=30)
     assert json.loads(stop.stdout) == {"stopped": True}
-    deadline = time.monotonic() + 20
-    while _service_pids(env) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(env, seconds=20)
     assert _service_pids(env) == []
 
 
@@ -393,3 +395,27 @@ def test_http_and_stdio_clients_share_one_owner(env: dict[str, str], outside_rep
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_service_killed_mid_call_answers_retryably_and_keeps_the_session(
+        env: dict[str, str], outside_repo: Path) -> None:
+    client = Client(env, outside_repo)
+    _structured(client.tool("memory_store", text="before"))
+    (pid,) = _service_pids(env)
+    big = "a large note about the incident review. " * 20_000  # ~800 KB: a call that takes a while
+    assert client.proc.stdin is not None and client.proc.stdout is not None
+    request = {"jsonrpc": "2.0", "id": 999, "method": "tools/call",
+               "params": {"name": "memory_store", "arguments": {"text": big}}}
+    client.proc.stdin.write(json.dumps(request).encode() + b"\n")
+    client.proc.stdin.flush()
+    time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    reply = json.loads(client.proc.stdout.readline())
+    assert reply["id"] == 999
+    if "error" in reply:  # it was in flight: one retryable error, then the retry works
+        assert "retry" in reply["error"]["message"]
+        reply = client.tool("memory_store", text=big)
+    stored = _structured(reply)
+    got = _structured(client.tool("memory_get", ids=[stored["id"]], max_chars=200_000))
+    assert got["memories"][0]["text_chars"] == len(big)
+    assert client.close() == 0

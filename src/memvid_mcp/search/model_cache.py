@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.errors import EmbeddingUnavailable
+from ..core.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def ensure_entry(src: Path, dst: Path, flags: list[str], *, timeout: float,
             _run_converter(src, tmp, flags, deadline, cancel)
             _seal(tmp)
             os.replace(tmp, dst)
-            _fsync_dir(dst.parent)
+            fsync_dir(dst.parent)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dst
@@ -245,12 +246,5 @@ def _seal(tmp: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     for directory in {tmp, *(p.parent for p in tmp.rglob("*"))}:
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,10 +17,11 @@ import logging
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -34,10 +35,12 @@ from ..core.config import Settings
 from ..core.errors import MemvidError
 from ..core.rundir import PID_NAME, RunDir
 from ..core.scopes import ScopeLayout
-from ..manager import ManagerPool
 from ..mcp.server import build_server, serve_http
 from ..mcp.stream import serve_stream
 from .owner import OwnerLock
+
+if TYPE_CHECKING:
+    from ..manager import ManagerPool
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,8 @@ class Service:
         self.cli_runner = cli_runner
         self.run_dir = run
         self.idle_seconds = idle_seconds
-        self.pool = ManagerPool(settings)
+        self._pool: ManagerPool | None = None
+        self._pool_lock = threading.Lock()
         self.servers: dict[str, Any] = {}
         self.connections = 0
         self.last_active = time.monotonic()
@@ -65,6 +69,17 @@ class Service:
         self.token = secrets.token_hex(16) if use_tcp() else None
         self._stop: anyio.Event | None = None
         self._listener: anyio.abc.Listener[Any] | None = None
+
+    def pool(self) -> ManagerPool:
+        """The managers, created on first use: the search and storage stack is imported
+        after the socket listens, so a cold start answers ``initialize`` sooner. Blocks:
+        call it from a worker thread."""
+        with self._pool_lock:
+            if self._pool is None:
+                from ..manager import ManagerPool
+
+                self._pool = ManagerPool(self.settings)
+            return self._pool
 
     # ------------------------------------------------------------------ listening
     async def _listen(self) -> anyio.abc.Listener[Any]:
@@ -118,7 +133,8 @@ class Service:
                 group.cancel_scope.cancel()
         finally:
             self._stop_listening()
-            await anyio.to_thread.run_sync(self.pool.close)
+            if self._pool is not None:
+                await anyio.to_thread.run_sync(self._pool.close)
             with contextlib.suppress(FileNotFoundError):
                 pid_file.unlink()
             log.info("memvid-mcp service stopped")
@@ -250,7 +266,7 @@ class Service:
             anyio.from_thread.run(stream.send, protocol.encode(message))
 
         def work() -> int:
-            manager = self.pool.manager(self._repo_root(project))
+            manager = self.pool().manager(self._repo_root(project))
             return runner(request, manager, send)
 
         code = await anyio.to_thread.run_sync(work)
@@ -270,7 +286,7 @@ class Service:
         server = self.servers.get(key)
         if server is None:
             settings = self.settings.replace(project=root)
-            server = build_server(settings, lambda: self.pool.manager(root))
+            server = build_server(settings, lambda: self.pool().manager(root))
             self.servers[key] = server
         return server
 
