@@ -151,42 +151,28 @@ class StatsOutput(BaseModel):
 
 # ----------------------------------------------------------------------------- argument types
 
-_TAGS_HELP = "Tags: a list of strings or one comma-separated string."
-_SCOPES_HELP = (
-    "Scopes to look in: a list or comma-separated string of 'project', 'committed', 'global'. "
-    "Default: project and global (only global outside a git repository)."
-)
-_IDS_HELP = "Memory ids: one id, a comma-separated string, or a list (at most 100)."
-_TIME_HELP = "An ISO 8601 date/time (UTC if no zone) or a relative age such as '7d', '12h', '30m'."
+_SCOPE_NAMES = "project, committed or global"
+_AGE = "ISO 8601 or an age like '7d'"
 
-Text = Annotated[str, Field(description="The memory itself: self-contained text to remember.")]
-Title = Annotated[str | None, Field(description="Optional short title.")]
-Tags = Annotated[list[str] | str | None, Field(description=_TAGS_HELP)]
+Text = Annotated[
+    str, Field(description="One self-contained fact, decision, preference or note.")
+]
+Title = Annotated[str | None, Field(description="Short title.")]
+Tags = Annotated[list[str] | str | None, Field(description="Tags, e.g. ['ops', 'deploy'].")]
 Kind = Annotated[
     str | None,
-    Field(description="Optional category such as 'note', 'decision', 'preference', 'fact'."),
+    Field(description="'note' (default), 'decision', 'preference', 'fact', ..."),
 ]
 WriteScope = Annotated[
     str | None,
-    Field(
-        description="Where to write: 'project', 'committed' or 'global'. Default: 'project' "
-        "inside a git repository, else 'global'."
-    ),
+    Field(description="project (default in a git repository), committed or global."),
 ]
-Metadata = Annotated[
-    dict[str, Any] | str | None, Field(description="Optional JSON object of extra fields.")
-]
-Source = Annotated[str | None, Field(description="Optional origin, e.g. a file path or URL.")]
-TtlSeconds = Annotated[
-    float | None, Field(description="Optional lifetime in seconds; the memory expires after it.")
-]
-ExpiresAt = Annotated[str | None, Field(description="Optional expiry time (ISO 8601).")]
-Pinned = Annotated[
-    bool, Field(description="Mark as important; searches can filter with pinned=true.")
-]
-Query = Annotated[
-    str | None, Field(description="What to look for, in natural language or keywords. Required.")
-]
+Metadata = Annotated[dict[str, Any] | str | None, Field(description="Extra fields (object).")]
+Source = Annotated[str | None, Field(description="Where it came from (file path, URL).")]
+TtlSeconds = Annotated[float | None, Field(description="Expire after this many seconds.")]
+ExpiresAt = Annotated[str | None, Field(description="Expire at this time (ISO 8601).")]
+Pinned = Annotated[bool, Field(description="Important: shown first at session start.")]
+Query = Annotated[str | None, Field(description="What to look for: keywords or a question.")]
 QueryAlias = Annotated[str | None, Field(description="Alias of `query`.")]
 _LIMIT_RANGE: dict[str, Any] = {"minimum": 1, "maximum": MAX_LIMIT}
 _CHARS_RANGE: dict[str, Any] = {"minimum": MIN_CHARS, "maximum": MAX_CHARS}
@@ -197,81 +183,61 @@ Limit = Annotated[
 LimitAlias = Annotated[
     int | None, Field(description="Alias of `limit`.", json_schema_extra=_LIMIT_RANGE)
 ]
-Scopes = Annotated[list[str] | str | None, Field(description=_SCOPES_HELP)]
-IdScopes = Annotated[
+Scopes = Annotated[
     list[str] | str | None,
-    Field(
-        description="Scopes to look in: a list or comma-separated string of 'project', "
-        "'committed', 'global'. Default: every scope."
-    ),
+    Field(description=f"{_SCOPE_NAMES}; default project and global."),
+]
+IdScopes = Annotated[
+    list[str] | str | None, Field(description=f"{_SCOPE_NAMES}; default all.")
 ]
 ListScope = Annotated[
-    str | None,
-    Field(
-        description="Scope to list: 'project', 'committed' or 'global'. Default: project and "
-        "global (only global outside a git repository)."
-    ),
+    str | None, Field(description=f"{_SCOPE_NAMES}; default project and global.")
 ]
-StatsScope = Annotated[
-    str | None,
-    Field(description="Scope to report: 'project', 'committed' or 'global'. Default: all."),
-]
+StatsScope = Annotated[str | None, Field(description=f"{_SCOPE_NAMES}; default all.")]
 TagsAny = Annotated[
-    list[str] | str | None, Field(description="Only memories with at least one of these tags.")
+    list[str] | str | None, Field(description="Only memories with any of these tags.")
 ]
 TagsAll = Annotated[
     list[str] | str | None, Field(description="Only memories with all of these tags.")
 ]
 KindFilter = Annotated[str | None, Field(description="Only memories of this kind.")]
-Since = Annotated[
-    str | None, Field(description="Only memories created at or after this. " + _TIME_HELP)
-]
-Until = Annotated[str | None, Field(description="Only memories created before this. " + _TIME_HELP)]
+Since = Annotated[str | None, Field(description=f"Created at or after: {_AGE}.")]
+Until = Annotated[str | None, Field(description=f"Created before: {_AGE}.")]
 PinnedFilter = Annotated[
-    bool | None, Field(description="true: only pinned; false: only unpinned; omit: both.")
+    bool | None, Field(description="true: only pinned; false: only unpinned.")
 ]
 Mode = Annotated[
-    str,
-    Field(
-        description="'hybrid' (default: keywords and meaning), 'lexical' (exact words) or "
-        "'semantic' (meaning only)."
-    ),
+    str, Field(description="hybrid (default), lexical (exact words) or semantic.")
 ]
-Cursor = Annotated[
-    str | None, Field(description="`next_cursor` from the previous page; omit for the first.")
-]
-Ids = Annotated[list[str] | str, Field(description=_IDS_HELP)]
+Cursor = Annotated[str | None, Field(description="next_cursor of the previous page.")]
+Ids = Annotated[list[str] | str, Field(description=f"Memory ids (at most {MAX_LIMIT}).")]
 
 
 SearchChars = Annotated[
     int | None,
     Field(
-        description=f"Budget for returned snippet text in characters (default "
-        f"{DEFAULT_SEARCH_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        description=f"Snippet budget in characters (default {DEFAULT_SEARCH_CHARS}).",
         json_schema_extra=_CHARS_RANGE,
     ),
 ]
 GetChars = Annotated[
     int | None,
     Field(
-        description=f"Budget for returned memory text in characters (default "
-        f"{DEFAULT_GET_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        description=f"Text budget in characters (default {DEFAULT_GET_CHARS}).",
         json_schema_extra=_CHARS_RANGE,
     ),
 ]
 ListChars = Annotated[
     int | None,
     Field(
-        description=f"Budget for the returned JSON in characters (default "
-        f"{DEFAULT_LIST_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        description=f"Answer budget in characters (default {DEFAULT_LIST_CHARS}).",
         json_schema_extra=_CHARS_RANGE,
     ),
 ]
 Offset = Annotated[
     int,
     Field(
-        description="Character offset into each memory's text; with one id, pages through a "
-        "long memory (use offset + len(text) of the previous answer).",
+        description="Start at this character (pages through one long memory).",
         json_schema_extra={"minimum": 0},
     ),
 ]

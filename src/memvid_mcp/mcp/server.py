@@ -45,6 +45,7 @@ from .. import __version__
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
 from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
+from .portable import input_schema, output_schema
 from .schemas import (
     DEFAULT_GET_CHARS,
     DEFAULT_LIST_CHARS,
@@ -136,13 +137,26 @@ TOOL_BASE_NAMES = (
 )
 
 INSTRUCTIONS = """\
-Durable memory that persists across conversations. Use {memory_search} before answering questions
-that may depend on earlier work, decisions or user preferences; use {memory_store} to save facts,
-decisions and preferences worth remembering (one self-contained memory per call; storing the same
-text twice is harmless). Search returns snippets and ids; {memory_get} returns the full text.
-Scopes: 'project' (this git repository, private), 'committed' (inside the repository, meant to be
-checked in) and 'global' (this user, every project); by default writes go to the project scope
-inside a git repository and to global otherwise, and searches cover project and global."""
+Durable memory that persists across conversations and sessions.
+- {memory_search}(query, limit, kind, tags_any, since, max_tokens): call it before answering \
+anything that may depend on earlier work, decisions or the user's preferences. It returns ids \
+and snippets; {memory_get}(ids) returns full text.
+- {memory_store}(text, title, tags, kind, pinned, supersedes): save one self-contained fact, \
+decision ('decision') or preference ('preference') per call when the user shares something \
+worth keeping or asks you to remember. Storing the same text twice is harmless. To correct or \
+update a memory, store the new text with supersedes=[old id]: the old one leaves search but is \
+kept.
+- {memory_list} browses newest first; {memory_delete}(ids) forgets; {memory_stats} checks \
+health.
+Scopes: 'project' (this git repository, private; the default for writes inside one), \
+'committed' (inside the repository, shared through git) and 'global' (this user, every \
+project); searches cover project and global. The prompt 'session_context' and the resource \
+memvid://context give the memories worth knowing at the start of a session."""
+
+# Arguments each tool accepts under a second name: accepted, never advertised.
+ALIASES = {"memory_search": {"q": "query", "k": "limit"}, "memory_list": {"k": "limit"}}
+# Arguments a model must give (the function takes them optionally because of an alias).
+REQUIRED = {"memory_search": ("query",)}
 
 
 def _result(model: BaseModel) -> CallToolResult:
@@ -288,16 +302,35 @@ class _Server(MCPServer[Any]):
     bad arguments are one sentence naming the argument.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accepted: dict[str, dict[str, Any]] = {}  # tool -> its arguments, aliases too
+
+    def publish(self, name: str) -> None:
+        """Replace a tool's schemas with ones every client accepts (``portable.py``); keep
+        the full input schema, aliases included, to accept and word arguments by."""
+        tool = self._tool_manager.get_tool(name)
+        assert tool is not None
+        base = name.replace(".", "_", 1)
+        self.accepted[name] = tool.parameters
+        tool.parameters = input_schema(
+            tool.parameters, hidden=ALIASES.get(base, {}), required=REQUIRED.get(base, ())
+        )
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema)
+            tool.__dict__.pop("output_schema", None)  # a cached_property: read it afresh
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=_unknown("tool", name, self._tools()))
-        problem = unknown_arguments(name, tool.parameters, arguments)
+        accepted = self.accepted.get(name, tool.parameters)
+        problem = unknown_arguments(name, accepted, arguments, advertised=tool.parameters)
         if problem is None:
             try:
                 tool.fn_metadata.validate_arguments(arguments)
             except PydanticValidationError as exc:
-                problem = invalid_arguments(tool.parameters, arguments, exc.errors())
+                problem = invalid_arguments(accepted, arguments, exc.errors())
         if problem is not None:
             raise ToolError(problem)
         try:
@@ -372,7 +405,7 @@ def _build(
         return result
 
     with _sdk_logging_left_alone():
-        server: MCPServer = _Server(
+        server = _Server(
             "memvid-mcp",
             title="memvid memory",
             version=__version__,
@@ -504,81 +537,38 @@ def _build(
         return _result(await holder.call(names["memory_stats"], work))
 
     read_only = _annotations(read_only=True, destructive=False, idempotent=True)
-    server.add_tool(
-        memory_store,
-        name=names["memory_store"],
-        title="Store a memory",
-        description=(
-            "Save one self-contained memory (a fact, decision, preference or note) so it can be "
-            "found in later conversations. Use it when the user shares something worth "
-            "remembering or asks you to remember. Text identical to a live memory is stored "
-            "once (its id comes back with deduplicated=true), so retrying is safe. Secrets are "
-            "redacted. "
-            "Returns the memory id and the scope it was written to."
-        ),
-        annotations=_annotations(read_only=False, destructive=False, idempotent=True),
-    )
-    server.add_tool(
-        memory_search,
-        name=names["memory_search"],
-        title="Search memories",
-        description=(
-            "Find stored memories relevant to a question or topic (keywords and meaning). Use it "
-            "before answering anything that may depend on earlier conversations, decisions or "
-            "preferences. Returns up to `limit` hits (default 10, at most 100) with id, score, "
-            "title, tags and a short snippet, plus next_cursor for more and the scopes searched. "
-            "Call memory_get with the ids for full text. A `note` explains degraded answers, e.g. "
-            "lexical-only results while the embedding model is still loading."
-        ),
-        annotations=read_only,
-    )
-    server.add_tool(
-        memory_get,
-        name=names["memory_get"],
-        title="Get memories by id",
-        description=(
-            "Read the full text and metadata of memories by id (ids come from memory_search or "
-            "memory_list). Returns the memories found, the ids that are missing (and any whose "
-            "stored text failed its checksum, under damaged), and the scopes looked in. Text "
-            "is bounded by max_chars; `truncated`/`omitted` say when to ask again "
-            "(with `offset` for one long memory)."
-        ),
-        annotations=read_only,
-    )
-    server.add_tool(
-        memory_delete,
-        name=names["memory_delete"],
-        title="Delete memories",
-        description=(
-            "Permanently delete memories by id, e.g. when the user asks to forget something or a "
-            "memory is wrong or outdated (to correct one, delete it and store the new text). "
-            "Deleted memories disappear from search at once. Returns how many were deleted and "
-            "the scopes looked in; deleting an id again deletes nothing."
-        ),
-        annotations=_annotations(read_only=False, destructive=True, idempotent=True),
-    )
-    server.add_tool(
-        memory_list,
-        name=names["memory_list"],
-        title="List memories",
-        description=(
-            "Browse memories newest first without a query: metadata only (no text), optionally "
-            "filtered by scope, kind or tags. Returns up to `limit` (default 20, at most 100), "
-            "next_cursor for the next page, and the scopes listed."
-        ),
-        annotations=read_only,
-    )
-    server.add_tool(
-        memory_stats,
-        name=names["memory_stats"],
-        title="Memory statistics",
-        description=(
-            "Report, per scope, how many memories are stored, their size, the storage backend "
-            "and the embedding model's state. Use it to check the memory store is working or "
-            "which scopes exist."
-        ),
-        annotations=read_only,
-    )
+    tools: list[tuple[Callable[..., Any], str, str, ToolAnnotations]] = [
+        (memory_store, "Store a memory",
+         "Save one self-contained fact, decision, preference or note for later conversations; "
+         "call it when the user shares something worth keeping or asks you to remember. "
+         "Identical text is stored once; to correct a memory, pass its id in supersedes.",
+         _annotations(read_only=False, destructive=False, idempotent=True)),
+        (memory_search, "Search memories",
+         "Find memories relevant to a question or topic; call it before answering anything "
+         "that may depend on earlier work, decisions or preferences. Returns ids and "
+         "snippets (memory_get gives full text); max_tokens bounds the whole answer.",
+         read_only),
+        (memory_get, "Get memories by id",
+         "Read the full text of memories by id (from memory_search or memory_list). Text is "
+         "cut to max_chars; truncated and omitted say when to ask again.",
+         read_only),
+        (memory_delete, "Delete memories",
+         "Permanently delete memories by id when the user asks to forget something (to "
+         "correct one, store the new text with supersedes instead).",
+         _annotations(read_only=False, destructive=True, idempotent=True)),
+        (memory_list, "List memories",
+         "Browse memories newest first without a query: metadata only, no text.",
+         read_only),
+        (memory_stats, "Memory statistics",
+         "Check that memory works: per scope counts, sizes, backend and embedding model "
+         "state.",
+         read_only),
+    ]  # fmt: skip
+    for fn, title, description, hints in tools:
+        name = names[fn.__name__]
+        server.add_tool(fn, name=name, title=title, description=description,
+                        annotations=hints)  # fmt: skip
+        server.publish(name)
 
     @server.resource(
         "memvid://stats",
