@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from ..core.errors import ValidationError
 from ..core.models import iso
 from ..core.validation import check_time_bound
+from .budget import MAX_TOKENS, MIN_TOKENS
 
 if TYPE_CHECKING:
     from ..core.models import GetResult, MemoryRecord, SearchResult, Stats, StoreResult
@@ -45,7 +46,8 @@ SEARCH_MODES = {
 
 
 class MemoryInfo(BaseModel):
-    """A memory's metadata, without its text."""
+    """A memory's metadata, without its text; ``supersedes``/``superseded_by`` link it to the
+    memories it replaced and the one that replaced it (ADR 0023)."""
 
     id: str = Field(description="Memory id (26-character ULID); pass it to memory_get/delete.")
     title: str | None
@@ -60,6 +62,8 @@ class MemoryInfo(BaseModel):
     pinned: bool
     sha256: str
     size: int = Field(description="Size of the full text in UTF-8 bytes.")
+    supersedes: list[str] = Field(default_factory=list)
+    superseded_by: str | None = None
 
 
 class MemoryText(MemoryInfo):
@@ -86,24 +90,33 @@ class StoreOutput(BaseModel):
 
 
 class SearchHitOutput(BaseModel):
+    """One hit. Under a tight ``max_tokens`` only id, title and snippet (or id and snippet)
+    are sent, hence the defaults."""
+
     id: str
-    score: float
-    title: str | None
+    score: float = 0.0
+    title: str | None = None
     snippet: str = Field(description="Excerpt around the match; memory_get gives the full text.")
-    tags: list[str]
-    kind: str
-    scope: str
-    created_at: str | None
+    tags: list[str] = Field(default_factory=list)
+    kind: str = ""
+    scope: str = ""
+    created_at: str | None = None
 
 
 class SearchOutput(BaseModel):
     results: list[SearchHitOutput]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
-    mode: str = Field(description="Search mode actually used (hybrid, lexical or semantic).")
-    scopes: list[str] = Field(description="Scopes that were searched.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null at end."
+    )
+    mode: str = Field(default="", description="Search mode actually used.")
+    scopes: list[str] = Field(default_factory=list, description="Scopes that were searched.")
     note: str | None = Field(
         default=None,
         description="Caveat about this answer, e.g. lexical results while the model loads.",
+    )
+    truncated: bool = Field(default=False, description="True if max_tokens cut anything.")
+    omitted: int = Field(
+        default=0, description="Results of this page left out by max_tokens (see next_cursor)."
     )
 
 
@@ -211,6 +224,21 @@ Mode = Annotated[
 ]
 Cursor = Annotated[str | None, Field(description="next_cursor of the previous page.")]
 Ids = Annotated[list[str] | str, Field(description=f"Memory ids (at most {MAX_LIMIT}).")]
+Supersedes = Annotated[
+    list[str] | str | None,
+    Field(description="Ids of memories this one replaces: they leave search, kept in history."),
+]
+IncludeSuperseded = Annotated[
+    bool, Field(description="Also find memories replaced by newer ones.")
+]
+MaxTokens = Annotated[
+    int | None,
+    Field(
+        description="Budget for the whole answer in tokens (pessimistic estimate); at least "
+        "one result comes back, cut to fit.",
+        json_schema_extra={"minimum": MIN_TOKENS, "maximum": MAX_TOKENS},
+    ),
+]
 
 
 SearchChars = Annotated[
@@ -261,6 +289,16 @@ def parse_limit(value: int | None, alias: int | None, default: int) -> int:
             "limit", f"must be an integer from 1 to {MAX_LIMIT} (got {n!r}); page with cursor"
         )
     return n
+
+
+def parse_tokens(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not MIN_TOKENS <= value <= MAX_TOKENS:
+        raise ValidationError(
+            "max_tokens", f"must be from {MIN_TOKENS} to {MAX_TOKENS} (got {value!r})"
+        )
+    return value
 
 
 def parse_budget(value: int | None, default: int) -> int:
@@ -348,6 +386,8 @@ def memory_info(record: MemoryRecord) -> MemoryInfo:
         pinned=record.pinned,
         sha256=record.sha256,
         size=record.size,
+        supersedes=list(record.supersedes),
+        superseded_by=record.superseded_by,
     )
 
 

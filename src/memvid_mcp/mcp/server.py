@@ -45,12 +45,14 @@ from .. import __version__
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
 from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
+from .budget import compact_json, fit_search
 from .portable import input_schema, output_schema
 from .schemas import (
     DEFAULT_GET_CHARS,
     DEFAULT_LIST_CHARS,
     DEFAULT_SEARCH_CHARS,
     MAX_LIMIT,
+    MIN_CHARS,
     Cursor,
     DeleteOutput,
     ExpiresAt,
@@ -58,6 +60,7 @@ from .schemas import (
     GetOutput,
     Ids,
     IdScopes,
+    IncludeSuperseded,
     Kind,
     KindFilter,
     Limit,
@@ -65,6 +68,7 @@ from .schemas import (
     ListChars,
     ListOutput,
     ListScope,
+    MaxTokens,
     Metadata,
     Mode,
     Offset,
@@ -80,6 +84,7 @@ from .schemas import (
     StatsOutput,
     StatsScope,
     StoreOutput,
+    Supersedes,
     Tags,
     TagsAll,
     TagsAny,
@@ -98,6 +103,7 @@ from .schemas import (
     parse_mode,
     parse_scopes,
     parse_time,
+    parse_tokens,
     pick,
     search_output,
     snippet_chars,
@@ -159,10 +165,10 @@ ALIASES = {"memory_search": {"q": "query", "k": "limit"}, "memory_list": {"k": "
 REQUIRED = {"memory_search": ("query",)}
 
 
-def _result(model: BaseModel) -> CallToolResult:
+def _result(model: BaseModel | dict[str, Any]) -> CallToolResult:
     """Structured content plus the same data as one compact JSON text block."""
-    data = model.model_dump(mode="json")
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    data = model if isinstance(model, dict) else model.model_dump(mode="json")
+    text = compact_json(data)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
@@ -425,12 +431,14 @@ def _build(
         ttl_seconds: TtlSeconds = None,
         expires_at: ExpiresAt = None,
         pinned: Pinned = False,
+        supersedes: Supersedes = None,
     ) -> Annotated[CallToolResult, StoreOutput]:
         def work(m: MemoryManager) -> StoreOutput:
             result = m.store(
                 text, title=title, tags=str_list("tags", tags) or (), kind=kind,
                 scope=scope.strip().lower() if scope else None, metadata=parse_metadata(metadata),
                 source=source, ttl_seconds=ttl_seconds, expires_at=expires_at, pinned=pinned,
+                supersedes=str_list("supersedes", supersedes),
             )  # fmt: skip
             return store_output(result)
 
@@ -451,21 +459,41 @@ def _build(
         mode: Mode = "hybrid",
         cursor: Cursor = None,
         max_chars: SearchChars = None,
+        max_tokens: MaxTokens = None,
+        include_superseded: IncludeSuperseded = False,
     ) -> Annotated[CallToolResult, SearchOutput]:
-        def work(m: MemoryManager) -> SearchOutput:
+        def work(m: MemoryManager) -> dict[str, Any]:
             text = pick("query", query, "q", q)
             if not isinstance(text, str) or not text.strip():
                 raise ValidationError("query", "is required: what to look for (alias q)")
             n = parse_limit(limit, k, 10)
             budget = parse_budget(max_chars, DEFAULT_SEARCH_CHARS)
-            result = m.search(
-                text, k=n, scopes=parse_scopes(scopes),
-                tags_any=str_list("tags_any", tags_any) or (),
+            tokens = parse_tokens(max_tokens)
+            if tokens is not None:  # snippets beyond what the whole answer can hold are waste
+                budget = min(budget, max(MIN_CHARS, tokens * 2))
+            filters: dict[str, Any] = dict(
+                scopes=parse_scopes(scopes), tags_any=str_list("tags_any", tags_any) or (),
                 tags_all=str_list("tags_all", tags_all) or (), kind=kind,
                 since=parse_time("since", since), until=parse_time("until", until), pinned=pinned,
-                mode=parse_mode(mode), cursor=cursor, snippet_chars=snippet_chars(budget, n),
+                mode=parse_mode(mode), cursor=cursor, include_superseded=include_superseded,
             )  # fmt: skip
-            return search_output(result, budget)
+
+            def page(size: int) -> dict[str, Any]:
+                result = m.search(text, k=size, snippet_chars=snippet_chars(budget, size),
+                                  **filters)  # fmt: skip
+                return search_output(result, budget).model_dump(mode="json")
+
+            data = page(n)
+            if tokens is None:
+                return data
+            found = len(data["results"])
+            while True:
+                fitted, kept = fit_search(data, tokens)
+                if kept == len(data["results"]):
+                    return fitted
+                # fewer results fit: ask for that many, so next_cursor resumes right after
+                data = page(kept)
+                data.update(truncated=True, omitted=found - kept)
 
         return _result(await holder.call(names["memory_search"], work))
 
