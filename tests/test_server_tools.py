@@ -321,7 +321,7 @@ async def test_unknown_tool_and_prompt_are_invalid_params(manager: Any, mode: st
         assert other.error.code == -32602 and "memory_store, memory_search" in other.error.message
         prompt = await _protocol_error(client.get_prompt("summarise"))
         assert prompt.error.code == -32602
-        assert prompt.error.message == "unknown prompt 'summarise'; this server has no prompts"
+        assert prompt.error.message == "unknown prompt 'summarise'; the prompts are session_context"
 
 
 async def test_a_list_cursor_the_server_never_issued_is_invalid_params(

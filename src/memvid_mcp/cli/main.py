@@ -21,6 +21,7 @@ from .. import __version__
 from ..core.config import BACKENDS, Settings, check_chosen_data_dir, default_data_dir
 from ..core.errors import MemvidError, ValidationError
 from ..core.models import SCOPES, SEARCH_MODES, iso
+from ..mcp.context import DEFAULT_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS, MIN_CONTEXT_TOKENS
 
 if TYPE_CHECKING:  # the manager (search + storage stack) loads only when a command needs it
     from ..manager import MemoryManager
@@ -323,6 +324,26 @@ def list_(obj: Context, limit: int, cursor: str | None, kind: str | None,
             click.echo(f"more: --cursor {result.next_cursor}")
 
     obj.emit(result.to_dict(), human)
+
+
+@main.command()
+@click.option("--project", "project_path", type=click.Path(path_type=Path), default=None,
+              help="A path inside the repository (default: the working directory).")
+@click.option("--max-tokens", type=click.IntRange(MIN_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS),
+              default=DEFAULT_CONTEXT_TOKENS,
+              show_default=True, help="Budget for the printed context (estimated tokens).")
+@click.pass_obj
+def context(obj: Context, project_path: Path | None, max_tokens: int) -> None:
+    """Print the memories most worth knowing for this project: pinned first, then decisions
+    and preferences, then recent ones (what a SessionStart hook adds to a session)."""
+    from ..mcp.context import session_context
+
+    project = project_path or obj.settings.project
+    with obj.manager() as manager:
+        # the service's manager serves the client's working directory: look at the one asked
+        shown = manager.view(project.resolve()) if project is not None else manager
+        result = session_context(shown, max_tokens)
+    obj.emit(result.to_dict(), lambda: click.echo(result.text))
 
 
 @main.command()

@@ -46,6 +46,12 @@ from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
 from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
 from .budget import compact_json, fit_search
+from .context import (
+    DEFAULT_CONTEXT_TOKENS,
+    MAX_CONTEXT_TOKENS,
+    MIN_CONTEXT_TOKENS,
+    session_context,
+)
 from .portable import input_schema, output_schema
 from .schemas import (
     DEFAULT_GET_CHARS,
@@ -597,6 +603,37 @@ def _build(
         server.add_tool(fn, name=name, title=title, description=description,
                         annotations=hints)  # fmt: skip
         server.publish(name)
+
+    def context_text(tokens: str | int | None) -> Callable[[MemoryManager], str]:
+        budget = DEFAULT_CONTEXT_TOKENS
+        if tokens not in (None, ""):
+            try:
+                budget = int(str(tokens))
+            except ValueError:
+                budget = -1
+            if not MIN_CONTEXT_TOKENS <= budget <= MAX_CONTEXT_TOKENS:
+                raise ValidationError("max_tokens", f"must be an integer from "
+                                      f"{MIN_CONTEXT_TOKENS} to {MAX_CONTEXT_TOKENS}")
+        return lambda m: session_context(m, budget).text
+
+    @server.prompt(
+        name="session_context",
+        title="Session context",
+        description="The memories most worth knowing for this project (pinned, then decisions "
+        "and preferences, then recent ones) to start a session with; max_tokens bounds it.",
+    )
+    async def session_context_prompt(max_tokens: str | None = None) -> str:
+        return await holder.read("memvid://context", context_text(max_tokens))
+
+    @server.resource(
+        "memvid://context",
+        name="context",
+        title="Session context",
+        description="The session-start memories as text (same as the session_context prompt).",
+        mime_type="text/plain",
+    )
+    async def context_resource() -> str:
+        return await holder.read("memvid://context", context_text(None))
 
     @server.resource(
         "memvid://stats",
