@@ -135,3 +135,35 @@ def test_the_session_start_hook_prints_the_project_context(project: Any, tmp_pat
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
     assert ids["pinned"] in out.stdout and ids["global"] in out.stdout
+
+
+def test_context_through_the_running_service_looks_at_the_project_asked(tmp_path: Path
+                                                                         ) -> None:
+    """With a client connected the CLI runs in the service, whose manager serves the CLI's
+    working directory: ``--project`` must still pick the repository asked for."""
+    import sys
+
+    from memvid_mcp.client.stdio_peer import StdioPeer, structured
+
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    (repo / ".git").mkdir(parents=True)
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVID_")
+           or k in ("MEMVID_RUN_DIR", "MEMVID_SERVICE_IDLE")}
+    env.update(MEMVID_EMBEDDINGS="0", PYTHONPATH=str(ROOT / "src"))
+    command = [sys.executable, "-m", "memvid_mcp", "--data-dir", str(tmp_path / "data")]
+    peer = StdioPeer(command, env=env, cwd=repo)
+    try:
+        stored = structured(peer.tool("memory_store", text="the repo uses tabs",
+                                      kind="preference", pinned=True))
+        assert stored["scope"] == "project"
+        out = subprocess.run([*command, "--json", "context", "--project", str(repo)], env=env,
+                             cwd=elsewhere, capture_output=True, text=True, timeout=60)
+        status = subprocess.run([*command, "--json", "service", "--status"], env=env,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        peer.close()
+    assert json.loads(status.stdout)["running"] is True  # the command went through it
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["ids"] == [stored["id"]] and "project" in data["scopes"]
