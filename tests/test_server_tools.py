@@ -109,7 +109,9 @@ async def test_tools_have_titles_descriptions_annotations_and_schemas(
     assert set(tools) == TOOLS
     for tool in tools.values():
         assert tool.title
-        assert tool.description and len(tool.description) > 100
+        # When to call it, in one or two sentences (schemas may be deferred: be brief).
+        assert tool.description and 40 < len(tool.description) <= 300
+        assert tool.description.count(". ") <= 2
         assert tool.annotations is not None
         assert tool.annotations.open_world_hint is False
         assert tool.output_schema and tool.output_schema.get("properties")
@@ -129,7 +131,9 @@ async def test_tools_have_titles_descriptions_annotations_and_schemas(
     delete = tools["memory_delete"].annotations
     assert delete is not None and delete.destructive_hint is True
     search_props = tools["memory_search"].input_schema["properties"]
-    assert {"query", "q", "limit", "k", "cursor", "max_chars"} <= set(search_props)
+    assert {"query", "limit", "cursor", "max_chars"} <= set(search_props)
+    assert not {"q", "k"} & set(search_props)  # aliases are accepted, never advertised
+    assert tools["memory_search"].input_schema["required"] == ["query"]
     assert tools["memory_store"].input_schema["required"] == ["text"]
     assert {"results", "scopes", "next_cursor", "note"} <= set(
         tools["memory_search"].output_schema["properties"]  # type: ignore[index]
@@ -317,7 +321,7 @@ async def test_unknown_tool_and_prompt_are_invalid_params(manager: Any, mode: st
         assert other.error.code == -32602 and "memory_store, memory_search" in other.error.message
         prompt = await _protocol_error(client.get_prompt("summarise"))
         assert prompt.error.code == -32602
-        assert prompt.error.message == "unknown prompt 'summarise'; this server has no prompts"
+        assert prompt.error.message == "unknown prompt 'summarise'; the prompts are session_context"
 
 
 async def test_a_list_cursor_the_server_never_issued_is_invalid_params(

@@ -254,18 +254,44 @@ class MemoryManager:
               kind: str | None = None, scope: str | None = None,
               metadata: Any = None, id: str | None = None, source: str | None = None,
               ttl_seconds: float | None = None, expires_at: Any = None,
-              pinned: bool = False) -> StoreResult:
-        """Store one memory; durable when this returns. Exact duplicates fold into one."""
+              pinned: bool = False, supersedes: Any = None) -> StoreResult:
+        """Store one memory; durable when this returns. Exact duplicates fold into one.
+
+        ``supersedes``: ids of memories this one replaces. They leave search (kept, and
+        shown by ``get`` with ``superseded_by``); they must live in one scope, which is where
+        the new memory goes when ``scope`` is not given."""
+        older = normalise_ids(supersedes, "supersedes") if supersedes else []
+        if older:
+            scope = self._scope_of(older, scope)
         fields = dict(title=title, tags=tags, kind=kind, scope=scope, metadata=metadata, id=id,
                       source=source, ttl_seconds=ttl_seconds, expires_at=expires_at,
                       pinned=pinned)
         item, redactions = self._prepare(text, fields)
-        return self._store_prepared(item, redactions)
+        return self._store_prepared(item, redactions, supersedes=older)
+
+    def _scope_of(self, ids: Sequence[str], scope: str | None) -> str:
+        """The one scope holding every memory in ``ids`` (a memory supersedes only memories
+        of its own scope)."""
+        found: dict[str, str] = {}
+        for store in self._existing_scopes(None):
+            for memory_id in ids:
+                if memory_id not in found and store.record(memory_id) is not None:
+                    found[memory_id] = store.name
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise ValidationError("supersedes", f"no memory {missing[0]}")
+        scopes = sorted(set(found.values()))
+        if len(scopes) > 1 or (scope is not None and scope != scopes[0]):
+            raise ValidationError("supersedes", f"memories of scope {', '.join(scopes)} can "
+                                  f"only be superseded by a memory of the same scope")
+        return scopes[0]
 
     def _store_prepared(self, item: StoreInput, redactions: tuple[str, ...],
-                        imported: dict[str, Any] | None = None) -> StoreResult:
+                        imported: dict[str, Any] | None = None,
+                        supersedes: Sequence[str] = ()) -> StoreResult:
         store = self._scope(item.scope, write=True)
-        record, deduplicated, replaced = store.store(item, imported=imported)
+        record, deduplicated, replaced = store.store(item, imported=imported,
+                                                     supersedes=supersedes)
         self._nudge()
         return StoreResult(record.id, deduplicated, store.name, record.sha256, replaced,
                            redactions)
@@ -378,8 +404,9 @@ class MemoryManager:
                tags_any: Any = (), tags_all: Any = (), kind: str | None = None,
                since: Any = None, until: Any = None, pinned: bool | None = None,
                mode: str = "hybrid", cursor: str | None = None,
-               snippet_chars: int = 240) -> SearchResult:
-        """Ranked memories for a natural-language query, with snippets (not full text)."""
+               snippet_chars: int = 240, include_superseded: bool = False) -> SearchResult:
+        """Ranked memories for a natural-language query, with snippets (not full text).
+        Memories superseded by a newer one are left out unless ``include_superseded``."""
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query", "is empty; give some words to search for")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -404,11 +431,13 @@ class MemoryManager:
         note = None
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
-            return _merge_by_score(s.lexical_search(query, depth, filters) for s in stores)
+            return _merge_by_score(s.lexical_search(query, depth, filters,
+                                                    include_superseded=include_superseded)
+                                   for s in stores)
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         if mode != "lexical":
-            semantic, note = self._semantic(query, depth, filters, stores)
+            semantic, note = self._semantic(query, depth, filters, stores, include_superseded)
         ranked: list[tuple[MemoryRecord, float]]
         if semantic is None:
             mode_used, ranked = "lexical", lexical()
@@ -441,7 +470,7 @@ class MemoryManager:
                             tuple(s.name for s in stores), note)
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
-                  stores: Sequence[ScopeStore]
+                  stores: Sequence[ScopeStore], include_superseded: bool = False
                   ) -> tuple[builtins.list[tuple[MemoryRecord, float]] | None, str | None]:
         """The vector ranking and a note on what it covered; None when it cannot contribute
         (no model, or no memory has a vector yet), so the result says ``lexical``."""
@@ -459,7 +488,9 @@ class MemoryManager:
         if total and not covered:
             return None, (f"semantic search has no vectors yet (0 of {total:,} memories "
                           "embedded); lexical results only")
-        semantic = _merge_by_score(s.vector_search(vector, depth, filters) for s in stores)
+        semantic = _merge_by_score(s.vector_search(vector, depth, filters,
+                                                   include_superseded=include_superseded)
+                                   for s in stores)
         note = None
         if covered < total:
             note = (f"semantic search covers {covered:,} of {total:,} memories so far; "

@@ -22,6 +22,7 @@ from .. import __version__
 from ..core.config import BACKENDS, Settings, check_chosen_data_dir, default_data_dir
 from ..core.errors import MemvidError, ValidationError
 from ..core.models import SCOPES, SEARCH_MODES, iso
+from ..mcp.context import DEFAULT_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS, MIN_CONTEXT_TOKENS
 
 if TYPE_CHECKING:  # the manager (search + storage stack) loads only when a command needs it
     from ..manager import MemoryManager
@@ -194,17 +195,19 @@ def serve(obj: Context, transport: str, host: str, port: int) -> None:
 @click.option("--source", default=None, help="Where the memory came from (URL, file, ...).")
 @click.option("--ttl", type=float, default=None, help="Expire after this many seconds.")
 @click.option("--pinned", is_flag=True, help="Mark as pinned.")
+@click.option("--supersedes", default=None,
+              help="Comma-separated ids this memory replaces (they leave search, kept).")
 @click.pass_obj
 def store(obj: Context, text: str, title: str | None, tags: str | None, kind: str | None,
           metadata: str | None, memory_id: str | None, source: str | None, ttl: float | None,
-          pinned: bool) -> None:
+          pinned: bool, supersedes: str | None) -> None:
     """Store TEXT (or '-' to read standard input)."""
     if text == "-":
         text = sys.stdin.read()
     with obj.manager() as manager:
         result = manager.store(text, title=title, tags=tags, kind=kind, scope=obj.scope,
                                metadata=metadata, id=memory_id, source=source,
-                               ttl_seconds=ttl, pinned=pinned)
+                               ttl_seconds=ttl, pinned=pinned, supersedes=supersedes)
     data = result.to_dict()
 
     def human() -> None:
@@ -229,10 +232,12 @@ def store(obj: Context, text: str, title: str | None, tags: str | None, kind: st
               help="ISO date/time, or an age such as 7d, 12h, 30m (exclusive).")
 @click.option("--mode", type=click.Choice(SEARCH_MODES), default="hybrid", show_default=True)
 @click.option("--cursor", default=None, help="next_cursor of a previous page.")
+@click.option("--include-superseded", is_flag=True,
+              help="Also find memories replaced by newer ones.")
 @click.pass_obj
 def search(obj: Context, query: str, k: int, tags: str | None, all_tags: str | None,
            kind: str | None, since: str | None, until: str | None, mode: str,
-           cursor: str | None) -> None:
+           cursor: str | None, include_superseded: bool) -> None:
     """Search memories (hybrid keyword + semantic by default)."""
     scopes = [obj.scope] if obj.scope else None
     with obj.manager() as manager:
@@ -240,7 +245,8 @@ def search(obj: Context, query: str, k: int, tags: str | None, all_tags: str | N
             manager.catch_up_embeddings(SEARCH_EMBED_SECONDS, scopes)
         result = manager.search(query, k=k, scopes=scopes,
                                 tags_any=tags, tags_all=all_tags, kind=kind, since=since,
-                                until=until, mode=mode, cursor=cursor)
+                                until=until, mode=mode, cursor=cursor,
+                                include_superseded=include_superseded)
 
     def human() -> None:
         if result.note:
@@ -273,6 +279,10 @@ def get(obj: Context, ids: tuple[str, ...]) -> None:
             record = memory.record
             click.echo(f"== {record.id}  [{record.scope}/{record.kind}]  "
                        f"{iso(record.created_at)}  tags: {', '.join(record.tags) or '-'}")
+            if record.superseded_by:
+                click.echo(f"superseded by {record.superseded_by}")
+            if record.supersedes:
+                click.echo(f"supersedes {', '.join(record.supersedes)}")
             if record.title:
                 click.echo(f"# {record.title}")
             click.echo(memory.text)
@@ -327,6 +337,26 @@ def list_(obj: Context, limit: int, cursor: str | None, kind: str | None,
             click.echo(f"more: --cursor {result.next_cursor}")
 
     obj.emit(result.to_dict(), human)
+
+
+@main.command()
+@click.option("--project", "project_path", type=click.Path(path_type=Path), default=None,
+              help="A path inside the repository (default: the working directory).")
+@click.option("--max-tokens", type=click.IntRange(MIN_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS),
+              default=DEFAULT_CONTEXT_TOKENS,
+              show_default=True, help="Budget for the printed context (estimated tokens).")
+@click.pass_obj
+def context(obj: Context, project_path: Path | None, max_tokens: int) -> None:
+    """Print the memories most worth knowing for this project: pinned first, then decisions
+    and preferences, then recent ones (what a SessionStart hook adds to a session)."""
+    from ..mcp.context import session_context
+
+    project = project_path or obj.settings.project
+    with obj.manager() as manager:
+        # the service's manager serves the client's working directory: look at the one asked
+        shown = manager.view(project.resolve()) if project is not None else manager
+        result = session_context(shown, max_tokens)
+    obj.emit(result.to_dict(), lambda: click.echo(result.text))
 
 
 @main.command()

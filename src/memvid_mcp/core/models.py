@@ -44,7 +44,9 @@ class MemoryRecord:
     """A memory's metadata without its body; what indexes and the snapshot keep.
 
     ``body_id`` names the stored body of this version (a new one for every replacement), so
-    the storage backend never needs to know about memory ids or versions.
+    the storage backend never needs to know about memory ids or versions. ``supersedes`` and
+    ``superseded_by`` link a memory and the newer ones that replace it (ADR 0023); records
+    written before they existed read as neither.
     """
 
     id: str
@@ -61,6 +63,8 @@ class MemoryRecord:
     pinned: bool
     sha256: str
     size: int
+    supersedes: tuple[str, ...] = ()
+    superseded_by: str | None = None
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or utcnow())
@@ -69,8 +73,9 @@ class MemoryRecord:
         return replace(self, tags=tags, updated_at=updated_at)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every public field (no body_id) in the JSON shape of the API."""
-        return {
+        """Every public field (no body_id) in the JSON shape of the API; the supersession
+        links only when set."""
+        data: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "kind": self.kind,
@@ -85,6 +90,11 @@ class MemoryRecord:
             "sha256": self.sha256,
             "size": self.size,
         }
+        if self.supersedes:
+            data["supersedes"] = list(self.supersedes)
+        if self.superseded_by is not None:
+            data["superseded_by"] = self.superseded_by
+        return data
 
     def to_state(self) -> dict[str, Any]:
         """The durable form (WAL and snapshot): the public fields plus body_id."""
@@ -110,6 +120,8 @@ class MemoryRecord:
             pinned=bool(state.get("pinned", False)),
             sha256=state["sha256"],
             size=int(state["size"]),
+            supersedes=tuple(state.get("supersedes") or ()),
+            superseded_by=state.get("superseded_by"),
         )
 
 

@@ -88,12 +88,21 @@ def expected(prop: Mapping[str, Any]) -> str:
 
 
 def unknown_arguments(
-    tool: str, schema: Mapping[str, Any], arguments: Mapping[str, Any]
+    tool: str,
+    schema: Mapping[str, Any],
+    arguments: Mapping[str, Any],
+    *,
+    advertised: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """A sentence about the first argument the tool does not take, or None."""
-    known = list(schema.get("properties", {}))
+    """A sentence about the first argument the tool does not take, or None.
+
+    ``schema`` says what is accepted (aliases too); suggestions and the list of what the
+    tool takes come from ``advertised`` (the published schema) when given.
+    """
+    accepted = schema.get("properties", {})
+    known = list((advertised if advertised is not None else schema).get("properties", {}))
     for name in arguments:
-        if name in known:
+        if name in accepted:
             continue
         guess = did_you_mean(name, known)
         if guess is not None and guess not in arguments:

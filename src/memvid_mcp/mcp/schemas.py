@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from ..core.errors import ValidationError
 from ..core.models import iso
 from ..core.validation import check_time_bound
+from .budget import MAX_TOKENS, MIN_TOKENS
 
 if TYPE_CHECKING:
     from ..core.models import GetResult, MemoryRecord, SearchResult, Stats, StoreResult
@@ -45,7 +46,8 @@ SEARCH_MODES = {
 
 
 class MemoryInfo(BaseModel):
-    """A memory's metadata, without its text."""
+    """A memory's metadata, without its text; ``supersedes``/``superseded_by`` link it to the
+    memories it replaced and the one that replaced it (ADR 0023)."""
 
     id: str = Field(description="Memory id (26-character ULID); pass it to memory_get/delete.")
     title: str | None
@@ -60,6 +62,8 @@ class MemoryInfo(BaseModel):
     pinned: bool
     sha256: str
     size: int = Field(description="Size of the full text in UTF-8 bytes.")
+    supersedes: list[str] = Field(default_factory=list)
+    superseded_by: str | None = None
 
 
 class MemoryText(MemoryInfo):
@@ -86,24 +90,33 @@ class StoreOutput(BaseModel):
 
 
 class SearchHitOutput(BaseModel):
+    """One hit. Under a tight ``max_tokens`` only id, title and snippet (or id and snippet)
+    are sent, hence the defaults."""
+
     id: str
-    score: float
-    title: str | None
+    score: float = 0.0
+    title: str | None = None
     snippet: str = Field(description="Excerpt around the match; memory_get gives the full text.")
-    tags: list[str]
-    kind: str
-    scope: str
-    created_at: str | None
+    tags: list[str] = Field(default_factory=list)
+    kind: str = ""
+    scope: str = ""
+    created_at: str | None = None
 
 
 class SearchOutput(BaseModel):
     results: list[SearchHitOutput]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
-    mode: str = Field(description="Search mode actually used (hybrid, lexical or semantic).")
-    scopes: list[str] = Field(description="Scopes that were searched.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null at end."
+    )
+    mode: str = Field(default="", description="Search mode actually used.")
+    scopes: list[str] = Field(default_factory=list, description="Scopes that were searched.")
     note: str | None = Field(
         default=None,
         description="Caveat about this answer, e.g. lexical results while the model loads.",
+    )
+    truncated: bool = Field(default=False, description="True if max_tokens cut anything.")
+    omitted: int = Field(
+        default=0, description="Results of this page left out by max_tokens (see next_cursor)."
     )
 
 
@@ -151,42 +164,28 @@ class StatsOutput(BaseModel):
 
 # ----------------------------------------------------------------------------- argument types
 
-_TAGS_HELP = "Tags: a list of strings or one comma-separated string."
-_SCOPES_HELP = (
-    "Scopes to look in: a list or comma-separated string of 'project', 'committed', 'global'. "
-    "Default: project and global (only global outside a git repository)."
-)
-_IDS_HELP = "Memory ids: one id, a comma-separated string, or a list (at most 100)."
-_TIME_HELP = "An ISO 8601 date/time (UTC if no zone) or a relative age such as '7d', '12h', '30m'."
+_SCOPE_NAMES = "project, committed or global"
+_AGE = "ISO 8601 or an age like '7d'"
 
-Text = Annotated[str, Field(description="The memory itself: self-contained text to remember.")]
-Title = Annotated[str | None, Field(description="Optional short title.")]
-Tags = Annotated[list[str] | str | None, Field(description=_TAGS_HELP)]
+Text = Annotated[
+    str, Field(description="One self-contained fact, decision, preference or note.")
+]
+Title = Annotated[str | None, Field(description="Short title.")]
+Tags = Annotated[list[str] | str | None, Field(description="Tags, e.g. ['ops', 'deploy'].")]
 Kind = Annotated[
     str | None,
-    Field(description="Optional category such as 'note', 'decision', 'preference', 'fact'."),
+    Field(description="'note' (default), 'decision', 'preference', 'fact', ..."),
 ]
 WriteScope = Annotated[
     str | None,
-    Field(
-        description="Where to write: 'project', 'committed' or 'global'. Default: 'project' "
-        "inside a git repository, else 'global'."
-    ),
+    Field(description="project (default in a git repository), committed or global."),
 ]
-Metadata = Annotated[
-    dict[str, Any] | str | None, Field(description="Optional JSON object of extra fields.")
-]
-Source = Annotated[str | None, Field(description="Optional origin, e.g. a file path or URL.")]
-TtlSeconds = Annotated[
-    float | None, Field(description="Optional lifetime in seconds; the memory expires after it.")
-]
-ExpiresAt = Annotated[str | None, Field(description="Optional expiry time (ISO 8601).")]
-Pinned = Annotated[
-    bool, Field(description="Mark as important; searches can filter with pinned=true.")
-]
-Query = Annotated[
-    str | None, Field(description="What to look for, in natural language or keywords. Required.")
-]
+Metadata = Annotated[dict[str, Any] | str | None, Field(description="Extra fields (object).")]
+Source = Annotated[str | None, Field(description="Where it came from (file path, URL).")]
+TtlSeconds = Annotated[float | None, Field(description="Expire after this many seconds.")]
+ExpiresAt = Annotated[str | None, Field(description="Expire at this time (ISO 8601).")]
+Pinned = Annotated[bool, Field(description="Important: shown first at session start.")]
+Query = Annotated[str | None, Field(description="What to look for: keywords or a question.")]
 QueryAlias = Annotated[str | None, Field(description="Alias of `query`.")]
 _LIMIT_RANGE: dict[str, Any] = {"minimum": 1, "maximum": MAX_LIMIT}
 _CHARS_RANGE: dict[str, Any] = {"minimum": MIN_CHARS, "maximum": MAX_CHARS}
@@ -197,81 +196,76 @@ Limit = Annotated[
 LimitAlias = Annotated[
     int | None, Field(description="Alias of `limit`.", json_schema_extra=_LIMIT_RANGE)
 ]
-Scopes = Annotated[list[str] | str | None, Field(description=_SCOPES_HELP)]
-IdScopes = Annotated[
+Scopes = Annotated[
     list[str] | str | None,
-    Field(
-        description="Scopes to look in: a list or comma-separated string of 'project', "
-        "'committed', 'global'. Default: every scope."
-    ),
+    Field(description=f"{_SCOPE_NAMES}; default project and global."),
+]
+IdScopes = Annotated[
+    list[str] | str | None, Field(description=f"{_SCOPE_NAMES}; default all.")
 ]
 ListScope = Annotated[
-    str | None,
-    Field(
-        description="Scope to list: 'project', 'committed' or 'global'. Default: project and "
-        "global (only global outside a git repository)."
-    ),
+    str | None, Field(description=f"{_SCOPE_NAMES}; default project and global.")
 ]
-StatsScope = Annotated[
-    str | None,
-    Field(description="Scope to report: 'project', 'committed' or 'global'. Default: all."),
-]
+StatsScope = Annotated[str | None, Field(description=f"{_SCOPE_NAMES}; default all.")]
 TagsAny = Annotated[
-    list[str] | str | None, Field(description="Only memories with at least one of these tags.")
+    list[str] | str | None, Field(description="Only memories with any of these tags.")
 ]
 TagsAll = Annotated[
     list[str] | str | None, Field(description="Only memories with all of these tags.")
 ]
 KindFilter = Annotated[str | None, Field(description="Only memories of this kind.")]
-Since = Annotated[
-    str | None, Field(description="Only memories created at or after this. " + _TIME_HELP)
-]
-Until = Annotated[str | None, Field(description="Only memories created before this. " + _TIME_HELP)]
+Since = Annotated[str | None, Field(description=f"Created at or after: {_AGE}.")]
+Until = Annotated[str | None, Field(description=f"Created before: {_AGE}.")]
 PinnedFilter = Annotated[
-    bool | None, Field(description="true: only pinned; false: only unpinned; omit: both.")
+    bool | None, Field(description="true: only pinned; false: only unpinned.")
 ]
 Mode = Annotated[
-    str,
+    str, Field(description="hybrid (default), lexical (exact words) or semantic.")
+]
+Cursor = Annotated[str | None, Field(description="next_cursor of the previous page.")]
+Ids = Annotated[list[str] | str, Field(description=f"Memory ids (at most {MAX_LIMIT}).")]
+Supersedes = Annotated[
+    list[str] | str | None,
+    Field(description="Ids of memories this one replaces: they leave search, kept in history."),
+]
+IncludeSuperseded = Annotated[
+    bool, Field(description="Also find memories replaced by newer ones.")
+]
+MaxTokens = Annotated[
+    int | None,
     Field(
-        description="'hybrid' (default: keywords and meaning), 'lexical' (exact words) or "
-        "'semantic' (meaning only)."
+        description="Budget for the whole answer in tokens (pessimistic estimate); at least "
+        "one result comes back, cut to fit.",
+        json_schema_extra={"minimum": MIN_TOKENS, "maximum": MAX_TOKENS},
     ),
 ]
-Cursor = Annotated[
-    str | None, Field(description="`next_cursor` from the previous page; omit for the first.")
-]
-Ids = Annotated[list[str] | str, Field(description=_IDS_HELP)]
 
 
 SearchChars = Annotated[
     int | None,
     Field(
-        description=f"Budget for returned snippet text in characters (default "
-        f"{DEFAULT_SEARCH_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        description=f"Snippet budget in characters (default {DEFAULT_SEARCH_CHARS}).",
         json_schema_extra=_CHARS_RANGE,
     ),
 ]
 GetChars = Annotated[
     int | None,
     Field(
-        description=f"Budget for returned memory text in characters (default "
-        f"{DEFAULT_GET_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        description=f"Text budget in characters (default {DEFAULT_GET_CHARS}).",
         json_schema_extra=_CHARS_RANGE,
     ),
 ]
 ListChars = Annotated[
     int | None,
     Field(
-        description=f"Budget for the returned JSON in characters (default "
-        f"{DEFAULT_LIST_CHARS}, {MIN_CHARS}-{MAX_CHARS}).",
+        description=f"Answer budget in characters (default {DEFAULT_LIST_CHARS}).",
         json_schema_extra=_CHARS_RANGE,
     ),
 ]
 Offset = Annotated[
     int,
     Field(
-        description="Character offset into each memory's text; with one id, pages through a "
-        "long memory (use offset + len(text) of the previous answer).",
+        description="Start at this character (pages through one long memory).",
         json_schema_extra={"minimum": 0},
     ),
 ]
@@ -295,6 +289,16 @@ def parse_limit(value: int | None, alias: int | None, default: int) -> int:
             "limit", f"must be an integer from 1 to {MAX_LIMIT} (got {n!r}); page with cursor"
         )
     return n
+
+
+def parse_tokens(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not MIN_TOKENS <= value <= MAX_TOKENS:
+        raise ValidationError(
+            "max_tokens", f"must be from {MIN_TOKENS} to {MAX_TOKENS} (got {value!r})"
+        )
+    return value
 
 
 def parse_budget(value: int | None, default: int) -> int:
@@ -382,6 +386,8 @@ def memory_info(record: MemoryRecord) -> MemoryInfo:
         pinned=record.pinned,
         sha256=record.sha256,
         size=record.size,
+        supersedes=list(record.supersedes),
+        superseded_by=record.superseded_by,
     )
 
 

@@ -45,11 +45,20 @@ from .. import __version__
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
 from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
+from .budget import compact_json, fit_search
+from .context import (
+    DEFAULT_CONTEXT_TOKENS,
+    MAX_CONTEXT_TOKENS,
+    MIN_CONTEXT_TOKENS,
+    session_context,
+)
+from .portable import input_schema, output_schema
 from .schemas import (
     DEFAULT_GET_CHARS,
     DEFAULT_LIST_CHARS,
     DEFAULT_SEARCH_CHARS,
     MAX_LIMIT,
+    MIN_CHARS,
     Cursor,
     DeleteOutput,
     ExpiresAt,
@@ -57,6 +66,7 @@ from .schemas import (
     GetOutput,
     Ids,
     IdScopes,
+    IncludeSuperseded,
     Kind,
     KindFilter,
     Limit,
@@ -64,6 +74,7 @@ from .schemas import (
     ListChars,
     ListOutput,
     ListScope,
+    MaxTokens,
     Metadata,
     Mode,
     Offset,
@@ -79,6 +90,7 @@ from .schemas import (
     StatsOutput,
     StatsScope,
     StoreOutput,
+    Supersedes,
     Tags,
     TagsAll,
     TagsAny,
@@ -97,6 +109,7 @@ from .schemas import (
     parse_mode,
     parse_scopes,
     parse_time,
+    parse_tokens,
     pick,
     search_output,
     snippet_chars,
@@ -136,19 +149,32 @@ TOOL_BASE_NAMES = (
 )
 
 INSTRUCTIONS = """\
-Durable memory that persists across conversations. Use {memory_search} before answering questions
-that may depend on earlier work, decisions or user preferences; use {memory_store} to save facts,
-decisions and preferences worth remembering (one self-contained memory per call; storing the same
-text twice is harmless). Search returns snippets and ids; {memory_get} returns the full text.
-Scopes: 'project' (this git repository, private), 'committed' (inside the repository, meant to be
-checked in) and 'global' (this user, every project); by default writes go to the project scope
-inside a git repository and to global otherwise, and searches cover project and global."""
+Durable memory that persists across conversations and sessions.
+- {memory_search}(query, limit, kind, tags_any, since, max_tokens): call it before answering \
+anything that may depend on earlier work, decisions or the user's preferences. It returns ids \
+and snippets; {memory_get}(ids) returns full text.
+- {memory_store}(text, title, tags, kind, pinned, supersedes): save one self-contained fact, \
+decision ('decision') or preference ('preference') per call when the user shares something \
+worth keeping or asks you to remember. Storing the same text twice is harmless. To correct or \
+update a memory, store the new text with supersedes=[old id]: the old one leaves search but is \
+kept.
+- {memory_list} browses newest first; {memory_delete}(ids) forgets; {memory_stats} checks \
+health.
+Scopes: 'project' (this git repository, private; the default for writes inside one), \
+'committed' (inside the repository, shared through git) and 'global' (this user, every \
+project); searches cover project and global. The prompt 'session_context' and the resource \
+memvid://context give the memories worth knowing at the start of a session."""
+
+# Arguments each tool accepts under a second name: accepted, never advertised.
+ALIASES = {"memory_search": {"q": "query", "k": "limit"}, "memory_list": {"k": "limit"}}
+# Arguments a model must give (the function takes them optionally because of an alias).
+REQUIRED = {"memory_search": ("query",)}
 
 
-def _result(model: BaseModel) -> CallToolResult:
+def _result(model: BaseModel | dict[str, Any]) -> CallToolResult:
     """Structured content plus the same data as one compact JSON text block."""
-    data = model.model_dump(mode="json")
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    data = model if isinstance(model, dict) else model.model_dump(mode="json")
+    text = compact_json(data)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
@@ -288,16 +314,35 @@ class _Server(MCPServer[Any]):
     bad arguments are one sentence naming the argument.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accepted: dict[str, dict[str, Any]] = {}  # tool -> its arguments, aliases too
+
+    def publish(self, name: str) -> None:
+        """Replace a tool's schemas with ones every client accepts (``portable.py``); keep
+        the full input schema, aliases included, to accept and word arguments by."""
+        tool = self._tool_manager.get_tool(name)
+        assert tool is not None
+        base = name.replace(".", "_", 1)
+        self.accepted[name] = tool.parameters
+        tool.parameters = input_schema(
+            tool.parameters, hidden=ALIASES.get(base, {}), required=REQUIRED.get(base, ())
+        )
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = output_schema(tool.fn_metadata.output_schema)
+            tool.__dict__.pop("output_schema", None)  # a cached_property: read it afresh
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=_unknown("tool", name, self._tools()))
-        problem = unknown_arguments(name, tool.parameters, arguments)
+        accepted = self.accepted.get(name, tool.parameters)
+        problem = unknown_arguments(name, accepted, arguments, advertised=tool.parameters)
         if problem is None:
             try:
                 tool.fn_metadata.validate_arguments(arguments)
             except PydanticValidationError as exc:
-                problem = invalid_arguments(tool.parameters, arguments, exc.errors())
+                problem = invalid_arguments(accepted, arguments, exc.errors())
         if problem is not None:
             raise ToolError(problem)
         try:
@@ -372,7 +417,7 @@ def _build(
         return result
 
     with _sdk_logging_left_alone():
-        server: MCPServer = _Server(
+        server = _Server(
             "memvid-mcp",
             title="memvid memory",
             version=__version__,
@@ -392,12 +437,14 @@ def _build(
         ttl_seconds: TtlSeconds = None,
         expires_at: ExpiresAt = None,
         pinned: Pinned = False,
+        supersedes: Supersedes = None,
     ) -> Annotated[CallToolResult, StoreOutput]:
         def work(m: MemoryManager) -> StoreOutput:
             result = m.store(
                 text, title=title, tags=str_list("tags", tags) or (), kind=kind,
                 scope=scope.strip().lower() if scope else None, metadata=parse_metadata(metadata),
                 source=source, ttl_seconds=ttl_seconds, expires_at=expires_at, pinned=pinned,
+                supersedes=str_list("supersedes", supersedes),
             )  # fmt: skip
             return store_output(result)
 
@@ -418,21 +465,41 @@ def _build(
         mode: Mode = "hybrid",
         cursor: Cursor = None,
         max_chars: SearchChars = None,
+        max_tokens: MaxTokens = None,
+        include_superseded: IncludeSuperseded = False,
     ) -> Annotated[CallToolResult, SearchOutput]:
-        def work(m: MemoryManager) -> SearchOutput:
+        def work(m: MemoryManager) -> dict[str, Any]:
             text = pick("query", query, "q", q)
             if not isinstance(text, str) or not text.strip():
                 raise ValidationError("query", "is required: what to look for (alias q)")
             n = parse_limit(limit, k, 10)
             budget = parse_budget(max_chars, DEFAULT_SEARCH_CHARS)
-            result = m.search(
-                text, k=n, scopes=parse_scopes(scopes),
-                tags_any=str_list("tags_any", tags_any) or (),
+            tokens = parse_tokens(max_tokens)
+            if tokens is not None:  # snippets beyond what the whole answer can hold are waste
+                budget = min(budget, max(MIN_CHARS, tokens * 2))
+            filters: dict[str, Any] = dict(
+                scopes=parse_scopes(scopes), tags_any=str_list("tags_any", tags_any) or (),
                 tags_all=str_list("tags_all", tags_all) or (), kind=kind,
                 since=parse_time("since", since), until=parse_time("until", until), pinned=pinned,
-                mode=parse_mode(mode), cursor=cursor, snippet_chars=snippet_chars(budget, n),
+                mode=parse_mode(mode), cursor=cursor, include_superseded=include_superseded,
             )  # fmt: skip
-            return search_output(result, budget)
+
+            def page(size: int) -> dict[str, Any]:
+                result = m.search(text, k=size, snippet_chars=snippet_chars(budget, size),
+                                  **filters)  # fmt: skip
+                return search_output(result, budget).model_dump(mode="json")
+
+            data = page(n)
+            if tokens is None:
+                return data
+            found = len(data["results"])
+            while True:
+                fitted, kept = fit_search(data, tokens)
+                if kept == len(data["results"]):
+                    return fitted
+                # fewer results fit: ask for that many, so next_cursor resumes right after
+                data = page(kept)
+                data.update(truncated=True, omitted=found - kept)
 
         return _result(await holder.call(names["memory_search"], work))
 
@@ -504,81 +571,69 @@ def _build(
         return _result(await holder.call(names["memory_stats"], work))
 
     read_only = _annotations(read_only=True, destructive=False, idempotent=True)
-    server.add_tool(
-        memory_store,
-        name=names["memory_store"],
-        title="Store a memory",
-        description=(
-            "Save one self-contained memory (a fact, decision, preference or note) so it can be "
-            "found in later conversations. Use it when the user shares something worth "
-            "remembering or asks you to remember. Text identical to a live memory is stored "
-            "once (its id comes back with deduplicated=true), so retrying is safe. Secrets are "
-            "redacted. "
-            "Returns the memory id and the scope it was written to."
-        ),
-        annotations=_annotations(read_only=False, destructive=False, idempotent=True),
+    tools: list[tuple[Callable[..., Any], str, str, ToolAnnotations]] = [
+        (memory_store, "Store a memory",
+         "Save one self-contained fact, decision, preference or note for later conversations; "
+         "call it when the user shares something worth keeping or asks you to remember. "
+         "Identical text is stored once; to correct a memory, pass its id in supersedes.",
+         _annotations(read_only=False, destructive=False, idempotent=True)),
+        (memory_search, "Search memories",
+         "Find memories relevant to a question or topic; call it before answering anything "
+         "that may depend on earlier work, decisions or preferences. Returns ids and "
+         "snippets (memory_get gives full text); max_tokens bounds the whole answer.",
+         read_only),
+        (memory_get, "Get memories by id",
+         "Read the full text of memories by id (from memory_search or memory_list). Text is "
+         "cut to max_chars; truncated and omitted say when to ask again.",
+         read_only),
+        (memory_delete, "Delete memories",
+         "Permanently delete memories by id when the user asks to forget something (to "
+         "correct one, store the new text with supersedes instead).",
+         _annotations(read_only=False, destructive=True, idempotent=True)),
+        (memory_list, "List memories",
+         "Browse memories newest first without a query: metadata only, no text.",
+         read_only),
+        (memory_stats, "Memory statistics",
+         "Check that memory works: per scope counts, sizes, backend and embedding model "
+         "state.",
+         read_only),
+    ]  # fmt: skip
+    for fn, title, description, hints in tools:
+        name = names[fn.__name__]
+        server.add_tool(fn, name=name, title=title, description=description,
+                        annotations=hints)  # fmt: skip
+        server.publish(name)
+
+    def context_text(tokens: str | int | None) -> Callable[[MemoryManager], str]:
+        budget = DEFAULT_CONTEXT_TOKENS
+        if tokens not in (None, ""):
+            try:
+                budget = int(str(tokens))
+            except ValueError:
+                budget = -1
+            if not MIN_CONTEXT_TOKENS <= budget <= MAX_CONTEXT_TOKENS:
+                raise ValidationError("max_tokens", f"must be an integer from "
+                                      f"{MIN_CONTEXT_TOKENS} to {MAX_CONTEXT_TOKENS}")
+        return lambda m: session_context(m, budget).text
+
+    @server.prompt(
+        name="session_context",
+        title="Session context",
+        description="The memories most worth knowing for this project (pinned, then decisions "
+        "and preferences, then recent ones) to start a session with; max_tokens bounds it.",
     )
-    server.add_tool(
-        memory_search,
-        name=names["memory_search"],
-        title="Search memories",
-        description=(
-            "Find stored memories relevant to a question or topic (keywords and meaning). Use it "
-            "before answering anything that may depend on earlier conversations, decisions or "
-            "preferences. Returns up to `limit` hits (default 10, at most 100) with id, score, "
-            "title, tags and a short snippet, plus next_cursor for more and the scopes searched. "
-            "Call memory_get with the ids for full text. A `note` explains degraded answers, e.g. "
-            "lexical-only results while the embedding model is still loading."
-        ),
-        annotations=read_only,
+    async def session_context_prompt(max_tokens: str | None = None) -> str:
+        return await holder.read("memvid://context", context_text(max_tokens))
+
+    @server.resource(
+        "memvid://context",
+        name="context",
+        title="Session context",
+        description="The session-start memories as text (same as the session_context prompt).",
+        mime_type="text/plain",
     )
-    server.add_tool(
-        memory_get,
-        name=names["memory_get"],
-        title="Get memories by id",
-        description=(
-            "Read the full text and metadata of memories by id (ids come from memory_search or "
-            "memory_list). Returns the memories found, the ids that are missing (and any whose "
-            "stored text failed its checksum, under damaged), and the scopes looked in. Text "
-            "is bounded by max_chars; `truncated`/`omitted` say when to ask again "
-            "(with `offset` for one long memory)."
-        ),
-        annotations=read_only,
-    )
-    server.add_tool(
-        memory_delete,
-        name=names["memory_delete"],
-        title="Delete memories",
-        description=(
-            "Permanently delete memories by id, e.g. when the user asks to forget something or a "
-            "memory is wrong or outdated (to correct one, delete it and store the new text). "
-            "Deleted memories disappear from search at once. Returns how many were deleted and "
-            "the scopes looked in; deleting an id again deletes nothing."
-        ),
-        annotations=_annotations(read_only=False, destructive=True, idempotent=True),
-    )
-    server.add_tool(
-        memory_list,
-        name=names["memory_list"],
-        title="List memories",
-        description=(
-            "Browse memories newest first without a query: metadata only (no text), optionally "
-            "filtered by scope, kind or tags. Returns up to `limit` (default 20, at most 100), "
-            "next_cursor for the next page, and the scopes listed."
-        ),
-        annotations=read_only,
-    )
-    server.add_tool(
-        memory_stats,
-        name=names["memory_stats"],
-        title="Memory statistics",
-        description=(
-            "Report, per scope, how many memories are stored, their size, the storage backend "
-            "and the embedding model's state. Use it to check the memory store is working or "
-            "which scopes exist."
-        ),
-        annotations=read_only,
-    )
+    async def context_resource() -> str:
+        return await holder.read("memvid://context", context_text(None))
 
     @server.resource(
         "memvid://stats",

@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from ..core.errors import (
     ReadOnlyError,
     StorageError,
     StoreLockedError,
+    ValidationError,
 )
 from ..core.fsutil import atomic_write, ensure_dir
 from ..core.hashing import IDENTITY_VERSION, content_sha256
@@ -117,6 +118,7 @@ class ScopeStore:
         self._records: dict[str, MemoryRecord] = {}
         self._by_sha: dict[str, set[str]] = {}  # every record of a hash, live or expired
         self._by_body: dict[str, str] = {}
+        self._superseded: set[str] = set()  # ids with superseded_by set (ADR 0023)
         self._pending: dict[str, _Pending] = {}
         self._pending_deletes: set[str] = set()
         self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
@@ -449,7 +451,7 @@ class ScopeStore:
 
     def _apply_to_lexical(self, index: LexicalIndex, rec: WalRecord) -> None:
         op = rec.payload.get("op")
-        if op == "rehash":  # identity only: nothing the index holds changes
+        if op in ("rehash", "supersede"):  # nothing the index holds changes
             return
         if op == "delete":
             index.delete(rec.payload["ids"])
@@ -487,6 +489,8 @@ class ScopeStore:
         self._records[record.id] = record
         self._by_sha.setdefault(record.sha256, set()).add(record.id)
         self._by_body[record.body_id] = record.id
+        if record.superseded_by is not None:
+            self._superseded.add(record.id)
 
     def _forget(self, record: MemoryRecord) -> None:
         """Drop a record from the hash and body maps; others sharing its hash stay."""
@@ -496,6 +500,7 @@ class ScopeStore:
             if not same:
                 del self._by_sha[record.sha256]
         self._by_body.pop(record.body_id, None)
+        self._superseded.discard(record.id)
 
     def _apply(self, rec: WalRecord) -> None:
         payload = rec.payload
@@ -512,6 +517,8 @@ class ScopeStore:
                 old = self._records.get(memory_id)
                 if old is not None:
                     self._index_record(replace(old, sha256=sha))
+        elif op == "supersede":
+            self._link(payload["ids"], payload["by"])
         elif op == "tags":
             old = self._records.get(payload["id"])
             if old is not None:
@@ -530,9 +537,50 @@ class ScopeStore:
             raise ReadOnlyError(f"scope {self.name} is open read-only {why}; writes are refused")
 
     # ----------------------------------------------------------------- writes
-    def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None
-              ) -> tuple[MemoryRecord, bool, bool]:
-        """Store one validated memory. Returns (record, deduplicated, replaced)."""
+    def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None,
+              supersedes: Sequence[str] = ()) -> tuple[MemoryRecord, bool, bool]:
+        """Store one validated memory. Returns (record, deduplicated, replaced).
+
+        ``supersedes``: ids of memories of this scope the new one replaces (checked before
+        anything is written; linked by one more WAL record right after the put)."""
+        with self._lock:
+            self._check_writable()
+            self._check_supersedable(supersedes)
+            record, deduplicated, replaced = self._store(item, imported)
+            older = [i for i in supersedes if i != record.id]
+            if older:
+                self.wal.append({"op": "supersede", "ids": older, "by": record.id})
+                self._link(older, record.id)
+                record = self._records[record.id]
+            return record, deduplicated, replaced
+
+    def _check_supersedable(self, ids: Sequence[str]) -> None:
+        for memory_id in ids:
+            old = self.record(memory_id)
+            if old is None:
+                raise ValidationError("supersedes",
+                                      f"no memory {memory_id} in scope {self.name}")
+            if self.superseded(old):
+                raise ValidationError("supersedes", f"memory {memory_id} is already "
+                                      f"superseded by {old.superseded_by}; supersede that one")
+
+    def _link(self, ids: Sequence[str], by: str) -> None:
+        """Mark ``ids`` superseded by ``by`` and record them on ``by``: both ends at once."""
+        for memory_id in ids:
+            old = self._records.get(memory_id)
+            if old is not None:
+                self._index_record(replace(old, superseded_by=by))
+        new = self._records.get(by)
+        if new is not None:
+            self._index_record(replace(new, supersedes=tuple(dict.fromkeys(
+                [*new.supersedes, *ids]))))
+
+    def superseded(self, record: MemoryRecord) -> bool:
+        """Replaced by a memory that still exists (deleting the newer one revives it)."""
+        return record.superseded_by is not None and record.superseded_by in self._records
+
+    def _store(self, item: StoreInput, imported: dict[str, Any] | None
+               ) -> tuple[MemoryRecord, bool, bool]:
         sha = content_sha256(item.text)
         with self._lock:
             self._check_writable()
@@ -657,16 +705,26 @@ class ScopeStore:
         now = utcnow()
         return [r.id for r in list(self._records.values()) if r.expired(now)]
 
-    def lexical_search(self, query: str, k: int, filters: SearchFilters
-                       ) -> list[tuple[MemoryRecord, float]]:
-        hits = self.lexical.search(query, k + 16, None if filters.empty else filters)
-        out = [(r, s) for i, s in hits if (r := self.record(i)) is not None]
+    def _visible(self, record: MemoryRecord | None, include_superseded: bool
+                 ) -> MemoryRecord | None:
+        if record is None or (not include_superseded and self.superseded(record)):
+            return None
+        return record
+
+    def lexical_search(self, query: str, k: int, filters: SearchFilters, *,
+                       include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
+        # Superseded memories are left out after the index answers: asking for that many
+        # more keeps the top k exact.
+        extra = 0 if include_superseded else len(self._superseded)
+        hits = self.lexical.search(query, k + 16 + extra, None if filters.empty else filters)
+        out = [(r, s) for i, s in hits
+               if (r := self._visible(self.record(i), include_superseded)) is not None]
         return out[:k]
 
-    def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters
-                      ) -> list[tuple[MemoryRecord, float]]:
+    def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
+                      include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
         def allowed(body_id: str) -> bool:
-            record = self.memory_for_body(body_id)
+            record = self._visible(self.memory_for_body(body_id), include_superseded)
             return record is not None and (filters.empty or filters.matches(
                 record.tags, record.kind, record.created_at, record.pinned))
 
