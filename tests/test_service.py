@@ -419,3 +419,16 @@ def test_service_killed_mid_call_answers_retryably_and_keeps_the_session(
     got = _structured(client.tool("memory_get", ids=[stored["id"]], max_chars=200_000))
     assert got["memories"][0]["text_chars"] == len(big)
     assert client.close() == 0
+
+
+def test_cli_through_the_service_honours_project(env: dict[str, str], tmp_path: Path,
+                                                 outside_repo: Path) -> None:
+    repo = tmp_path / "gamma"
+    (repo / ".git").mkdir(parents=True)
+    client = Client(env, outside_repo)  # a service runs, started from outside any repo
+    cli = [sys.executable, "-m", "memvid_mcp", "--json", "--project", str(repo)]
+    stored = subprocess.run([*cli, "store", "a gamma project decision"], env=env,
+                            cwd=outside_repo, capture_output=True, text=True, timeout=30)
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["scope"] == "project"
+    client.close()

@@ -41,6 +41,18 @@ def _command(argv: list[str]) -> str | None:
     return None
 
 
+def _project(argv: list[str]) -> str:
+    """The project the command is about: --project, MEMVID_PROJECT, or the working dir."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == "--project" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--project="):
+            value = arg.partition("=")[2]
+    value = value or os.environ.get("MEMVID_PROJECT") or os.getcwd()
+    return os.path.abspath(os.path.expanduser(value))
+
+
 def _absolute(argv: list[str]) -> list[str]:
     """Paths made absolute: the service runs in another working directory."""
     out: list[str] = []
@@ -80,7 +92,7 @@ def try_remote(argv: list[str]) -> int | None:
 
     try:
         run = RunDir.for_data_dir(data_dir_from(argv))
-        found = open_connection(run, "cli", project=os.getcwd(), client="cli", spawn=False)
+        found = open_connection(run, "cli", project=_project(argv), client="cli", spawn=False)
     except (MemvidError, OSError):
         return None
     if found is None:
