@@ -126,6 +126,8 @@ class DeleteOutput(BaseModel):
     deleted: int = Field(description="Number of memories deleted.")
     ids: list[str] = Field(description="Ids that were asked for.")
     scopes: list[str] = Field(description="Scopes that were looked in.")
+    purged: bool = Field(default=False, description=(
+        "True: the deleted texts were already removed from every file when this returned."))
 
 
 class ListOutput(BaseModel):
@@ -241,6 +243,12 @@ Cursor = Annotated[
     str | None, Field(description="`next_cursor` from the previous page; omit for the first.")
 ]
 Ids = Annotated[list[str] | str, Field(description=_IDS_HELP)]
+Purge = Annotated[
+    bool,
+    Field(description="true: also remove the deleted texts from every file before returning "
+          "(rewrites the storage that held them; slower). Default false: removed in the "
+          "background within 15 minutes."),
+]
 
 
 SearchChars = Annotated[

@@ -69,6 +69,7 @@ from .schemas import (
     Offset,
     Pinned,
     PinnedFilter,
+    Purge,
     Query,
     QueryAlias,
     Scopes,
@@ -454,13 +455,16 @@ def _build(
         return _result(await holder.call(names["memory_get"], work))
 
     async def memory_delete(
-        ids: Ids, scopes: IdScopes = None
+        ids: Ids, scopes: IdScopes = None, purge: Purge = False
     ) -> Annotated[CallToolResult, DeleteOutput]:
         def work(m: MemoryManager) -> DeleteOutput:
             wanted = parse_ids(ids)
             where = parse_scopes(scopes)
-            deleted = m.delete(wanted, scopes=where)
-            return DeleteOutput(deleted=deleted, ids=wanted, scopes=list(where or _all_scopes(m)))
+            if not isinstance(purge, bool):
+                raise ValidationError("purge", "must be true or false")
+            deleted = m.delete(wanted, scopes=where, purge=purge)
+            return DeleteOutput(deleted=deleted, ids=wanted, scopes=list(where or _all_scopes(m)),
+                                purged=purge)
 
         return _result(await holder.call(names["memory_delete"], work))
 
@@ -550,10 +554,14 @@ def _build(
         name=names["memory_delete"],
         title="Delete memories",
         description=(
-            "Permanently delete memories by id, e.g. when the user asks to forget something or a "
-            "memory is wrong or outdated (to correct one, delete it and store the new text). "
-            "Deleted memories disappear from search at once. Returns how many were deleted and "
-            "the scopes looked in; deleting an id again deletes nothing."
+            "Delete memories by id, e.g. when the user asks to forget something or a memory is "
+            "wrong or outdated (to correct one, delete it and store the new text). Deleted "
+            "memories disappear from search, get and list at once and cannot be restored; "
+            "their text is physically removed from every stored file in the background within "
+            "15 minutes (the server's purge_after_seconds), or before this returns with "
+            "purge=true (use it when the user asks for the text to be erased now). Returns how "
+            "many were deleted, the scopes looked in and whether the text was purged; deleting "
+            "an id again deletes nothing."
         ),
         annotations=_annotations(read_only=False, destructive=True, idempotent=True),
     )
