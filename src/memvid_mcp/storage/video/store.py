@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
 SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by a manual compaction
 TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (tiering.py)
-WRITES_FILE = "writes.json"  # counters of segment bytes written, for write amplification
+WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
 
@@ -808,7 +808,7 @@ class VideoStore:
         """Counters of bytes written to segments since the store began (an older store:
         estimated from its present segments)."""
         try:
-            data = json.loads((self.seg_dir / WRITES_FILE).read_text(encoding="ascii"))
+            data = json.loads((self.root / WRITES_FILE).read_text(encoding="ascii"))
             if data.get("format") == 1:
                 return {k: int(data.get(k, 0)) for k in _WRITE_KEYS}
         except (OSError, ValueError, TypeError, AttributeError):
@@ -822,7 +822,7 @@ class VideoStore:
         for key, value in added.items():
             self._writes[key] = self._writes.get(key, 0) + value
         try:
-            atomic_write(self.seg_dir / WRITES_FILE,
+            atomic_write(self.root / WRITES_FILE,
                          json.dumps({"format": 1, **self._writes}).encode("ascii"),
                          sync_dir=False)
         except StorageError as exc:  # counters only: never fail a seal for them
@@ -847,7 +847,7 @@ class VideoStore:
                 log.info("removing orphan %s", path)
                 path.unlink(missing_ok=True)
         self._manifest.tmp_path.unlink(missing_ok=True)
-        for tmp in self.seg_dir.glob(f".{WRITES_FILE}.tmp-*"):
+        for tmp in self.root.glob(f".{WRITES_FILE}.tmp-*"):
             tmp.unlink(missing_ok=True)
 
     def stats(self) -> StorageStats:
