@@ -182,7 +182,7 @@ def test_sigkill_of_a_sealing_manager_leaves_every_memory_got_and_found(tmp_path
 
 
 COMPACTING_CHILD = r"""
-import random, sys
+import random, sys, threading
 from pathlib import Path
 import memvid_mcp.manager as manager_module
 from memvid_mcp.manager import MemoryManager
@@ -191,8 +191,15 @@ from memvid_mcp.storage.video import VideoStore
 manager_module.COMPACT_INTERVAL_SECONDS = 0.05  # the compactor looks for work all the time
 real_rewrite = VideoStore._rewrite
 
+out = threading.Lock()
+
+def say(line):  # whole lines only: the compactor thread prints too
+    with out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 def announced(self, victims, progress):
-    print("C", flush=True)  # a background rewrite starts now
+    say("C")  # a background rewrite starts now
     return real_rewrite(self, victims, progress)
 
 VideoStore._rewrite = announced
@@ -204,14 +211,14 @@ stored = []
 for n in range(100_000):
     if purge and stored and rng.random() < 0.25:
         victim = stored.pop(rng.randrange(len(stored)))
-        print(f"d {victim}", flush=True)
+        say(f"d {victim}")
         m.delete(victim, purge=True)
-        print(f"D {victim}", flush=True)
+        say(f"D {victim}")
         continue
     text = f"crash {seed}-{n} ckey{seed}x{n} " + "lorem ipsum dolor " * rng.randrange(1, 60)
     memory_id = m.store(text).id
     stored.append(memory_id)
-    print(f"S {memory_id} {text}", flush=True)
+    say(f"S {memory_id} {text}")
 """
 
 
