@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from memvid_mcp.core.config import Settings
+from memvid_mcp.core.validation import validate_store
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.store.scope_store import ScopeStore
 
 FIXTURE = Path(__file__).with_name("fixtures") / "scopes-0.1.0.tar.gz"
 
@@ -109,10 +112,18 @@ def test_a_mixed_010_scope_loses_nothing_and_repair_drops_nothing(
 
 def test_repair_restores_a_damaged_body_whose_text_is_still_in_the_wal(
         data_dir: Path, outside_repo: Path) -> None:
-    with _open(data_dir, outside_repo) as m:
-        victim = m.store("the WAL still holds this text").id
-        body_id = m._scope("global").record(victim).body_id
-        m.flush()
+    """A crash between storing a body and releasing its WAL text (ADR 0018) leaves the text
+    in the log: repair finds it there."""
+    settings = Settings.from_env(data_dir=data_dir, embeddings=False)
+    store = ScopeStore("global", data_dir / "global", settings)
+    victim = store.store(validate_store(settings, "the WAL still holds this text"))[0].id
+    body_id = store.record(victim).body_id  # type: ignore[union-attr]
+    store.write_batch(everything=True)  # stored; no background tick released the text yet
+    as_crashed = {p.name: p.read_bytes() for p in (data_dir / "global" / "wal").glob("*.log")}
+    store.close()
+    assert b"the WAL still holds this text" not in _wal_text(data_dir / "global")
+    for name, data in as_crashed.items():  # the log as the crash would have left it
+        (data_dir / "global" / "wal" / name).write_bytes(data)
     assert b"the WAL still holds this text" in _wal_text(data_dir / "global")
     (target,) = (data_dir / "global" / "bodies").glob(f"*/{body_id}.mvb")
     target.write_bytes(target.read_bytes()[:-3] + b"\x00\x00\x00")

@@ -428,7 +428,8 @@ async def test_delete_is_immediate_and_idempotent(manager: Any, mode: str) -> No
         keep = await ok(client, "memory_store", {"text": "keep the blue deployment"})
         drop = await ok(client, "memory_store", {"text": "drop the green deployment"})
         deleted = await ok(client, "memory_delete", {"ids": drop["id"]})
-        assert deleted == {"deleted": 1, "ids": [drop["id"]], "scopes": ["global"]}
+        assert deleted == {"deleted": 1, "ids": [drop["id"]], "scopes": ["global"],
+                           "purged": False}
         again = await ok(client, "memory_delete", {"ids": [drop["id"]]})
         assert again["deleted"] == 0
         found = await ok(client, "memory_search", {"query": "deployment"})

@@ -179,3 +179,121 @@ def test_sigkill_of_a_sealing_manager_leaves_every_memory_got_and_found(tmp_path
                 assert memory_id in [h.id for h in hits], text.split()[2]
             assert [p for p in manager.verify() if "torn" not in p.message] == []
     assert len(acked) >= 30
+
+
+COMPACTING_CHILD = r"""
+import random, sys, threading
+from pathlib import Path
+import memvid_mcp.manager as manager_module
+from memvid_mcp.manager import MemoryManager
+from memvid_mcp.storage.video import VideoStore
+
+manager_module.COMPACT_INTERVAL_SECONDS = 0.05  # the compactor looks for work all the time
+real_rewrite = VideoStore._rewrite
+
+out = threading.Lock()
+
+def say(line):  # whole lines only: the compactor thread prints too
+    with out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+def announced(self, victims, progress):
+    say("C")  # a background rewrite starts now
+    return real_rewrite(self, victims, progress)
+
+VideoStore._rewrite = announced
+data, seed, purge = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "purge"
+rng = random.Random(seed)
+m = MemoryManager.open(data, backend="video", project=data, embeddings=False,
+                       seal_min_bytes=2048, batch_max_memories=100_000, lock_timeout=30)
+stored = []
+for n in range(100_000):
+    if purge and stored and rng.random() < 0.25:
+        victim = stored.pop(rng.randrange(len(stored)))
+        say(f"d {victim}")
+        m.delete(victim, purge=True)
+        say(f"D {victim}")
+        continue
+    text = f"crash {seed}-{n} ckey{seed}x{n} " + "lorem ipsum dolor " * rng.randrange(1, 60)
+    memory_id = m.store(text).id
+    stored.append(memory_id)
+    say(f"S {memory_id} {text}")
+"""
+
+
+def _kill_after(data: Path, seed: int, mode: str, wanted: str, count: int,
+                rng: random.Random) -> list[str]:
+    """Run the child until it printed ``wanted`` ``count`` times, SIGKILL it a random
+    instant later, and return every complete line it printed."""
+    proc = subprocess.Popen([sys.executable, "-c", COMPACTING_CHILD, str(data), str(seed), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        seen = 0
+        deadline = time.monotonic() + 120
+        while seen < count and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            seen += line.startswith(wanted)
+        assert seen >= count, f"the child never printed {wanted!r} {count} times"
+        time.sleep(rng.uniform(0.0, 0.3))  # usually in the middle of the next one
+        proc.send_signal(signal.SIGKILL)
+        rest = proc.communicate(timeout=30)[0].split("\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return lines + rest[:-1]  # the last piece may be cut by the kill
+
+
+def _check_acknowledged(data: Path, acked: dict[str, str], gone: dict[str, str]) -> None:
+    from format_reader import every_file_text
+
+    with MemoryManager.open(data, backend="video", project=data, embeddings=False,
+                            auto_compact=False) as manager:
+        got = manager.get(list(acked))
+        assert got.missing == () and {x.id: x.text for x in got.memories} == acked
+        for memory_id, text in list(acked.items())[-10:]:
+            hits = manager.search(text.split()[2], mode="lexical", k=3).results
+            assert memory_id in [h.id for h in hits], text.split()[2]
+        assert not gone or manager.get(list(gone)).memories == ()
+        assert [p for p in manager.verify() if "torn" not in p.message] == []
+    files = every_file_text(data)
+    for text in gone.values():  # a purge that returned erased its text from every file
+        assert not [p for p, content in files.items() if text.encode() in content], text
+
+
+def test_sigkill_during_background_compaction_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rng = random.Random(7)
+    acked: dict[str, str] = {}
+    for round_ in range(3):
+        for line in _kill_after(data, round_, "store", "C", 2 + round_, rng):
+            if line.startswith("S "):
+                _, memory_id, text = line.split(" ", 2)
+                acked[memory_id] = text
+        _check_acknowledged(data, acked, {})
+    assert len(acked) >= 20
+
+
+def test_sigkill_during_purge_loses_nothing_and_resurrects_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rng = random.Random(11)
+    acked: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    gone: dict[str, str] = {}
+    for round_ in range(3):
+        for line in _kill_after(data, round_ + 10, "purge", "D", 3 + round_, rng):
+            kind, _, rest = line.partition(" ")
+            if kind == "S":
+                memory_id, text = rest.split(" ", 1)
+                acked[memory_id] = texts[memory_id] = text
+            elif kind == "d":  # a kill now may or may not delete it
+                acked.pop(rest, None)
+            elif kind == "D":
+                gone[rest] = texts[rest]
+        _check_acknowledged(data, acked, gone)
+    assert len(gone) >= 5

@@ -5,9 +5,11 @@ threads. Opening is cheap: scopes open on first use, and the embedding model loa
 background thread (until it is ready, search answers lexically and says so): at the first open
 for a long-lived process (``background_embedding``), at the first semantic search otherwise
 (the CLI: a short command never starts a load it would have to wait for). Two background
-threads keep the write path fast: the batcher hands pending bodies to storage and commits
-indexes; the embedder turns new memories into vectors in small batches, in writable scopes
-only (a read-only scope serves the vectors its writer committed).
+threads keep the write path fast: the batcher hands pending bodies to storage, commits
+indexes and releases the WAL text of sealed bodies; the embedder turns new memories into
+vectors in small batches, in writable scopes only (a read-only scope serves the vectors its
+writer committed). A third, the compactor, merges and rewrites video segments (ADR 0018)
+without holding any lock a store or a search waits for.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ log = logging.getLogger(__name__)
 MODES = SEARCH_MODES
 MAX_K = 1000
 FLUSH_MODEL_WAIT_SECONDS = 300.0
+COMPACT_INTERVAL_SECONDS = 5.0  # how often the compactor looks for work when not woken
 
 
 class MemoryManager:
@@ -335,16 +338,35 @@ class MemoryManager:
                 kept[key] = when.isoformat()
         return self._store_prepared(item, (), imported=kept)
 
-    def delete(self, ids: str | Sequence[str], *, scopes: Sequence[str] | None = None) -> int:
-        """Tombstone memories by id; returns how many existed."""
+    def delete(self, ids: str | Sequence[str], *, scopes: Sequence[str] | None = None,
+               purge: bool = False) -> int:
+        """Tombstone memories by id; returns how many existed. They vanish from every read
+        at once; their text leaves every file within ``purge_after_seconds`` (background
+        compaction), or before this returns with ``purge`` (ADR 0018)."""
         wanted = normalise_ids(ids)
         deleted = 0
+        touched = []
         for store in self._existing_scopes(scopes, write=True):
             found = store.delete(wanted)
             deleted += len(found)
             wanted = [i for i in wanted if i not in found]
+            if found:
+                touched.append(store)
+        if purge:
+            for store in touched:
+                with self._maint_lock:
+                    store.purge()
         self._nudge()
         return deleted
+
+    def purge(self, scopes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Remove the text of every memory already deleted from every file of the scopes
+        (default: all), now: segments holding it are rewritten and the WAL scrubbed."""
+        reports = {}
+        for store in self._existing_scopes(scopes, write=True):
+            with self._maint_lock:
+                reports[store.name] = store.purge()
+        return reports
 
     def prune_expired(self) -> int:
         """Delete every memory whose TTL has passed; returns how many."""
@@ -625,7 +647,8 @@ class MemoryManager:
             return
         if self.background_embedding and not self.settings.read_only:
             self.embedder.start()
-        for target, name in ((self._batcher, "memvid-batcher"), (self._embedder, "memvid-embed")):
+        for target, name in ((self._batcher, "memvid-batcher"), (self._embedder, "memvid-embed"),
+                             (self._compactor, "memvid-compact")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -647,12 +670,28 @@ class MemoryManager:
                             continue
                         if store.due():
                             store.write_batch()
+                        store.apply_deletes()
                         store.commit_indexes()
-                        store.checkpoint()
+                        store.checkpoint()  # also releases the WAL text of sealed bodies
                 except Exception:  # keep serving; the WAL still holds every body
                     log.exception("background batch for scope %s failed; will retry",
                                   store.name)
                     self._stop.wait(1.0)
+
+    def _compactor(self) -> None:
+        """Background compaction, one bounded step at a time: it holds only the backend's own
+        writer lock (a seal waits for it; a store, a get or a search never do)."""
+        if not self.settings.auto_compact or self.settings.read_only:
+            return
+        while not self._stop.wait(COMPACT_INTERVAL_SECONDS):
+            for store in list(self._stores.values()):
+                try:
+                    while not self._stop.is_set() and store.compact_step() is not None:
+                        pass
+                except ClosedError:
+                    continue  # replaced or closing meanwhile
+                except Exception:  # keep serving; a later pass tries again
+                    log.exception("background compaction of scope %s failed", store.name)
 
     def _embedder(self) -> None:
         while not self._stop.is_set():

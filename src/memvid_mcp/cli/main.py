@@ -299,12 +299,36 @@ def get(obj: Context, ids: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("ids", nargs=-1, required=True)
+@click.option("--purge", is_flag=True,
+              help="Also remove the texts from every file before returning (otherwise the "
+                   "background does it within MEMVID_PURGE_AFTER_SECONDS).")
 @click.pass_obj
-def delete(obj: Context, ids: tuple[str, ...]) -> None:
-    """Delete memories by id."""
+def delete(obj: Context, ids: tuple[str, ...], purge: bool) -> None:
+    """Delete memories by id: hidden at once, their text erased from disk by --purge or
+    in the background."""
     with obj.manager() as manager:
-        deleted = manager.delete(list(ids), scopes=[obj.scope] if obj.scope else None)
-    obj.emit({"deleted": deleted}, lambda: click.echo(f"deleted {deleted}"))
+        deleted = manager.delete(list(ids), scopes=[obj.scope] if obj.scope else None,
+                                 purge=purge)
+    data: dict[str, Any] = {"deleted": deleted}
+    if purge:
+        data["purged"] = True
+    obj.emit(data, lambda: click.echo(f"deleted {deleted}" + (" (purged)" if purge else "")))
+
+
+@main.command()
+@click.pass_obj
+def purge(obj: Context) -> None:
+    """Erase the text of every memory already deleted from every file, now."""
+    with obj.manager() as manager:
+        reports = manager.purge([obj.scope] if obj.scope else None)
+
+    def human() -> None:
+        for name, report in reports.items():
+            click.echo(f"[{name}] rewrote {report['segments_rewritten']} segments, removed "
+                       f"{report['segments_removed']}, reclaimed {report['bytes_reclaimed']} "
+                       "bytes; deleted texts are gone from every file")
+
+    obj.emit({"scopes": reports}, human)
 
 
 @main.command(name="list")

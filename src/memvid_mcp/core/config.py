@@ -67,10 +67,18 @@ class Settings:
     max_title_chars: int = 512
     redact_secrets: bool = True
 
-    # background batching of bodies into storage (segments for the video backend)
+    # background batching of bodies into storage. The file backend stores a batch every
+    # batch_max_seconds; the video backend seals a segment once seal_min_bytes of text (or
+    # batch_max_memories bodies) wait, or the oldest waited seal_max_seconds (ADR 0018)
     batch_max_memories: int = 256
     batch_max_seconds: float = 2.0
+    seal_min_bytes: int = 64 * 1024
+    seal_max_seconds: float = 900.0
     checkpoint_wal_bytes: int = 64 * 1024 * 1024
+
+    # video backend: background compaction, and how long deleted text may stay in a segment
+    auto_compact: bool = True
+    purge_after_seconds: float = 900.0
 
     # video backend
     video_profile: str = "archival"
@@ -122,6 +130,11 @@ class Settings:
             raise ValidationError("compact_live_threshold", "must be in (0, 1]")
         if self.batch_max_memories < 1:
             raise ValidationError("batch_max_memories", "must be at least 1")
+        if self.seal_min_bytes < 1:
+            raise ValidationError("seal_min_bytes", "must be at least 1")
+        for name in ("batch_max_seconds", "seal_max_seconds", "purge_after_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ValidationError(name, "must be 0 or more seconds")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())

@@ -139,6 +139,8 @@ class DeleteOutput(BaseModel):
     deleted: int = Field(description="Number of memories deleted.")
     ids: list[str] = Field(description="Ids that were asked for.")
     scopes: list[str] = Field(description="Scopes that were looked in.")
+    purged: bool = Field(default=False, description=(
+        "True: the deleted texts were already removed from every file when this returned."))
 
 
 class ListOutput(BaseModel):
@@ -238,6 +240,11 @@ MaxTokens = Annotated[
         "one result comes back, cut to fit.",
         json_schema_extra={"minimum": MIN_TOKENS, "maximum": MAX_TOKENS},
     ),
+]
+Purge = Annotated[
+    bool,
+    Field(description="true: also erase the deleted texts from every file before returning "
+          "(slower). Default false: erased in the background within 15 minutes."),
 ]
 
 

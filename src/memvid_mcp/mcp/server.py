@@ -80,6 +80,7 @@ from .schemas import (
     Offset,
     Pinned,
     PinnedFilter,
+    Purge,
     Query,
     QueryAlias,
     Scopes,
@@ -521,13 +522,16 @@ def _build(
         return _result(await holder.call(names["memory_get"], work))
 
     async def memory_delete(
-        ids: Ids, scopes: IdScopes = None
+        ids: Ids, scopes: IdScopes = None, purge: Purge = False
     ) -> Annotated[CallToolResult, DeleteOutput]:
         def work(m: MemoryManager) -> DeleteOutput:
             wanted = parse_ids(ids)
             where = parse_scopes(scopes)
-            deleted = m.delete(wanted, scopes=where)
-            return DeleteOutput(deleted=deleted, ids=wanted, scopes=list(where or _all_scopes(m)))
+            if not isinstance(purge, bool):
+                raise ValidationError("purge", "must be true or false")
+            deleted = m.delete(wanted, scopes=where, purge=purge)
+            return DeleteOutput(deleted=deleted, ids=wanted, scopes=list(where or _all_scopes(m)),
+                                purged=purge)
 
         return _result(await holder.call(names["memory_delete"], work))
 
@@ -587,8 +591,9 @@ def _build(
          "cut to max_chars; truncated and omitted say when to ask again.",
          read_only),
         (memory_delete, "Delete memories",
-         "Permanently delete memories by id when the user asks to forget something (to "
-         "correct one, store the new text with supersedes instead).",
+         "Delete memories by id when the user asks to forget something (to correct one, store "
+         "the new text with supersedes instead). They vanish at once; their text is erased "
+         "from every file within 15 minutes, or before returning with purge=true.",
          _annotations(read_only=False, destructive=True, idempotent=True)),
         (memory_list, "List memories",
          "Browse memories newest first without a query: metadata only, no text.",

@@ -95,6 +95,12 @@ class StorageAdapter(Protocol):
     def compact(self, progress: ProgressCallback | None = None) -> CompactReport:
         """Reclaim space from deleted bodies; a crash at any point loses nothing live."""
 
+    def compact_step(self, now: float | None = None) -> CompactReport | None:
+        """One bounded unit of background compaction, or None when nothing is due."""
+
+    def purge(self, progress: ProgressCallback | None = None) -> CompactReport:
+        """Physically remove the bytes of every deleted body now (crash safe like compact)."""
+
     def stats(self) -> StorageStats:
         """Counts and sizes for ``stats`` and benchmarks."""
 

@@ -171,6 +171,14 @@ class FileStore:
             progress(1, 1)
         return CompactReport()
 
+    def compact_step(self, now: float | None = None) -> CompactReport | None:
+        """Never anything to do in the background."""
+        return None
+
+    def purge(self, progress: ProgressCallback | None = None) -> CompactReport:
+        """Nothing left to remove: a delete unlinks the body's file at once."""
+        return self.compact(progress)
+
     def stats(self) -> StorageStats:
         stored = 0
         for body_id in list(self._sizes):

@@ -3,7 +3,9 @@
 Before anything drops a memory as unreadable, every place the text may still exist is
 searched: the write-ahead log (live and quarantined files), the other backend's files (a 0.1.0
 scope written by clients with different backend settings), the quarantine's JSON lines and body
-copies, and finally the damaged body itself. A candidate counts only when it matches the
+copies, the damaged body itself, and finally every body the video segment files still hold
+(read without their frame index or the manifest: since ADR 0018 a segment is the only copy of
+a sealed text). A candidate counts only when it matches the
 record: same UTF-8 size and the same SHA-256 under either identity version, so a stale or
 damaged copy is never served as the memory (ADR 0012).
 """
@@ -46,7 +48,35 @@ def find_texts(directory: Path, wanted: Mapping[str, MemoryRecord], *,
         if record is not None and body_id not in found and matches(record, text):
             found[body_id] = text
             if len(found) == len(wanted):
-                break
+                return found
+    rest = {b: r for b, r in wanted.items() if b not in found}
+    if rest:
+        found.update(_from_segments(directory, rest))
+    return found
+
+
+def _from_segments(directory: Path, wanted: Mapping[str, MemoryRecord]) -> dict[str, str]:
+    """Bodies found in any segment file, matched to records by size and hash (their ids are
+    not in the frames)."""
+    from ..storage.video.salvage import segment_bodies
+
+    found: dict[str, str] = {}
+    by_size: dict[int, list[str]] = {}
+    for body_id, record in wanted.items():
+        by_size.setdefault(record.size, []).append(body_id)
+    for mp4 in sorted((directory / "segments").glob("seg-*.mp4")):
+        for body in segment_bodies(mp4):
+            for body_id in by_size.get(len(body), []):
+                if body_id in found:
+                    continue
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    break
+                if matches(wanted[body_id], text):
+                    found[body_id] = text
+        if len(found) == len(wanted):
+            break
     return found
 
 

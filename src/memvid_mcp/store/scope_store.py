@@ -3,8 +3,10 @@
 Write path (``store``/``delete``): validate (caller) -> WAL append + fsync -> apply to the
 in-memory state -> lexical index (visible at once) -> embedding queue. Bodies wait in
 ``_pending`` (they are already durable in the WAL) until the background step hands them to the
-storage backend in batches. A checkpoint writes a metadata snapshot and drops WAL files whose
-records are all covered by the snapshot, the backend and the lexical index.
+storage backend in batches (the video backend: once a segment is worth sealing, ADR 0018).
+Every background tick then releases the WAL text of sealed and deleted bodies (rotate, scrub
+closed files); a full checkpoint writes a metadata snapshot and drops WAL files whose records
+are all covered by the snapshot, the backend and the lexical index.
 
 Opening reads ``scope.json`` (the scope's backend and identity version, ADR 0012), then
 replays: snapshot, then WAL records after it; put records whose body is not in the backend go
@@ -50,7 +52,7 @@ from ..search.filters import SearchFilters
 from ..search.lexical import LexicalDoc, LexicalIndex
 from ..search.vectors import META_FILE as VECTORS_META
 from ..search.vectors import VectorIndex
-from ..storage.base import StorageAdapter
+from ..storage.base import CompactReport, StorageAdapter
 from .lock import ScopeLock
 from .recovery import find_texts, salvage
 from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
@@ -62,11 +64,14 @@ from .wal import ReplayReport, WalRecord, WriteAheadLog
 log = logging.getLogger(__name__)
 
 
+WAL_MAX_FILES = 16  # a full checkpoint runs when the WAL has this many files
+
+
 @dataclass(slots=True)
 class _Pending:
     seq: int
     body: bytes
-    since: float = field(default_factory=time.monotonic)
+    since: float = field(default_factory=time.time)  # wall clock: ages survive a reopen
 
 
 def open_backend(settings: Settings, directory: Path, *, read_only: bool = False,
@@ -82,6 +87,8 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
             cache_bytes=settings.payload_cache_bytes,
             live_threshold=settings.compact_live_threshold,
             read_only=read_only,
+            tier_base=settings.seal_min_bytes,
+            purge_after=settings.purge_after_seconds,
         )
     from ..storage.filestore import FileStore
 
@@ -121,6 +128,8 @@ class ScopeStore:
         self._superseded: set[str] = set()  # ids with superseded_by set (ADR 0023)
         self._pending: dict[str, _Pending] = {}
         self._pending_deletes: set[str] = set()
+        self._wal_text: dict[str, int] = {}  # body id -> seq of a WAL put still holding text
+        self.clock: Callable[[], float] = time.time  # wall clock; tests inject their own
         self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
         self._embedding: set[str] = set()  # taken by the last embed batch, not yet added
         self.replay_report = ReplayReport()
@@ -133,6 +142,7 @@ class ScopeStore:
         self._reader_coverage: int | None = None  # memories with a vector, read-only opens
         self._wal_records: list[WalRecord] = []  # held only while opening
         self._wal_bytes_at_checkpoint = 0
+        self._wal_files_at_checkpoint = 0
         self._closed = False
         self._lexical_on_disk = not read_only  # False: a reader rebuilt it in memory
         self._scope_lock = ScopeLock(directory)
@@ -228,11 +238,16 @@ class ScopeStore:
         for rec in self._wal_records:
             if rec.seq > self.snapshot_seq:
                 self._apply(rec)
+        now = self.clock()
         for rec in self._wal_records:  # bodies acknowledged but not yet in the backend
-            if rec.payload.get("op") == "put":
+            if rec.payload.get("op") == "put" and isinstance(rec.payload.get("text"), str):
                 body_id = rec.payload["record"]["body_id"]
-                if body_id in self._by_body and not self.backend.contains(body_id):
-                    self._pending[body_id] = _Pending(rec.seq, rec.payload["text"].encode())
+                self._wal_text[body_id] = rec.seq
+                owner = self._records.get(self._by_body.get(body_id, ""))
+                if owner is not None and not self.backend.contains(body_id):
+                    since = min(now, owner.updated_at.timestamp())  # its age goes on
+                    self._pending[body_id] = _Pending(rec.seq, rec.payload["text"].encode(),
+                                                      since)
         if not self.read_only and not self.replay_report.problems:
             orphans = set(self.backend.ids()) - set(self._by_body)
             if orphans:
@@ -254,7 +269,8 @@ class ScopeStore:
             return []
         found = find_texts(self.directory, missing, live_backend=self.backend_name)
         for body_id, text in found.items():
-            self._pending[body_id] = _Pending(self.wal.last_seq, text.encode("utf-8"))
+            self._pending[body_id] = _Pending(self.wal.last_seq, text.encode("utf-8"),
+                                              self.clock())
         if found:
             log.warning("scope %s: %d memories had no body in the %s backend; found their "
                         "text elsewhere in the scope (%s)", self.name, len(found),
@@ -268,9 +284,10 @@ class ScopeStore:
         with self._lock:
             fresh = replace(record, body_id=str(ULID()), sha256=content_sha256(text))
             seq = self.wal.append({"op": "put", "record": fresh.to_state(), "text": text})
+            self._wal_text[fresh.body_id] = seq
             self._drop_body(record.body_id)
             self._index_record(fresh)
-            self._pending[fresh.body_id] = _Pending(seq, text.encode("utf-8"))
+            self._pending[fresh.body_id] = _Pending(seq, text.encode("utf-8"), self.clock())
             self.lexical.upsert([lexical_doc(fresh, text)])
             self.embed_queue.append(fresh.body_id)
             return fresh
@@ -451,7 +468,7 @@ class ScopeStore:
 
     def _apply_to_lexical(self, index: LexicalIndex, rec: WalRecord) -> None:
         op = rec.payload.get("op")
-        if op in ("rehash", "supersede"):  # nothing the index holds changes
+        if op in ("rehash", "supersede", "purged"):  # nothing the index holds changes
             return
         if op == "delete":
             index.delete(rec.payload["ids"])
@@ -525,6 +542,8 @@ class ScopeStore:
                 self._records[old.id] = MemoryRecord.from_state(
                     {**old.to_state(), "tags": payload["tags"],
                      "updated_at": payload["updated_at"]})
+        elif op == "purged":  # the put of a body deleted since: its text was scrubbed
+            pass
         else:
             log.error("scope %s: unknown WAL op %r at seq %d", self.name, op, rec.seq)
 
@@ -618,11 +637,13 @@ class ScopeStore:
                                                   "size": record.size})
             seq = self.wal.append({"op": "put", "record": record.to_state(),
                                    "text": item.text})
+            self._wal_text[record.body_id] = seq
             replaced = existing is not None
             if existing is not None:
                 self._drop_body(existing.body_id)
             self._index_record(record)
-            self._pending[record.body_id] = _Pending(seq, item.text.encode("utf-8"))
+            self._pending[record.body_id] = _Pending(seq, item.text.encode("utf-8"),
+                                                     self.clock())
             self.lexical.upsert([lexical_doc(record, item.text)])
             self._indexed_seq = seq
             self.embed_queue.append(record.body_id)
@@ -754,13 +775,20 @@ class ScopeStore:
         return len(self._pending)
 
     def due(self) -> bool:
-        """Whether a batch should be sealed now (size or age of the pending bodies)."""
-        if not self._pending:
-            return bool(self._pending_deletes)
-        if len(self._pending) >= self.settings.batch_max_memories:
+        """Whether a batch should be stored now. The file backend stores every
+        ``batch_max_seconds``; the video backend seals a segment only when it is worth it:
+        ``seal_min_bytes`` of text (or ``batch_max_memories`` bodies) wait, or the oldest has
+        waited ``seal_max_seconds`` (until then the WAL holds them durably, ADR 0018)."""
+        pending = list(self._pending.values())
+        if not pending:
+            return False
+        if len(pending) >= self.settings.batch_max_memories:
             return True
-        oldest = min(p.since for p in list(self._pending.values()))
-        return time.monotonic() - oldest >= self.settings.batch_max_seconds
+        age = self.clock() - min(p.since for p in pending)
+        if self.backend.capabilities.prefers_batches:
+            return (sum(len(p.body) for p in pending) >= self.settings.seal_min_bytes
+                    or age >= self.settings.seal_max_seconds)
+        return age >= self.settings.batch_max_seconds
 
     def write_batch(self, *, everything: bool = False) -> int:
         """Hand pending bodies to the backend in batches; returns how many were stored."""
@@ -784,12 +812,18 @@ class ScopeStore:
                 stored += len(items)
                 if not everything:
                     break
+        self.apply_deletes()
+        return stored
+
+    def apply_deletes(self) -> int:
+        """Tombstone deleted bodies in the backend (the file backend removes their files)."""
+        if self.read_only:
+            return 0
+        with self._backend_lock:
             with self._lock:
                 deletes = list(self._pending_deletes)
                 self._pending_deletes.clear()
-            if deletes:
-                self.backend.delete_many(deletes)
-        return stored
+            return self.backend.delete_many(deletes) if deletes else 0
 
     def commit_indexes(self, *, force: bool = False) -> None:
         """Commit both indexes with the seq of the last change applied to the lexical index
@@ -806,10 +840,45 @@ class ScopeStore:
             self.vectors.maybe_commit(seq)  # else a crash re-embeds everything since
 
     def checkpoint(self, *, force: bool = False) -> bool:
-        """Snapshot metadata and drop covered WAL files, when the WAL is big or on force."""
-        if self.read_only or (not force and self.wal.size_bytes() - self._wal_bytes_at_checkpoint
-                              < self.settings.checkpoint_wal_bytes):
+        """Release the WAL text of sealed and deleted bodies; and when the WAL is big, has
+        many files, or on force: snapshot metadata and drop covered WAL files. Returns whether
+        a snapshot was written."""
+        if self.read_only:
             return False
+        full = force or (self.wal.size_bytes() - self._wal_bytes_at_checkpoint
+                         >= self.settings.checkpoint_wal_bytes
+                         or len(self.wal.files()) - self._wal_files_at_checkpoint
+                         >= WAL_MAX_FILES)
+        if full:
+            self._snapshot_and_drop()
+        self.release_wal_text()
+        return full
+
+    def release_wal_text(self) -> int:
+        """Rewrite WAL files so no record holds the text of a body that is sealed in the
+        backend or deleted (the current file is rotated first when it holds some). Bodies
+        still pending keep theirs: the WAL is their only durable copy. Returns how many files
+        were rewritten."""
+        if self.read_only or not self._wal_text:
+            return 0
+        with self._lock:
+            targets = {b: seq for b, seq in self._wal_text.items()
+                       if b not in self._pending
+                       and (b not in self._by_body or self.backend.contains(b))}
+            if not targets:
+                return 0
+            dead = {b for b in targets if b not in self._by_body}
+            current = self.wal.current_first_seq
+            if current is not None and max(targets.values()) >= current:
+                self.wal.rotate()
+        rewritten = self.wal.scrub(targets, dead)
+        with self._lock:
+            for body_id, seq in targets.items():
+                if self._wal_text.get(body_id) == seq:
+                    del self._wal_text[body_id]
+        return rewritten
+
+    def _snapshot_and_drop(self) -> None:
         with self._lock:
             seq = self.wal.last_seq
             records = list(self._records.values())
@@ -826,8 +895,27 @@ class ScopeStore:
         self.wal.drop_through(min(self._previous_seq, min_pending - 1,
                                   self.lexical.committed_seq))
         self._wal_bytes_at_checkpoint = self.wal.size_bytes()
+        self._wal_files_at_checkpoint = len(self.wal.files())
         self._wal_records = []
-        return True
+
+    def compact_step(self) -> CompactReport | None:
+        """One unit of background compaction (video backend), None when there is none."""
+        if self.read_only or self._closed or not self.backend.capabilities.compaction:
+            return None
+        return self.backend.compact_step(self.clock())
+
+    def purge(self) -> dict[str, Any]:
+        """Remove the text of every deleted memory from every file now: tombstone the bodies,
+        rewrite the segments holding them, scrub the WAL, and write two snapshots so that
+        neither the current nor the previous one names a deleted memory."""
+        self._check_writable()
+        self.apply_deletes()
+        with self._backend_lock:
+            report = self.backend.purge()
+        self.commit_indexes(force=True)
+        self.checkpoint(force=True)
+        self.checkpoint(force=True)
+        return report.to_dict()
 
     def take_embed_batch(self, size: int) -> list[tuple[str, str]]:
         """Up to ``size`` (body_id, text) pairs still needing vectors. Taken under the lock
@@ -1048,6 +1136,8 @@ class ScopeStore:
             "embedding_queue": len(self.embed_queue),
             "vectors": len(self.vectors),
             "wal_bytes": self.wal.size_bytes(),
+            "wal_files": len(self.wal.files()),
+            "pending_text_bytes": sum(len(p.body) for p in list(self._pending.values())),
             "read_only": self.read_only,
             "path": str(self.directory),
             **storage.details,

@@ -9,10 +9,15 @@ Replay stops at the first record that is short or fails its checksum. In the new
 is a torn tail (a crash mid-append): skipped and reported, never fatal. In an older file it is
 corruption: reported with the file name, and replay goes on with the next file. Appends always
 go to a fresh file after a reopen, so nothing is ever written after garbage.
+
+``scrub`` rewrites closed files (atomically, same sequence numbers) so that ``put`` records of
+bodies already sealed in storage no longer carry their text, and those of deleted bodies become
+``purged`` markers (ADR 0018): the log keeps plaintext only of bodies not yet sealed.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import logging
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ClosedError, CorruptionError
-from ..core.fsutil import ensure_dir, fsync_dir, storage_error
+from ..core.fsutil import atomic_write, ensure_dir, fsync_dir, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +68,49 @@ def decode_records(data: bytes, path: str) -> tuple[list[WalRecord], str | None]
 
     Never raises for damaged input other than a bad file header (CorruptionError).
     """
+    records, stopped, _end = _decode(data, path)
+    return records, stopped
+
+
+def _decode(data: bytes, path: str) -> tuple[list[WalRecord], str | None, int]:
+    """``decode_records`` plus the byte offset where the good records end."""
     if data[: len(FILE_MAGIC)] != FILE_MAGIC:
         if not data:
-            return [], None
+            return [], None, 0
         raise CorruptionError(path, "not a WAL file (bad header)")
     records: list[WalRecord] = []
     pos = len(FILE_MAGIC)
     while pos < len(data):
         if len(data) - pos < _FRAME.size:
-            return records, f"torn record header at byte {pos}"
+            return records, f"torn record header at byte {pos}", pos
         length, crc, seq = _FRAME.unpack_from(data, pos)
         start = pos + _FRAME.size
         if length > MAX_RECORD_BYTES or start + length > len(data):
-            return records, f"torn or oversized record at byte {pos}"
+            return records, f"torn or oversized record at byte {pos}", pos
         body = data[start : start + length]
         after = len(data) - (start + length)
         # A crash can only tear the last record; a bad record with data after it is damage.
         damaged = f" ({after} bytes follow it){DATA_FOLLOWS}" if after else ""
         if zlib.crc32(struct.pack("<Q", seq) + body) != crc:
-            return records, f"checksum mismatch at byte {pos}{damaged}"
+            return records, f"checksum mismatch at byte {pos}{damaged}", pos
         try:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return records, f"undecodable record at byte {pos}{damaged}"
+            return records, f"undecodable record at byte {pos}{damaged}", pos
         if not isinstance(payload, dict):
-            return records, f"record at byte {pos} is not an object{damaged}"
+            return records, f"record at byte {pos} is not an object{damaged}", pos
         records.append(WalRecord(seq, payload))
         pos = start + length
-    return records, None
+    return records, None, pos
+
+
+def without_text(payload: dict[str, Any], dead: bool) -> dict[str, Any]:
+    """A ``put`` payload with its text removed: the record alone for a sealed body, only a
+    ``purged`` marker (replayed as nothing) for a deleted one."""
+    if dead:
+        record = payload.get("record") or {}
+        return {"op": "purged", "id": record.get("id"), "body_id": record.get("body_id")}
+    return {k: v for k, v in payload.items() if k != "text"}
 
 
 class WriteAheadLog:
@@ -99,12 +119,16 @@ class WriteAheadLog:
     def __init__(self, directory: Path, *, read_only: bool = False) -> None:
         self._dir = directory if read_only else ensure_dir(directory)
         self._read_only = read_only
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # appends
+        self._files_lock = threading.Lock()  # drop_through and scrub: closed files only
         self._file: Any = None
         self._file_path: Path | None = None
         self._file_bytes = 0
         self.last_seq = 0
         self._closed = False
+        if not read_only:  # a scrub's temporary file left by a crash (the original stands)
+            for tmp in self._dir.glob(".*.log.tmp-*"):
+                tmp.unlink(missing_ok=True)
 
     def files(self) -> list[Path]:
         if not self._dir.exists():
@@ -207,9 +231,15 @@ class WriteAheadLog:
             if self._file is not None and self._file_bytes > len(FILE_MAGIC):
                 self._open_new_file()
 
+    @property
+    def current_first_seq(self) -> int | None:
+        """The first sequence number of the file appends go to (None: no file open)."""
+        path = self._file_path
+        return int(path.stem) if path is not None and self._file is not None else None
+
     def drop_through(self, seq: int) -> int:
         """Delete whole files whose records all have sequence numbers <= ``seq``."""
-        with self._lock:
+        with self._files_lock:
             files = self.files()
             removed = 0
             for path, following in itertools.pairwise(files):
@@ -221,6 +251,51 @@ class WriteAheadLog:
             if removed:
                 fsync_dir(self._dir)
             return removed
+
+    def scrub(self, bodies: dict[str, int], dead: set[str]) -> int:
+        """Rewrite the closed files holding the ``put`` records (at the given seqs) of
+        ``bodies`` without their text (``dead`` ones as ``purged`` markers). Each file is
+        replaced atomically with the same records and sequence numbers; bytes after a damaged
+        record are kept as they are (evidence). Returns how many files were rewritten."""
+        with self._files_lock:
+            files = self.files()
+            firsts = [int(p.stem) for p in files]
+            current = self.current_first_seq
+            wanted: dict[Path, set[str]] = {}
+            for body_id, seq in bodies.items():
+                n = bisect.bisect_right(firsts, seq) - 1
+                if n >= 0 and firsts[n] != current:
+                    wanted.setdefault(files[n], set()).add(body_id)
+            rewritten = 0
+            for path, ids in sorted(wanted.items()):
+                if self._scrub_file(path, ids, dead):
+                    rewritten += 1
+            return rewritten
+
+    def _scrub_file(self, path: Path, ids: set[str], dead: set[str]) -> bool:
+        try:
+            data = path.read_bytes()
+            records, _stopped, end = _decode(data, str(path))
+        except FileNotFoundError:
+            return False
+        except (OSError, CorruptionError) as exc:
+            log.warning("write-ahead log %s: not scrubbed: %s", path, exc)
+            return False
+        out = [FILE_MAGIC]
+        changed = False
+        for rec in records:
+            payload = rec.payload
+            record = payload.get("record")
+            body_id = record.get("body_id") if isinstance(record, dict) else None
+            if payload.get("op") == "put" and body_id in ids and "text" in payload:
+                payload = without_text(payload, body_id in dead)
+                changed = True
+            out.append(encode_record(rec.seq, payload))
+        if not changed:
+            return False
+        out.append(data[end:])
+        atomic_write(path, b"".join(out))
+        return True
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.files())

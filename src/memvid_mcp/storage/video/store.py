@@ -12,18 +12,27 @@ Every seal records the SHA-256 of both segment files in its manifest line, so ``
 a flipped byte anywhere in them, then decodes the frames to name exactly the memories whose
 payload is damaged (none when only container bytes changed). Segments sealed before that
 (0.1.0) get their checksums recorded by the first writable verify that finds them sound.
+
+Deleted bodies stay in their segment until it is rewritten: ``compact_step`` (called in the
+background, ADR 0018) merges small segments size-tiered and rewrites any segment holding text
+deleted more than ``purge_after`` seconds ago; ``purge`` rewrites every such segment now. The
+store remembers where each deleted body still lies (its ``put`` and ``del`` lines survive a
+manifest rewrite while the text does) so that deadline holds across restarts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,17 +45,19 @@ from ...core.errors import (
     StorageError,
     ValidationError,
 )
-from ...core.fsutil import fsync_dir
+from ...core.fsutil import atomic_write, fsync_dir
 from ...core.models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
-from . import codec, framing, mvi
+from . import codec, framing, mvi, tiering
 from .cache import ByteLRU
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
 SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
-SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by compaction
+SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by a manual compaction
+TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (tiering.py)
+WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
 
@@ -69,6 +80,8 @@ class _Segment:
     problem: str | None = None
     live_count: int = 0
     live_bytes: int = 0
+    dead_bytes: int = 0  # text of deleted bodies it still holds, known from the manifest
+    dead_since: float | None = None  # when the oldest of them was deleted (epoch seconds)
 
     @property
     def raw_bytes(self) -> int:
@@ -81,6 +94,12 @@ class _Segment:
     @property
     def live_share(self) -> float:
         return self.live_bytes / self.raw_bytes if self.raw_bytes else float(self.live_count > 0)
+
+    @property
+    def holds_deleted(self) -> bool:
+        """Whether text of a deleted body may still be in it (the known ones, and any a
+        0.1.0 compaction forgot: then raw exceeds live + known dead)."""
+        return self.raw_bytes > self.live_bytes
 
 
 class _Sealed(NamedTuple):
@@ -117,6 +136,13 @@ class _Gone(Exception):
     """A segment vanished under a reader (compaction swapped it); retry with a fresh lookup."""
 
 
+class _Abandoned(Exception):
+    """The store is closing: a rewrite in progress stops before publishing anything."""
+
+
+_WRITE_KEYS = ("raw_stored", "segment_bytes", "raw_rewritten", "segment_bytes_rewritten")
+
+
 class VideoStore:
     """Bodies as QR codes in MP4 segments; see docs/format.md."""
 
@@ -132,6 +158,8 @@ class VideoStore:
         cache_bytes: int = 64 << 20,
         live_threshold: float = 0.70,
         read_only: bool = False,
+        tier_base: int = TIER_BASE,
+        purge_after: float = 900.0,
     ) -> None:
         if profile not in codec.PROFILES:
             raise ValidationError("profile", f"must be one of {', '.join(codec.PROFILES)}")
@@ -140,6 +168,8 @@ class VideoStore:
         self.root = Path(root)
         self.profile = profile
         self.live_threshold = live_threshold
+        self.tier_base = max(1, tier_base)
+        self.purge_after = purge_after
         self.seg_dir = self.root / "segments"
         self.read_only = read_only  # verify then records nothing
         if not read_only:
@@ -154,12 +184,17 @@ class VideoStore:
         self._manifest = Manifest(self.root / "manifest.jsonl", tmp_dir=self.seg_dir)
         self._loc: dict[str, _Loc] = {}
         self._segs: dict[str, _Segment] = {}
+        # (segment, body id) -> (where the deleted body lies, deleted at epoch s, "del" ts)
+        self._dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
+        self._writes: dict[str, int] = {}
+        self._closing = False  # close() asked: a rewrite in progress gives up, unpublished
         self._manifest_problems: list[str] = []
         self._damaged: set[str] = set()  # segments verify found changed: compaction rewrites
         self._stamp: tuple[int, int, int] | None = None
         self._wrote = False
         self._closed = False
         self._load()
+        self._writes = self._load_writes()
 
     # ----------------------------------------------------------------- loading
 
@@ -175,6 +210,8 @@ class VideoStore:
         problems = parsed.problems
         locs: dict[str, _Loc] = {}
         segs: dict[str, _Segment] = {}
+        dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
+        loaded_at = time.time()
         for rec in parsed.records:
             op = rec["op"]
             try:
@@ -189,8 +226,12 @@ class VideoStore:
                 elif op == "del":
                     if not isinstance(rec["ids"], list):
                         raise ValueError("bad tombstone record")
+                    ts = str(rec.get("ts") or "")
+                    when = _epoch(ts, loaded_at)
                     for body_id in rec["ids"]:
-                        locs.pop(str(body_id), None)
+                        gone = locs.pop(str(body_id), None)
+                        if gone is not None:
+                            dead[(gone.seg, str(body_id))] = (gone, when, ts)
                 elif op == "drop":
                     segs.pop(str(rec["seg"]), None)
             except (KeyError, TypeError, ValueError):
@@ -203,8 +244,14 @@ class VideoStore:
             if segment is not None:
                 segment.live_count += 1
                 segment.live_bytes += loc.length
+        dead = {key: value for key, value in dead.items() if key[0] in segs}
+        for (seg_id, _), (loc, when, _) in dead.items():
+            _note_dead(segs[seg_id], loc.length, when)
+        for seg in segs.values():  # deletions an older compaction forgot: count from now
+            if seg.raw_bytes > seg.live_bytes + seg.dead_bytes and seg.dead_since is None:
+                seg.dead_since = loaded_at
         with self._state_lock:
-            self._loc, self._segs = locs, segs
+            self._loc, self._segs, self._dead = locs, segs, dead
             self._manifest_problems = problems
             self._stamp = stamp
 
@@ -292,9 +339,14 @@ class VideoStore:
             self._refresh()  # catch up before becoming the writer
             self._wrote = True
             fresh = [(i, b) for i, b in batch.items() if i not in self._loc]
+            written = 0
             for group in _groups(fresh):
                 sealed = self._seal([b for _, b in group])
                 self._publish(sealed, group)
+                written += sealed.seg_index.mp4_size + sealed.mvi_bytes
+            if fresh:
+                self._count_writes(raw_stored=sum(len(b) for _, b in fresh),
+                                   segment_bytes=written)
 
     def _seal(self, bodies: list[bytes]) -> _Sealed:
         """Encode and verify one segment, then rename its files into place (unpublished)."""
@@ -402,7 +454,9 @@ class VideoStore:
             existing = [i for i in dict.fromkeys(body_ids) if i in self._loc]
             if not existing:
                 return 0
-            self._manifest.append([{"op": "del", "ids": existing, "ts": iso(utcnow())}])
+            ts = iso(utcnow()) or ""
+            when = _epoch(ts, time.time())
+            self._manifest.append([{"op": "del", "ids": existing, "ts": ts}])
             with self._state_lock:
                 self._stamp = self._manifest_stamp()
                 for body_id in existing:
@@ -411,6 +465,8 @@ class VideoStore:
                     if seg is not None:
                         seg.live_count -= 1
                         seg.live_bytes -= loc.length
+                        self._dead[(loc.seg, body_id)] = (loc, when, ts)
+                        _note_dead(seg, loc.length, when)
             return len(existing)
 
     # ------------------------------------------------------------------ reading
@@ -630,7 +686,6 @@ class VideoStore:
             self._wrote = True
             self._remove_orphans()
             segs = list(self._segs.values())
-            before = sum(s.stored_bytes for s in segs)
             victims = [s for s in segs if s.live_share < self.live_threshold]
             small = [s for s in segs if s not in victims and s.stored_bytes < SMALL_SEGMENT_BYTES]
             if len(small) >= 2 or (victims and small):  # merge into what is written anyway
@@ -639,57 +694,139 @@ class VideoStore:
             # readable bodies; one still holding an unreadable body waits for repair.
             victims += [s for s in segs if s.ulid in self._damaged and s not in victims
                         and self._all_readable(s.ulid)]
-            if not victims:
-                return CompactReport(bytes_before=before, bytes_after=before)
-            victim_ids = {s.ulid for s in victims}
-            order = {s.ulid: n for n, s in enumerate(segs)}
-            moving = sorted(
-                ((i, loc) for i, loc in self._loc.items() if loc.seg in victim_ids),
-                key=lambda item: (order[item[1].seg], item[1].frame, item[1].offset),
-            )
-            bodies: list[tuple[str, bytes]] = []
-            for n, (body_id, loc) in enumerate(moving):
-                bodies.append((body_id, self._read(body_id, loc)))
-                if progress is not None:
-                    progress(n + 1, len(moving) * 2)
-            new_segs: list[_Segment] = []
-            new_locs: dict[str, _Loc] = {}
-            ts = iso(utcnow()) or ""
+            return self._rewrite(victims, progress)
+
+    def purge(self, progress: ProgressCallback | None = None) -> CompactReport:
+        """Rewrite every segment that still holds text of a deleted body, now."""
+        self._check_open()
+        with self._write_lock:
+            self._refresh()
+            self._wrote = True
+            self._remove_orphans()
+            victims = [s for s in self._segs.values() if s.holds_deleted]
+            return self._rewrite(victims, progress)
+
+    def compact_step(self, now: float | None = None) -> CompactReport | None:
+        """One unit of background compaction (tiering.plan): a size-tiered merge, or the
+        rewrite of segments holding text deleted over ``purge_after`` seconds before ``now``
+        or mostly dead. None when there is nothing to do."""
+        self._check_open()
+        if self.read_only:
+            return None
+        now = time.time() if now is None else now
+        with self._write_lock:
+            if self._closing:
+                return None
+            self._refresh()
+            infos = [tiering.SegmentInfo(s.ulid, s.raw_bytes, s.live_bytes,
+                                         s.dead_since if s.holds_deleted else None)
+                     for s in self._segs.values() if s.index is not None]
+            plans = tiering.plan(infos, base=self.tier_base, cap=SEGMENT_RAW_LIMIT,
+                                 live_threshold=self.live_threshold,
+                                 purge_before=now - self.purge_after)
+            if not plans:
+                return None
+            self._wrote = True
+            chosen = set(plans[0].segments)
+            log.info("background compaction (%s): rewriting %d segments", plans[0].reason,
+                     len(chosen))
+            return self._rewrite([s for s in self._segs.values() if s.ulid in chosen], None)
+
+    def _rewrite(self, victims: list[_Segment], progress: ProgressCallback | None
+                 ) -> CompactReport:
+        """Seal the live bodies of ``victims`` into new segments, swap them in with one atomic
+        manifest rewrite (the commit point), then delete the old files. Caller holds the
+        write lock."""
+        segs = list(self._segs.values())
+        before = sum(s.stored_bytes for s in segs)
+        if not victims:
+            return CompactReport(bytes_before=before, bytes_after=before)
+        victim_ids = {s.ulid for s in victims}
+        order = {s.ulid: n for n, s in enumerate(segs)}
+        moving = sorted(
+            ((i, loc) for i, loc in self._loc.items() if loc.seg in victim_ids),
+            key=lambda item: (order[item[1].seg], item[1].frame, item[1].offset),
+        )
+        bodies: list[tuple[str, bytes]] = []
+        for n, (body_id, loc) in enumerate(moving):
+            bodies.append((body_id, self._read(body_id, loc)))
+            if progress is not None:
+                progress(n + 1, len(moving) * 2)
+        new_segs: list[_Segment] = []
+        new_locs: dict[str, _Loc] = {}
+        ts = iso(utcnow()) or ""
+        try:
             for group in _groups(bodies):
+                if self._closing:
+                    raise _Abandoned
                 sealed = self._seal([b for _, b in group])
                 raw = sum(len(b) for _, b in group)
                 rec = sealed.record(len(group), raw, ts)
-                new_segs.append(_Segment(sealed.ulid, rec, sealed.seg_index, None, len(group), raw))
+                new_segs.append(_Segment(sealed.ulid, rec, sealed.seg_index, None, len(group),
+                                         raw))
                 for (body_id, body), (f, off, nf) in zip(group, sealed.locations, strict=True):
                     old = self._loc[body_id]
-                    new_locs[body_id] = _Loc(sealed.ulid, f, off, len(body), nf, old.sha256, old.ts)
-            if progress is not None:
-                progress(len(moving) * 2, len(moving) * 2)
-            kept = [s for s in segs if s.ulid not in victim_ids] + new_segs
-            final = {**self._loc, **new_locs}
-            indexes = {s.ulid: s.index for s in kept}
-            records: list[dict[str, Any]] = [s.record for s in kept]
-            records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in final.items()]
-            self._manifest.rewrite(records)  # the commit point
-            with self._state_lock:
-                self._segs = {s.ulid: s for s in kept}
-                self._loc = final
-                self._manifest_problems = []
-                self._stamp = self._manifest_stamp()
-            self._damaged -= victim_ids
-            for seg in victims:
+                    new_locs[body_id] = _Loc(sealed.ulid, f, off, len(body), nf, old.sha256,
+                                             old.ts)
+        except _Abandoned:  # closing: nothing was published; the files are orphans
+            for seg in new_segs:
                 self._mp4(seg.ulid).unlink(missing_ok=True)
                 self._mvi(seg.ulid).unlink(missing_ok=True)
-            fsync_dir(self.seg_dir)
-            self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
-            after = sum(s.stored_bytes for s in kept)
-            return CompactReport(
-                segments_rewritten=sum(1 for s in victims if s.live_count > 0),
-                segments_removed=len(victims),
-                bodies_moved=len(moving),
-                bytes_before=before,
-                bytes_after=after,
-            )
+            return CompactReport(bytes_before=before, bytes_after=before)
+        if progress is not None:
+            progress(len(moving) * 2, len(moving) * 2)
+        kept = [s for s in segs if s.ulid not in victim_ids] + new_segs
+        final = {**self._loc, **new_locs}
+        dead = {key: value for key, value in self._dead.items() if key[0] not in victim_ids}
+        self._manifest.rewrite(_manifest_records(kept, final, dead))  # the commit point
+        with self._state_lock:
+            self._segs = {s.ulid: s for s in kept}
+            self._loc = final
+            self._dead = dead
+            self._manifest_problems = []
+            self._stamp = self._manifest_stamp()
+        self._damaged -= victim_ids
+        for seg in victims:
+            self._mp4(seg.ulid).unlink(missing_ok=True)
+            self._mvi(seg.ulid).unlink(missing_ok=True)
+        fsync_dir(self.seg_dir)
+        self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
+        self._count_writes(raw_rewritten=sum(len(b) for _, b in bodies),
+                           segment_bytes_rewritten=sum(s.stored_bytes for s in new_segs))
+        after = sum(s.stored_bytes for s in kept)
+        return CompactReport(
+            segments_rewritten=sum(1 for s in victims if s.live_count > 0),
+            segments_removed=len(victims),
+            bodies_moved=len(moving),
+            bytes_before=before,
+            bytes_after=after,
+        )
+
+    # ----------------------------------------------------------- write counters
+
+    def _load_writes(self) -> dict[str, int]:
+        """Counters of bytes written to segments since the store began (an older store:
+        estimated from its present segments)."""
+        try:
+            data = json.loads((self.root / WRITES_FILE).read_text(encoding="ascii"))
+            if data.get("format") == 1:
+                return {k: int(data.get(k, 0)) for k in _WRITE_KEYS}
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        segs = list(self._segs.values())
+        return {"raw_stored": sum(s.raw_bytes for s in segs),
+                "segment_bytes": sum(s.stored_bytes for s in segs),
+                "raw_rewritten": 0, "segment_bytes_rewritten": 0}
+
+    def _count_writes(self, **added: int) -> None:
+        for key, value in added.items():
+            self._writes[key] = self._writes.get(key, 0) + value
+        try:
+            atomic_write(self.root / WRITES_FILE,
+                         json.dumps({"format": 1, **self._writes}).encode("ascii"),
+                         sync_dir=False)
+        except StorageError as exc:  # counters only: never fail a seal for them
+            log.warning("could not record segment write counters: %s", exc)
 
     def _all_readable(self, seg_id: str) -> bool:
         for body_id, loc in list(self._loc.items()):
@@ -710,6 +847,8 @@ class VideoStore:
                 log.info("removing orphan %s", path)
                 path.unlink(missing_ok=True)
         self._manifest.tmp_path.unlink(missing_ok=True)
+        for tmp in self.root.glob(f".{WRITES_FILE}.tmp-*"):
+            tmp.unlink(missing_ok=True)
 
     def stats(self) -> StorageStats:
         self._check_open()
@@ -719,6 +858,8 @@ class VideoStore:
         body_bytes = sum(s.live_bytes for s in segs)
         raw = sum(s.raw_bytes for s in segs)
         mp4_bytes = sum(int(s.record.get("bytes", 0)) for s in segs)
+        writes = dict(self._writes)
+        stored_raw = writes.get("raw_stored", 0)
         mvi_bytes = sum(int(s.record.get("mvi_bytes", 0)) for s in segs)
         try:
             manifest_bytes = self._manifest.path.stat().st_size
@@ -736,6 +877,15 @@ class VideoStore:
                 "mvi_bytes": mvi_bytes,
                 "manifest_bytes": manifest_bytes,
                 "live_share": round(body_bytes / raw, 4) if raw else 1.0,
+                "deleted_text_bytes": sum(s.raw_bytes - s.live_bytes for s in segs),
+                # bytes written to segments (seals + rewrites) per raw text byte stored
+                "write_amplification": round(
+                    (writes.get("segment_bytes", 0) + writes.get("segment_bytes_rewritten", 0))
+                    / stored_raw, 4) if stored_raw else 0.0,
+                # raw text re-sealed by compaction per raw text byte stored
+                "rewrite_ratio": round(writes.get("raw_rewritten", 0) / stored_raw, 4)
+                if stored_raw else 0.0,
+                **{f"writes_{k}": v for k, v in writes.items()},
                 "cache_bytes": self._cache.size_bytes,
                 "cache_hits": self._cache.hits,
                 "cache_misses": self._cache.misses,
@@ -743,8 +893,11 @@ class VideoStore:
         )
 
     def close(self) -> None:
-        self._closed = True
-        self._cache.clear()
+        """Stop a background rewrite (unpublished) and wait for the writer to finish."""
+        self._closing = True
+        with self._write_lock:
+            self._closed = True
+            self._cache.clear()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -761,6 +914,34 @@ def _groups(items: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]
         size += len(item[1])
     if group:
         yield group
+
+
+def _note_dead(seg: _Segment, length: int, when: float) -> None:
+    seg.dead_bytes += length
+    seg.dead_since = when if seg.dead_since is None else min(seg.dead_since, when)
+
+
+def _epoch(ts: str, default: float) -> float:
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except (TypeError, ValueError):
+        return default
+
+
+def _manifest_records(kept: list[_Segment], live: dict[str, _Loc],
+                      dead: dict[tuple[str, str], tuple[_Loc, float, str]]
+                      ) -> list[dict[str, Any]]:
+    """A whole manifest: segments, then the deleted bodies they still hold (put, then del
+    with the original time: the purge deadline survives a restart), then the live bodies."""
+    indexes = {s.ulid: s.index for s in kept}
+    records: list[dict[str, Any]] = [s.record for s in kept]
+    by_ts: dict[str, list[str]] = {}
+    for (_, body_id), (loc, _, ts) in dead.items():
+        records.append(_put_record(body_id, loc, indexes.get(loc.seg)))
+        by_ts.setdefault(ts, []).append(body_id)
+    records += [{"op": "del", "ids": ids, "ts": ts} for ts, ids in by_ts.items()]
+    records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in live.items()]
+    return records
 
 
 def _is_ulid(value: object) -> bool:

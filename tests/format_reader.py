@@ -1,0 +1,86 @@
+"""A reader of video segments written from docs/format.md alone (no memvid_mcp import).
+
+It decodes every frame of a ``.mp4`` with PyAV, reads the QR symbol with zxing-cpp (raw
+bytes), checks the frame payload (magic, version, CRC32), and returns the decompressed data
+of every frame in order: the segment's byte stream, in which every body sealed in it lies
+whole. Tests use it to prove what text a segment holds, without trusting our codec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from pathlib import Path
+
+import av
+import numpy as np
+import zstandard
+import zxingcpp
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _payload(image: np.ndarray) -> bytes:
+    for scale in (1, 4):  # 1 px per module reads as is for most readers; else upscale
+        candidate = np.kron(image, np.ones((scale, scale), dtype=image.dtype)) if scale > 1 \
+            else image
+        found = [b for b in zxingcpp.read_barcodes(candidate) if b.valid]
+        if found:
+            return bytes(found[0].bytes)
+    raise AssertionError("a frame holds no readable QR symbol")
+
+
+def frame_data(payload: bytes) -> tuple[int, bytes]:
+    """(frame index, decompressed data) of one frame payload, checked as format.md says."""
+    assert payload[:2] == b"MV" and payload[2] == 1, "not a version-1 frame payload"
+    assert zlib.crc32(payload[:-4]) == int.from_bytes(payload[-4:], "little"), "bad CRC32"
+    flags, pos = payload[3], 4
+    index, pos = _varint(payload, pos)
+    _first, pos = _varint(payload, pos)
+    count, pos = _varint(payload, pos)
+    lengths = []
+    for _ in range(count):
+        n, pos = _varint(payload, pos)
+        lengths.append(n)
+    data = payload[pos:-4]
+    if flags & 0x04:
+        data = zstandard.ZstdDecompressor().decompress(data)
+    assert sum(lengths) == len(data), "piece lengths do not add up"
+    return index, data
+
+
+def segment_stream(mp4: Path) -> bytes:
+    """The concatenated data of every frame of a segment, in frame order."""
+    parts: list[bytes] = []
+    with av.open(str(mp4)) as container:
+        for n, frame in enumerate(container.decode(video=0)):
+            index, data = frame_data(_payload(frame.to_ndarray(format="gray")))
+            assert index == n, f"frame {n} says it is frame {index}"
+            parts.append(data)
+    return b"".join(parts)
+
+
+def every_file_text(root: Path) -> dict[Path, bytes]:
+    """Every file under ``root`` as the bytes a person could read from it: raw bytes, plus
+    the decompressed content of zstd files and the frame stream of video segments."""
+    out: dict[Path, bytes] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if data[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame (the snapshots)
+            with contextlib.suppress(zstandard.ZstdError):
+                data += zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
+        if path.suffix == ".mvb" and data[:4] == b"MVB1":  # file backend: header, zstd frame
+            data += zstandard.ZstdDecompressor().decompress(data[14:], max_output_size=1 << 30)
+        if path.suffix == ".mp4":
+            data += segment_stream(path)
+        out[path] = data
+    return out
