@@ -35,7 +35,7 @@ def test_posts_are_answered_with_plain_json(tmp_path: Path) -> None:
     """Regression: POST answers came as an SSE stream with neither a priming event nor a
     ``retry`` field; they are now one JSON body (GET keeps its SSE stream)."""
     (tmp_path / "data").mkdir()
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run").mkdir(mode=0o700)
     proc, url = conformance.start_server(tmp_path / "data", tmp_path / "run")
     try:
         with httpx.Client(timeout=30) as http:

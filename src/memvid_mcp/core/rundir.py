@@ -24,6 +24,7 @@ SOCKET_NAME = "service.sock"
 ADDRESS_NAME = "service.addr"  # TCP fallback: "port token", mode 0600
 SPAWN_LOCK_NAME = "spawn.lock"
 LOG_NAME = "service.log"
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 PID_NAME = "service.pid"  # "<pid> <version>": for people and tests; the socket is the truth
 
 
@@ -105,6 +106,11 @@ class RunDir:
     def for_data_dir(cls, data_dir: Path) -> RunDir:
         real, key = _key(data_dir)
         base = _base_dir()
+        sock = base / key / SOCKET_NAME
+        if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
+            raise ServiceError(f"the service socket path {sock} is longer than a Unix socket "
+                               f"allows ({MAX_SOCKET_PATH} bytes): set MEMVID_RUN_DIR to a "
+                               "shorter directory")
         base.parent.mkdir(parents=True, exist_ok=True)
         _private_dir(base)
         return cls(_private_dir(base / key), Path(real))
