@@ -684,12 +684,13 @@ class VectorIndex:
                         return found
                 # too few candidates passed the filter: exact over the allowed subset
         if dense is not None:
-            scores = dense[:rows] @ query
+            scores = _matvec(dense[:rows], query)
         else:
             scores = np.empty(rows, dtype=np.float32)
             for start in range(0, rows, CHUNK_ROWS):
                 stop = min(rows, start + CHUNK_ROWS)
-                scores[start:stop] = (codes[start:stop] @ query) * scales[start:stop]
+                block = codes[start:stop].astype(np.float32)
+                scores[start:stop] = _matvec(block, query) * scales[start:stop]
         return _top(scores, live[:rows], row_ids, k, allowed)
 
     def _graph_candidates(
@@ -703,7 +704,8 @@ class VectorIndex:
         keys = np.asarray(matches.keys, dtype=np.int64)
         keys = keys[(keys >= 0) & (keys < self._rows)]
         keys = keys[self._live[keys]]
-        scores = (self._codes[keys] @ query) * self._scales[keys]  # rescored from the rows
+        rescored = _matvec(self._codes[keys].astype(np.float32), query)  # from the rows
+        scores = rescored * self._scales[keys]
         order = np.argsort(-scores, kind="stable")
         out: list[tuple[str, float]] = []
         for i in order:
@@ -739,6 +741,15 @@ class VectorIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _matvec(matrix: Matrix, query: Matrix) -> Matrix:
+    """``matrix @ query`` in numpy's own single-threaded loops. OpenBLAS runs a mat-vec this
+    size on its thread pool, and on a busy 2-core machine its threads wait on each other:
+    measured 26 ms p50 at 20k rows against 1.0 ms here (and 30 ms p95 at 5.9k, the 3.9 ms
+    per query issue 12 saw through the manager). The product is memory-bound either way."""
+    out: Matrix = np.einsum("ij,j->i", matrix, query)
+    return out
 
 
 def _top(
