@@ -31,11 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import corpus  # noqa: E402
-import memorybank_eval  # noqa: E402
-
-from memvid_mcp.core.config import Settings  # noqa: E402
-from memvid_mcp.manager import MemoryManager  # noqa: E402
+import corpus
+import memorybank_eval
+from memvid_mcp.core.config import Settings
+from memvid_mcp.manager import MemoryManager
 
 MODES = ("lexical", "semantic", "hybrid")
 

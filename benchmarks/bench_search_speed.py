@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import corpus  # noqa: E402
+import corpus
 
 TAGS = ("work", "home", "python", "health", "travel", "music", "urgent", "idea")
 KINDS = ("note", "fact", "todo", "decision")
@@ -212,7 +212,7 @@ def exact_component(args: argparse.Namespace) -> str:
                                **({"provider": args.provider} if args.provider else {}))
     cache = corpus.CachedEmbeddings(service.model_id)
     texts = corpus.memory_texts(20_000)
-    missing, rows = cache.lookup(texts)
+    _missing, rows = cache.lookup(texts)
     if rows is None:
         return "| exact VectorIndex.search at 20k | (vectors not cached yet) | |"
     index = VectorIndex(None, dim=rows.shape[1], exact_limit=10**9)
