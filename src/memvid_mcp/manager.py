@@ -58,7 +58,7 @@ from .core.validation import (
 )
 from .search.embed import EmbeddingService
 from .search.filters import SearchFilters
-from .search.fusion import rrf
+from .search.fusion import recency_order, rrf
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
 from .store.scope_meta import scope_backend
@@ -378,8 +378,11 @@ class MemoryManager:
                tags_any: Any = (), tags_all: Any = (), kind: str | None = None,
                since: Any = None, until: Any = None, pinned: bool | None = None,
                mode: str = "hybrid", cursor: str | None = None,
-               snippet_chars: int = 240) -> SearchResult:
-        """Ranked memories for a natural-language query, with snippets (not full text)."""
+               snippet_chars: int = 240, recency: float | None = None) -> SearchResult:
+        """Ranked memories for a natural-language query, with snippets (not full text).
+
+        ``recency`` (0-1, default ``settings.recency_weight``, 0): how much newer memories
+        move up; at 0 recency only breaks ties ("latest decision" questions turn it up)."""
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query", "is empty; give some words to search for")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -421,6 +424,12 @@ class MemoryManager:
                         k=self.settings.rrf_k,
                         weights=[self.settings.lexical_weight, self.settings.semantic_weight])
             ranked = [(by_id[i], score) for i, score in fused]
+        weight = self.settings.recency_weight if recency is None else recency
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValidationError("recency", "must be a number between 0 and 1")
+        records = {r.id: r for r, _ in ranked}
+        ranked = [(records[i], score) for i, score in recency_order(
+            [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
         hits = []

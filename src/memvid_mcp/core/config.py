@@ -87,6 +87,7 @@ class Settings:
     rrf_k: int = 60
     lexical_weight: float = 1.0
     semantic_weight: float = 1.0
+    recency_weight: float = 0.0  # 0-1: newer memories move up (0: recency breaks ties only)
     exact_vector_limit: int = 20_000  # below this many vectors, search is exact
 
     @classmethod
