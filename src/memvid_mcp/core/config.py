@@ -84,6 +84,7 @@ class Settings:
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
     embed_threads: int = 0  # onnxruntime intra-op threads; 0: min(4, CPU count)
+    fusion: str = "zscore"  # how hybrid search combines the lists: "zscore" or "rrf"
     rrf_k: int = 60
     lexical_weight: float = 1.0
     semantic_weight: float = 1.0
@@ -121,6 +122,8 @@ class Settings:
             raise ValidationError("video_profile", f"must be one of {', '.join(VIDEO_PROFILES)}")
         if not 0.0 < self.compact_live_threshold <= 1.0:
             raise ValidationError("compact_live_threshold", "must be in (0, 1]")
+        if self.fusion not in ("zscore", "rrf"):
+            raise ValidationError("fusion", "must be zscore or rrf")
         if self.batch_max_memories < 1:
             raise ValidationError("batch_max_memories", "must be at least 1")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
