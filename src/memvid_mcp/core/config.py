@@ -79,8 +79,8 @@ class Settings:
 
     # search
     embed_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    embed_provider: str = "onnx"  # "onnx-int8" (faster, the [torch] extra converts it) or
-    # "sentence-transformers" (any model it supports; the [torch] extra)
+    embed_provider: str = "onnx-int8"  # int8 per-channel (ADR 0007 addendum 2); "onnx"
+    # (float32) or "sentence-transformers" (any model it supports; the [torch] extra)
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
     embed_threads: int = 0  # onnxruntime intra-op threads; 0: min(4, CPU count)
