@@ -149,7 +149,8 @@ class OnnxEmbedder:
 
     def embed_one(self, text: str) -> Vectors:
         """The vector of one text (a query), on the single-thread session."""
-        return self._run([text], self._query_session)[0]
+        vector: Vectors = self._run([text], self._query_session)[0]
+        return vector
 
     def _run(self, texts: list[str], session: Any = None) -> Vectors:
         encodings = self._tokenizer.encode_batch(texts)

@@ -396,7 +396,8 @@ class VectorIndex:
             row = self._by_id.get(doc_id)
             if row is None:
                 return None
-            return dequantize(self._codes[row : row + 1], self._scales[row : row + 1])[0]
+            out: Matrix = dequantize(self._codes[row : row + 1], self._scales[row : row + 1])[0]
+            return out
 
     def __len__(self) -> int:
         with self._lock:
