@@ -178,6 +178,9 @@ async def stdio_round_trips(data: Path, repo: Path, args: argparse.Namespace) ->
             assert not result.is_error, result.content
     subprocess.run([sys.executable, "-m", "memvid_mcp", "--data-dir", str(data), "service",
                     "--stop"], env=env, capture_output=True, check=False)
+    deadline = time.monotonic() + 30  # --stop asks; the service closes its scopes, then exits
+    while any(Path(env["MEMVID_RUN_DIR"]).glob("*/service.pid")) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
     return times
 
 
@@ -256,7 +259,7 @@ def main() -> None:
     print(f"| figure | value | load |\n|---|---|---|\n{ingest(args)}", flush=True)
     print(exact_component(args), flush=True)
     for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             data, repo = build(Path(tmp), backend, args)
             r = run_serve(data, repo, backend, args)
             tag = f"{backend}, {args.n:,} memories"
