@@ -40,7 +40,7 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (template, glob under the scope
     "lexical meta": ("file", "meta/lexical/memvid_lexical.json"),
     "lexical segments (tantivy)": ("file", "meta/lexical/*.*[!k]"),
     "vectors.json": ("file", "meta/vectors/vectors.json"),
-    "vectors.f32": ("file", "meta/vectors/vectors.f32"),
+    "vectors.q8": ("file", "meta/vectors/vectors.q8"),
     "vectors.log": ("file", "meta/vectors/vectors.log"),
     "manifest.jsonl": ("video", "manifest.jsonl"),
     ".mvi": ("video", "segments/*.mvi"),

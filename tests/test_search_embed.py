@@ -188,3 +188,24 @@ def test_hub_id_served_from_the_hf_cache_offline(
     embedder = OnnxEmbedder(resolved)
     assert embedder.max_length == 256 and embedder.dim == 384
     assert np.allclose(embedder.embed(TEXTS[:2]), OnnxEmbedder(onnx_dir).embed(TEXTS[:2]))
+
+
+@pytest.mark.model
+def test_int8_default_falls_back_to_float32_and_says_so(
+    embed_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8 is the default provider (ADR 0007); when quantising is impossible (no onnx
+    package), the float32 model serves and the service names its vectors "onnx", so they
+    are never mixed with int8-model vectors under one model id."""
+    import memvid_mcp.search.embed as embed
+
+    def no_quantiser(*args: object, **kwargs: object) -> Path:
+        raise embed.EmbeddingUnavailable("No module named 'onnx'")
+
+    monkeypatch.setattr(embed, "quantize_local", no_quantiser)
+    service = embed.EmbeddingService(str(bundled_model()), embed_cache)
+    assert service.provider == "onnx-int8"
+    assert service.wait_ready(300), service.state
+    assert service.provider == "onnx" and service.model_id.startswith("onnx:")
+    assert service.embed_query("still works").shape == (384,)
+    service.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -92,3 +93,61 @@ def test_snippet_window_and_limits() -> None:
 def test_snippet_never_exceeds(text: str, query: str, limit: int) -> None:
     snip = best_snippet(text, query, limit)
     assert len(snip) <= limit
+
+
+def test_recency_breaks_ties_and_can_be_turned_up() -> None:
+    from memvid_mcp.search.fusion import recency_order
+
+    ranked = [("old", 1.0, 100.0), ("new", 1.0, 300.0), ("best", 2.0, 200.0)]
+    assert [i for i, _ in recency_order(sorted(ranked, key=lambda r: -r[1]))] == [
+        "best", "new", "old"]
+    rel = [("a", 3.0, 1.0), ("b", 2.0, 2.0), ("c", 1.0, 3.0)]
+    assert [i for i, _ in recency_order(rel, 0.0)] == ["a", "b", "c"]
+    assert [i for i, _ in recency_order(rel, 1.0)] == ["c", "b", "a"]
+    assert dict(recency_order(rel, 1.0)) == {"a": 3.0, "b": 2.0, "c": 1.0}  # scores kept
+    with pytest.raises(ValidationError):
+        recency_order(rel, 1.5)
+
+
+def test_manager_ties_go_to_the_newer_memory(manager: Any) -> None:
+    """Two equally relevant decisions: the later one comes first; turned up, recency wins
+    over a small relevance gap ("what did we decide last about the database?")."""
+    old = manager.import_record({"text": "decision: the database is alpha",
+                                 "created_at": "2024-01-01T00:00:00Z"}).id
+    new = manager.import_record({"text": "decision: the database is gamma",
+                                 "created_at": "2025-01-01T00:00:00Z"}).id
+    hits = manager.search("database decision", mode="lexical").results
+    assert [h.id for h in hits] == [new, old]
+    older = manager.import_record({"text": "decision database database", "created_at":
+                                   "2023-01-01T00:00:00Z"}).id
+    assert manager.search("database decision", mode="lexical").results[0].id == older
+    assert manager.search("database decision", mode="lexical",
+                          recency=1.0).results[0].id == new
+
+
+def test_zscore_fusion_keeps_how_far_a_result_stands_out() -> None:
+    from memvid_mcp.search.fusion import zscore
+
+    # "b" is only second lexically, but far ahead semantically: it wins (RRF ties a and b)
+    lexical = [("a", 10.0), ("b", 9.9), ("c", 1.0), ("d", 0.9)]
+    semantic = [("b", 0.9), ("a", 0.3), ("d", 0.29), ("c", 0.28)]
+    assert [i for i, _ in zscore([lexical, semantic])][:2] == ["b", "a"]
+    assert rrf([[i for i, _ in lexical], [i for i, _ in semantic]])[0][1] == pytest.approx(
+        rrf([[i for i, _ in lexical], [i for i, _ in semantic]])[1][1])
+    # an id one list lacks counts as that list's lowest entry, not as its mean
+    fused = dict(zscore([[("x", 3.0), ("y", 2.0), ("z", 1.0)], [("w", 0.5), ("x", 0.4)]]))
+    assert fused["z"] == pytest.approx(-1.2247 + -1.0, abs=1e-3)
+    assert zscore([[("only", 1.0)], []]) == [("only", 0.0)]
+    with pytest.raises(ValidationError):
+        zscore([[("a", 1.0)]], weights=[1.0, 2.0])
+
+
+@given(st.lists(st.lists(st.tuples(ids, st.floats(-1e6, 1e6)), max_size=12), max_size=4))
+def test_zscore_fusion_is_a_ranking_of_the_inputs(lists: list[list[tuple[str, float]]]) -> None:
+    from memvid_mcp.search.fusion import zscore
+
+    fused = zscore(lists)
+    assert sorted(i for i, _ in fused) == sorted({i for lst in lists for i, _ in lst})
+    scores = [s for _, s in fused]
+    assert scores == sorted(scores, reverse=True)
+    assert zscore(lists) == fused  # deterministic

@@ -238,3 +238,29 @@ def test_read_only_open_serves_committed_docs(tmp_path: Path) -> None:
     fresh = LexicalIndex(tmp_path / "missing", read_only=True)
     assert fresh.committed_seq == -1 and fresh.search("anything", 5) == []
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_function_words_do_not_match(committed: bool) -> None:
+    """Issue 12: "when do we deploy?" ranked "We chose PostgreSQL ..." second, on "we" alone.
+    Query function words are dropped; a query of nothing else still searches them."""
+    ix = LexicalIndex(None)
+    ix.upsert([doc(1, "We chose PostgreSQL for the billing database."),
+               doc(2, "Deploys go out on Tuesdays after the release review."),
+               doc(3, "To be or not to be.")])
+    if committed:
+        ix.commit(1)
+    assert ids(ix.search("when do we deploy?", 10)) == ["2"]
+    assert ix.query_terms("When do we deploy?") == ["deploy"]
+    assert ids(ix.search("to be or not to be", 10)) == ["3"]
+
+
+def test_index_stores_no_text(tmp_path: Path) -> None:
+    """The body is indexed, never stored: snippets come from the body store (issue 11)."""
+    ix = LexicalIndex(tmp_path / "lex")
+    ix.upsert([doc(1, "quixotic marmalade ledger", title="a title", tags=("t",))])
+    ix.commit(1)
+    searcher = ix._index.searcher()
+    (_, address), = searcher.search(ix._query(["quixot"], None), 1).hits
+    assert searcher.doc(address).to_dict() == {"id": ["1"]}
+    ix.close()

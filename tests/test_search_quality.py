@@ -3,7 +3,7 @@
 Lexical: the first 100 test claims over the whole corpus (5,183 abstracts). Hybrid: the
 first 60 claims over a small corpus of their relevant abstracts plus the top-3 lexical hits
 of each over the full corpus (hard negatives), so embedding stays within the test budget.
-Full-corpus numbers come from ``benchmarks/bench_scifact.py`` (hybrid nDCG@10 0.718). Floors sit
+Full-corpus numbers come from ``benchmarks/bench_quality.py`` (hybrid nDCG@10 0.735). Floors sit
 a little under the measured values (see the comments); a drop below means a regression.
 """
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from memvid_mcp.core.errors import CorruptionError, ValidationError
-from memvid_mcp.search.vectors import VectorIndex
+from memvid_mcp.search.vectors import VectorIndex, dequantize, quantize
 
 DIM = 16
 
@@ -29,7 +31,8 @@ def names(hits: list[tuple[str, float]]) -> list[str]:
 
 
 def brute(x: np.ndarray, ids: list[str], q: np.ndarray, k: int) -> list[str]:
-    scores = x @ q
+    """Exact ranking over the rows the index stores (int8 with a scale per row)."""
+    scores = dequantize(*quantize(x)) @ q
     return [ids[i] for i in np.argsort(-scores)[:k]]
 
 
@@ -50,7 +53,7 @@ def test_exact_search_and_validation() -> None:
     for q in x[:10]:
         assert names(index.search(q, 5)) == brute(x, ids, q, 5)
     hit, score = index.search(x[3], 1)[0]
-    assert hit == "v3" and score == pytest.approx(1.0, abs=1e-5)
+    assert hit == "v3" and score == pytest.approx(1.0, abs=1e-3)  # int8 rows (ADR 0021)
     assert index.search(x[0], 0) == []
     assert len(index.search(x[0], 500)) == 200
     with pytest.raises(ValidationError):
@@ -133,20 +136,20 @@ def test_persistence_seq_and_crash_tail(tmp_path: Path) -> None:
     assert not again.has("v5") and not again.has("v45")
     assert names(again.search(x[7], 1)) == ["v7"]
     # a crash after appending but before the meta update: the tail is dropped
-    with open(path / "vectors.f32", "ab") as f:
-        f.write(b"\x00" * 4 * DIM * 3)
+    with open(path / "vectors.q8", "ab") as f:
+        f.write(b"\x00" * (DIM + 4) * 3)
     with open(path / "vectors.log", "ab") as f:
         f.write(b'["+", 999, "ghost"]\n')
     again.close()
     third = VectorIndex(path, dim=DIM)
     assert len(third) == 39 and not third.has("ghost")
     assert third.verify() == []
-    with open(path / "vectors.f32", "r+b") as f:  # a flipped byte inside a row
-        f.seek(5 * DIM * 4 + 3)
+    with open(path / "vectors.q8", "r+b") as f:  # a flipped byte inside a row
+        f.seek(5 * (DIM + 4) + 7)
         byte = f.read(1)
-        f.seek(5 * DIM * 4 + 3)
+        f.seek(5 * (DIM + 4) + 7)
         f.write(bytes([byte[0] ^ 0xFF]))
-    assert any("vectors.f32" in p for p in third.verify())
+    assert any("vectors.q8" in p for p in third.verify())
     with pytest.raises(CorruptionError):
         VectorIndex(path, dim=DIM + 1)
     third.close()
@@ -158,7 +161,7 @@ def test_corruption_is_reported(tmp_path: Path) -> None:
     index.upsert(["a", "b"], vecs(2))
     index.commit(1)
     index.close()
-    with open(path / "vectors.f32", "r+b") as f:
+    with open(path / "vectors.q8", "r+b") as f:
         f.truncate(10)
     with pytest.raises(CorruptionError):
         VectorIndex(path, dim=DIM)
@@ -193,7 +196,7 @@ def test_graph_saved_and_reloaded_with_compaction(tmp_path: Path) -> None:
     third = VectorIndex(path, dim=DIM, exact_limit=500)
     assert len(third) == 1200 and third.committed_seq == 2
     assert names(third.search(x[2500], 1)) == ["v2500"]
-    assert (path / "vectors.f32").stat().st_size == 1200 * DIM * 4
+    assert (path / "vectors.q8").stat().st_size == 1200 * (DIM + 4)
     assert third.verify() == []
     third.close()
 
@@ -230,7 +233,7 @@ def test_graph_then_onnxruntime_does_not_crash() -> None:
     index imports onnxruntime first (ADR 0006). Run in a subprocess: a crash is a signal."""
     code = (
         "import numpy as np\n"
-        "from memvid_mcp.search.vectors import VectorIndex\n"
+        "from memvid_mcp.search.vectors import VectorIndex, dequantize, quantize\n"
         "v = VectorIndex(None, dim=8, exact_limit=10)\n"
         "v.upsert([str(i) for i in range(20)], np.random.default_rng(0).random((20, 8)))\n"
         "v.build_graph()\n"
@@ -242,3 +245,82 @@ def test_graph_then_onnxruntime_does_not_crash() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr)
+
+
+def write_format_1(path: Path, x: np.ndarray, ids: list[str], seq: int = 5) -> None:
+    """An index as 0.1.0 wrote it: float32 rows in vectors.f32, CRC-32s in the meta."""
+    import json
+    import zlib
+
+    path.mkdir(parents=True)
+    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    log = "".join(json.dumps(["+", i, d]) + "\n" for i, d in enumerate(ids)).encode()
+    (path / "vectors.f32").write_bytes(data)
+    (path / "vectors.log").write_bytes(log)
+    meta = {"version": 1, "dim": x.shape[1], "rows": len(x), "log_bytes": len(log),
+            "committed_seq": seq, "generation": 0, "data_crc": zlib.crc32(data),
+            "log_crc": zlib.crc32(log)}
+    (path / "vectors.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_float32_index_is_converted_to_int8_on_open(tmp_path: Path) -> None:
+    """ADR 0021: a format-1 index opens, becomes vectors.q8 (a quarter of the bytes), keeps
+    its seq and ids, searches the same, and verifies clean; the float32 file is gone."""
+    path = tmp_path / "vec"
+    x = vecs(300, seed=7)
+    ids = [f"v{i}" for i in range(300)]
+    write_format_1(path, x, ids)
+    reader = VectorIndex(path, dim=DIM, read_only=True)  # a reader converts in memory only
+    assert len(reader) == 300 and (path / "vectors.f32").exists()
+    assert names(reader.search(x[9], 1)) == ["v9"] and reader.verify() == []
+    reader.close()
+    index = VectorIndex(path, dim=DIM)
+    assert not (path / "vectors.f32").exists()
+    assert (path / "vectors.q8").stat().st_size == 300 * (DIM + 4)
+    assert index.committed_seq == 5 and len(index) == 300 and index.verify() == []
+    for i in (0, 42, 299):
+        assert names(index.search(x[i], 1)) == [f"v{i}"]
+    index.upsert(["new"], vecs(1, seed=8))
+    index.commit(6)
+    index.close()
+    again = VectorIndex(path, dim=DIM)
+    assert len(again) == 301 and again.committed_seq == 6 and again.verify() == []
+    again.close()
+
+
+def test_conversion_interrupted_after_the_meta_removes_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "vec"
+    x = vecs(20, seed=9)
+    write_format_1(path, x, [f"v{i}" for i in range(20)])
+    saved = (path / "vectors.f32").read_bytes()
+    VectorIndex(path, dim=DIM).close()
+    (path / "vectors.f32").write_bytes(saved)  # as if the crash came before the unlink
+    index = VectorIndex(path, dim=DIM)
+    assert not (path / "vectors.f32").exists() and len(index) == 20
+    index.close()
+
+
+def test_damaged_float32_index_is_not_converted(tmp_path: Path) -> None:
+    """A flipped byte in the float32 rows must surface (the manager re-embeds), not be
+    hidden behind a fresh checksum of the converted file."""
+    path = tmp_path / "vec"
+    write_format_1(path, vecs(20, seed=10), [f"v{i}" for i in range(20)])
+    raw = bytearray((path / "vectors.f32").read_bytes())
+    raw[77] ^= 0xFF
+    (path / "vectors.f32").write_bytes(bytes(raw))
+    assert VectorIndex.verify_files(path)
+    with pytest.raises(CorruptionError):
+        VectorIndex(path, dim=DIM)
+    assert not (path / "vectors.q8").exists()
+
+
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=DIM, max_size=DIM))
+def test_int8_rows_keep_the_direction(values: list[float]) -> None:
+    """Any non-zero vector survives quantisation with cosine >= 0.99 (error <= scale / 2
+    per component, scale = peak / 127)."""
+    arr = np.asarray([values], dtype=np.float32)
+    norm = float(np.linalg.norm(arr))
+    assume(norm > 1e-6)
+    approx = dequantize(*quantize(arr))
+    cosine = float(approx[0] @ arr[0]) / (float(np.linalg.norm(approx)) * norm)
+    assert cosine >= 0.99

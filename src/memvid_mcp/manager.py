@@ -60,7 +60,7 @@ from .core.validation import (
 )
 from .search.embed import EmbeddingService
 from .search.filters import SearchFilters
-from .search.fusion import rrf
+from .search.fusion import recency_order, rrf, zscore
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
 from .store.scope_meta import scope_backend
@@ -72,6 +72,7 @@ MODES = SEARCH_MODES
 MAX_K = 1000
 FLUSH_MODEL_WAIT_SECONDS = 300.0
 COMPACT_INTERVAL_SECONDS = 5.0  # how often the compactor looks for work when not woken
+FUSION_DEPTH = 100  # candidates each list contributes to a search at least
 
 
 class MemoryManager:
@@ -426,9 +427,13 @@ class MemoryManager:
                tags_any: Any = (), tags_all: Any = (), kind: str | None = None,
                since: Any = None, until: Any = None, pinned: bool | None = None,
                mode: str = "hybrid", cursor: str | None = None,
-               snippet_chars: int = 240, include_superseded: bool = False) -> SearchResult:
+               snippet_chars: int = 240, include_superseded: bool = False,
+               recency: float | None = None) -> SearchResult:
         """Ranked memories for a natural-language query, with snippets (not full text).
-        Memories superseded by a newer one are left out unless ``include_superseded``."""
+
+        Memories superseded by a newer one are left out unless ``include_superseded``.
+        ``recency`` (0-1, default ``settings.recency_weight``, 0): how much newer memories
+        move up; at 0 recency only breaks ties ("latest decision" questions turn it up)."""
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query", "is empty; give some words to search for")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -449,7 +454,8 @@ class MemoryManager:
         )
         offset = _decode_cursor(cursor, query)
         stores = self._search_stores(scopes)
-        depth = max(2 * (offset + k), 50)
+        # z-scores need a sample of each list: SciFact nDCG@10 0.729 fusing 50, 0.735 at 100
+        depth = max(2 * (offset + k), FUSION_DEPTH)
         note = None
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
@@ -468,10 +474,20 @@ class MemoryManager:
         else:
             mode_used, lexical_hits = "hybrid", lexical()
             by_id = {r.id: r for r, _ in lexical_hits} | {r.id: r for r, _ in semantic}
-            fused = rrf([[r.id for r, _ in lexical_hits], [r.id for r, _ in semantic]],
-                        k=self.settings.rrf_k,
-                        weights=[self.settings.lexical_weight, self.settings.semantic_weight])
+            weights = [self.settings.lexical_weight, self.settings.semantic_weight]
+            if self.settings.fusion == "rrf":
+                fused = rrf([[r.id for r, _ in lexical_hits], [r.id for r, _ in semantic]],
+                            k=self.settings.rrf_k, weights=weights)
+            else:
+                fused = zscore([[(r.id, s) for r, s in lexical_hits],
+                                [(r.id, s) for r, s in semantic]], weights=weights)
             ranked = [(by_id[i], score) for i, score in fused]
+        weight = self.settings.recency_weight if recency is None else recency
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValidationError("recency", "must be a number between 0 and 1")
+        records = {r.id: r for r, _ in ranked}
+        ranked = [(records[i], score) for i, score in recency_order(
+            [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
         hits = []

@@ -87,14 +87,16 @@ class Settings:
 
     # search
     embed_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    embed_provider: str = "onnx"  # "onnx-int8" (faster, the [torch] extra converts it) or
-    # "sentence-transformers" (any model it supports; the [torch] extra)
+    embed_provider: str = "onnx-int8"  # int8 per-channel (ADR 0007 addendum 2); "onnx"
+    # (float32) or "sentence-transformers" (any model it supports; the [torch] extra)
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
     embed_threads: int = 0  # onnxruntime intra-op threads; 0: min(4, CPU count)
+    fusion: str = "zscore"  # how hybrid search combines the lists: "zscore" or "rrf"
     rrf_k: int = 60
     lexical_weight: float = 1.0
     semantic_weight: float = 1.0
+    recency_weight: float = 0.0  # 0-1: newer memories move up (0: recency breaks ties only)
     exact_vector_limit: int = 20_000  # below this many vectors, search is exact
 
     @classmethod
@@ -128,6 +130,8 @@ class Settings:
             raise ValidationError("video_profile", f"must be one of {', '.join(VIDEO_PROFILES)}")
         if not 0.0 < self.compact_live_threshold <= 1.0:
             raise ValidationError("compact_live_threshold", "must be in (0, 1]")
+        if self.fusion not in ("zscore", "rrf"):
+            raise ValidationError("fusion", "must be zscore or rrf")
         if self.batch_max_memories < 1:
             raise ValidationError("batch_max_memories", "must be at least 1")
         if self.seal_min_bytes < 1:

@@ -8,7 +8,7 @@ uncommitted tail, the manager's own checks) agrees: tags compare case-insensitiv
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 
@@ -32,6 +32,13 @@ class SearchFilters:
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
     pinned: bool | None = None
+    # the comparable forms, computed once: matches() runs for every candidate of a search
+    _any: frozenset[str] = field(init=False, repr=False, compare=False)
+    _all: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_any", frozenset(norm_tag(t) for t in self.tags_any))
+        object.__setattr__(self, "_all", frozenset(norm_tag(t) for t in self.tags_all))
 
     @property
     def empty(self) -> bool:
@@ -56,10 +63,10 @@ class SearchFilters:
                 return False
             if self.until is not None and created >= as_utc(self.until):
                 return False
-        if self.tags_any or self.tags_all:
+        if self._any or self._all:
             have = {norm_tag(t) for t in tags}
-            if self.tags_any and not any(norm_tag(t) in have for t in self.tags_any):
+            if self._any and self._any.isdisjoint(have):
                 return False
-            if self.tags_all and not all(norm_tag(t) in have for t in self.tags_all):
+            if self._all and not self._all <= have:
                 return False
         return True

@@ -29,6 +29,7 @@ import tantivy
 
 from ..core.errors import CorruptionError, ReadOnlyError, StorageError, ValidationError
 from .filters import SearchFilters, as_utc, norm_tag
+from .stopwords import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,17 @@ class _Pending:
     lengths: dict[str, int]
 
 
-def _analyzer() -> tantivy.TextAnalyzer:
-    # Same pipeline as tantivy's built-in "en_stem", which indexes the text fields.
-    return (
+def _analyzer(stop_words: bool = False) -> tantivy.TextAnalyzer:
+    # Same pipeline as tantivy's built-in "en_stem", which indexes the text fields; queries
+    # also drop function words before stemming (stopwords.py).
+    builder = (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
         .filter(tantivy.Filter.remove_long(40))
         .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
     )
+    if stop_words:
+        builder = builder.filter(tantivy.Filter.custom_stopword(sorted(STOP_WORDS)))
+    return builder.filter(tantivy.Filter.stemmer("english")).build()
 
 
 def _schema() -> tantivy.Schema:
@@ -118,6 +121,7 @@ class LexicalIndex:
         self._path = Path(path) if path is not None else None
         self._read_only = read_only
         self._analyzer = _analyzer()
+        self._query_analyzer = _analyzer(stop_words=True)
         self._write_lock = threading.RLock()  # upsert/delete/commit/clear
         self._state_lock = threading.Lock()  # searcher, pending, shadow (held briefly)
         self._committed_seq = -1
@@ -372,8 +376,15 @@ class LexicalIndex:
             return int(self._searcher.num_docs) + self._len_delta
 
     def analyze(self, text: str) -> list[str]:
-        """The distinct index terms of ``text``, in order (what a query searches for)."""
+        """The distinct index terms of ``text``, in order."""
         return list(dict.fromkeys(self._tokens(text)))
+
+    def query_terms(self, query: str) -> list[str]:
+        """What a query searches for: its distinct terms without function words ("when do
+        we deploy?" -> ["deploy"]), or all of them when nothing else is left ("to be or
+        not to be")."""
+        terms = list(dict.fromkeys(self._query_analyzer.analyze(query))) if query else []
+        return terms or self.analyze(query)
 
     def search(
         self, query: str, k: int, filters: SearchFilters | None = None
@@ -384,7 +395,7 @@ class LexicalIndex:
         """
         if k <= 0:
             return []
-        terms = self.analyze(query)
+        terms = self.query_terms(query)
         if not terms:
             return []
         if filters is not None and filters.empty:
