@@ -97,7 +97,7 @@ def scenario_results(out_dir: Path) -> dict[str, tuple[str, str]]:
 def run(bin_dir: Path, out_dir: Path) -> dict[str, tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         (Path(tmp) / "data").mkdir()
-        (Path(tmp) / "run").mkdir()
+        (Path(tmp) / "run").mkdir(mode=0o700)
         proc, url = start_server(Path(tmp) / "data", Path(tmp) / "run")
         try:
             env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
