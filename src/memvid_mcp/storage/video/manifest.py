@@ -23,7 +23,6 @@ then the old one is removed.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -199,8 +198,7 @@ class _Reader:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_RFC4648 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_TO_RFC4648 = str.maketrans(_CROCKFORD, _RFC4648)
+_TO_INT_DIGITS = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")  # int(x, 32)
 _CANONICAL_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
@@ -208,8 +206,7 @@ def _ulid_bytes(value: object) -> bytes | None:
     """16 bytes of a canonical ULID string (26 upper-case Crockford base32 digits), else None."""
     if not isinstance(value, str) or not _CANONICAL_ULID.fullmatch(value):
         return None
-    # 6 zero digits in front make 160 bits: 32 standard base32 digits, 4 leading zero bytes
-    return base64.b32decode("AAAAAA" + value.translate(_TO_RFC4648))[4:]
+    return int(value.translate(_TO_INT_DIGITS), 32).to_bytes(16, "big")
 
 
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two digits
@@ -300,33 +297,37 @@ def _read_seg(r: _Reader) -> dict[str, Any]:
     return rec
 
 
-def _put_fields(rec: dict[str, Any]) -> tuple[str, str, list[int]] | None:
-    """(seg, hash prefix hex, [frame, offset, length, frames]) of a put the binary form holds."""
+def _put_fields(rec: dict[str, Any]) -> tuple[str, bytes | None, str, list[int]] | None:
+    """(seg, id as ULID bytes or None, hash prefix hex, [frame, offset, length, frames]) of a
+    put the binary form holds exactly; None for any other."""
     if set(rec) - _PUT_KEYS or not isinstance(rec.get("body_id"), str) or not rec["body_id"]:
         return None
     sha = rec.get("sha256")
     if not isinstance(sha, str) or len(sha) < 2 * HASH_BYTES or not _hex(sha[: 2 * HASH_BYTES],
                                                                         HASH_BYTES):
         return None
-    nums = [rec.get(k, 1 if k == "frames" else None) for k in ("frame", "offset", "length",
-                                                                  "frames")]
-    if "length" not in rec:
-        nums[2] = rec.get("len")
+    nums = [rec.get("frame"), rec.get("offset"), rec.get("length", rec.get("len")),
+            rec.get("frames", 1)]
     if not all(_uint(n) for n in nums) or rec.get("len", nums[2]) != nums[2]:
         return None
-    if _ulid_bytes(rec.get("seg")) is None:
+    seg = rec.get("seg")
+    if _ulid_bytes(seg) is None:
         return None
-    return str(rec["seg"]), sha[: 2 * HASH_BYTES], [int(n) for n in nums]  # type: ignore[arg-type]
+    return str(seg), _ulid_bytes(rec["body_id"]), sha[: 2 * HASH_BYTES], \
+        [int(n) for n in nums]
 
 
-def _puts_payload(seg: str, group: list[tuple[str, str, list[int]]]) -> bytes:
-    flags, _ = _encode_ids([body_id for body_id, _, _ in group])
+def _puts_payload(seg: str, group: list[tuple[str, bytes | None, str, list[int]]]) -> bytes:
+    ulid_ids = group[0][1] is not None
     out = bytearray(_ulid_bytes(seg) or b"")
-    out.append(flags)
+    out.append(_ULID_IDS if ulid_ids else 0)
     out += _varint(len(group))
-    for body_id, sha, nums in group:
-        out += _encode_ids([body_id])[1] if flags & _ULID_IDS else _varint(
-            len(body_id.encode("utf-8"))) + body_id.encode("utf-8")
+    for body_id, raw_id, sha, nums in group:
+        if raw_id is not None:
+            out += raw_id
+        else:
+            data = body_id.encode("utf-8")
+            out += _varint(len(data)) + data
         out += bytes.fromhex(sha)
         for n in nums:
             out += _varint(n)
@@ -391,14 +392,13 @@ def _encode_one(rec: dict[str, Any]) -> bytes:
 def encode_records(records: Iterable[dict[str, Any]]) -> bytes:
     """The compact records of ``records`` (no file header); puts of one segment are grouped."""
     out = bytearray()
-    group: list[tuple[str, str, list[int]]] = []
+    group: list[tuple[str, bytes | None, str, list[int]]] = []
     group_seg = ""
 
     def flush() -> None:
-        nonlocal group
         if group:
             out.extend(_frame(_PUTS, _puts_payload(group_seg, group)))
-            group = []
+            group.clear()
 
     for rec in records:
         fields = _put_fields(rec) if rec.get("op") == "put" else None
@@ -406,13 +406,12 @@ def encode_records(records: Iterable[dict[str, Any]]) -> bytes:
             flush()
             out.extend(_encode_one(rec))
             continue
-        seg, sha, nums = fields
-        same_kind = not group or (_ulid_bytes(group[0][0]) is None) == (
-            _ulid_bytes(rec["body_id"]) is None)
-        if group and (seg != group_seg or len(group) >= PUT_GROUP or not same_kind):
+        seg, raw_id, sha, nums = fields
+        if group and (seg != group_seg or len(group) >= PUT_GROUP
+                      or (raw_id is None) != (group[0][1] is None)):
             flush()
         group_seg = seg
-        group.append((str(rec["body_id"]), sha, nums))
+        group.append((str(rec["body_id"]), raw_id, sha, nums))
     flush()
     return bytes(out)
 
