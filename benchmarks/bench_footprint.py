@@ -104,6 +104,8 @@ def notes(n: int, seed: int) -> list[str]:
                 break
         else:  # ran out: the next pass starts one piece later
             passes[which] += 1
+            if passes[which] > 20:
+                raise SystemExit(f"only {len(out)} distinct notes in the data")
             sources[which] = makers[which]()
             for _ in range(passes[which]):
                 next(sources[which], None)
