@@ -42,7 +42,7 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (template, glob under the scope
     "vectors.json": ("file", "meta/vectors/vectors.json"),
     "vectors.q8": ("file", "meta/vectors/vectors.q8"),
     "vectors.log": ("file", "meta/vectors/vectors.log"),
-    "manifest.jsonl": ("video", "manifest.jsonl"),
+    "manifest.mvm": ("video", "manifest.mvm"),
     ".mvi": ("video", "segments/*.mvi"),
     "segment .mp4": ("video", "segments/*.mp4"),
 }

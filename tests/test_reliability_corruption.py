@@ -255,11 +255,12 @@ def _segment(built: Built, suffix: str) -> Path:
 @pytest.mark.parametrize("fault", ["flip", "truncate"])
 def test_manifest_damage(tmp_path: Path, fault: str) -> None:
     built = build(tmp_path, "video")
-    manifest = built.scope / "manifest.jsonl"
-    lines = manifest.read_bytes().splitlines(keepends=True)
-    # Damage the last put line: one memory loses its location.
-    start = sum(len(line) for line in lines[:-1])
-    at = start + len(lines[-1]) // 2
+    manifest = built.scope / "manifest.mvm"
+    # Damage the last record (the put group of the last seal): its memories lose their
+    # location.
+    data = manifest.read_bytes()
+    last = _last_record_start(data)
+    at = last + (len(data) - last) // 2
     damaged = damage(manifest, fault, at)
     with built.open() as m:
         problems = m.verify()
@@ -270,13 +271,23 @@ def test_manifest_damage(tmp_path: Path, fault: str) -> None:
         report = m.repair()["global"]
         assert report["memories_unreadable"] == []
         remaining = m.verify()
-        # A damaged manifest line stays reported until compaction rewrites the manifest.
+        # A damaged manifest record stays reported until compaction rewrites the manifest.
         assert all(Path(p.path) == manifest and not p.memory_ids for p in remaining)
         assert served(m, built.texts) == built.texts
     # The healed body was sealed (appended) before repair copied the manifest, and a torn
-    # tail is cut before an append: the copy keeps every whole line that was damaged.
-    (copy,) = quarantined(built.scope, "manifest.jsonl")
-    assert copy.startswith(damaged[: damaged.rfind(b"\n") + 1])
+    # tail is cut before an append: the copy keeps every whole record before the damage.
+    (copy,) = quarantined(built.scope, "manifest.mvm")
+    assert copy.startswith(damaged[:last])
+
+
+def _last_record_start(data: bytes) -> int:
+    from memvid_mcp.storage.video import manifest
+
+    pos = start = len(manifest.HEADER)
+    while pos < len(data):
+        start = pos
+        pos = manifest._record_at(data, pos)[1]
+    return start
 
 
 @pytest.mark.parametrize("fault", ["flip", "truncate"])

@@ -230,7 +230,7 @@ def test_full_disk_in_the_file_backend_keeps_the_body_in_the_wal(
 def test_full_disk_while_sealing_a_segment_publishes_nothing(
         data_dir: Path, outside_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     texts = _seed(data_dir, outside_repo, "video")
-    manifest = data_dir / "global" / "manifest.jsonl"
+    manifest = data_dir / "global" / "manifest.mvm"
     segments = data_dir / "global" / "segments"
     before = (manifest.read_bytes(), sorted(p.name for p in segments.iterdir()))
 

@@ -7,7 +7,6 @@ no longer be read, and a change confined to container bytes names none and says 
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -137,28 +136,34 @@ def test_segments_sealed_before_checksums_are_read_and_get_them_at_the_next_veri
     store = VideoStore(tmp_path)
     store.put_many(list(bodies.items()))
     store.close()
-    path = tmp_path / "manifest.jsonl"
+    compact = tmp_path / manifest.FILE_NAME
+    path = tmp_path / manifest.LEGACY_NAME
     old_lines = []  # rewrite the manifest as 0.1.0 wrote it: v1 seg lines, no checksums
-    for line in path.read_bytes().splitlines():
-        record = json.loads(line)
-        record.pop("crc")
+    for record in manifest.parse(compact.read_bytes()).records:
         record.pop("mp4_sha256", None)
         record.pop("mvi_sha256", None)
         record["v"] = 1
-        body = json.dumps(record, sort_keys=True, separators=(",", ":"))
-        crc = f"{manifest.zlib.crc32(body.encode()):08x}"
-        old_lines.append(json.dumps({**record, "crc": crc}, sort_keys=True,
-                                    separators=(",", ":")))
-    path.write_text("\n".join(old_lines) + "\n")
+        crc = f"{manifest.zlib.crc32(manifest._canonical(record).encode()):08x}"
+        old_lines.append(manifest._canonical({**record, "crc": crc}).encode() + b"\n")
+    compact.unlink()
+    path.write_bytes(b"".join(old_lines))
     assert b'"v":2' not in path.read_bytes()
 
     reader = VideoStore(tmp_path, read_only=True)
     assert {k: reader.get(k) for k in bodies} == bodies
     assert reader.verify() == []
-    assert b"mp4_sha256" not in path.read_bytes()  # a reader records nothing
-    writer = VideoStore(tmp_path)
+    assert b"mp4_sha256" not in path.read_bytes()  # a reader records (and converts) nothing
+    assert not compact.exists()
+    writer = VideoStore(tmp_path)  # converts the 0.1.0 manifest to the compact one
+    assert not path.exists()
+
+    def recorded() -> int:
+        return sum(1 for r in manifest.parse(compact.read_bytes()).records
+                   if r["op"] == "seg" and "mp4_sha256" in r)
+
+    assert recorded() == 0
     assert writer.verify() == []
-    assert path.read_bytes().count(b"mp4_sha256") == 1  # recorded once, in a v2 seg line
+    assert recorded() == 1  # recorded once, in a seg record with checksums
     writer.close()
     (mp4,) = (tmp_path / "segments").glob("seg-*.mp4")
     _flip(mp4, 3)

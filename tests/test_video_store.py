@@ -60,11 +60,14 @@ def test_one_segment_per_batch_and_manifest_fields(tmp_path: Path) -> None:
     store.put_many([(f"a{i}", _text(i)) for i in range(30)])
     store.put_many([("b", _text(99))])
     assert len(_files(tmp_path, "mp4")) == 2 and len(_files(tmp_path, "mvi")) == 2
-    parsed = manifest.parse((tmp_path / "manifest.jsonl").read_bytes())
+    parsed = manifest.parse((tmp_path / manifest.FILE_NAME).read_bytes())
+    assert parsed.problems == [] and not (tmp_path / manifest.LEGACY_NAME).exists()
     put = next(r for r in parsed.records if r["op"] == "put")
-    for key in ("v", "body_id", "sha256", "len", "seg", "frame", "offset", "length"):
+    for key in ("v", "body_id", "sha256", "len", "seg", "frame", "offset", "length", "frames"):
         assert key in put
-    assert put["qr_version"] >= 1 and put["ecc"] == "L" and put["ts"].endswith("Z")
+    seg = next(r for r in parsed.records if r["op"] == "seg")
+    assert seg["ts"].endswith("Z") and seg["ecc"] == "L" and len(seg["mp4_sha256"]) == 64
+    assert len(put["sha256"]) == 2 * manifest.HASH_BYTES
     store.close()
 
 
@@ -203,8 +206,8 @@ def test_verify_reports_damaged_index_and_manifest(tmp_path: Path) -> None:
     store.put_many([("i1", _text(1)), ("i2", _text(2))])
     (mvi_path,) = _files(tmp_path, "mvi")
     mvi_path.write_bytes(mvi_path.read_bytes()[:-1] + b"\x00")
-    with open(tmp_path / "manifest.jsonl", "ab") as fh:
-        fh.write(b'{"op":"put","torn')
+    with open(tmp_path / manifest.FILE_NAME, "ab") as fh:
+        fh.write(b"P\x40\x01torn")  # a put record cut short by a crash
     store = VideoStore(tmp_path)
     problems = store.verify()
     assert any(p.path == str(mvi_path) and set(p.memory_ids) == {"i1", "i2"} for p in problems)
@@ -265,10 +268,11 @@ def test_lost_segment_line_is_rebuilt_and_never_collected(tmp_path: Path) -> Non
     store = VideoStore(tmp_path)
     store.put_many([("s1", _text(1)), ("s2", _text(2))])
     store.put_many([("s3", _text(3))])
-    path = tmp_path / "manifest.jsonl"
-    lines = path.read_bytes().splitlines(keepends=True)
-    assert b'"op":"seg"' in lines[0]
-    path.write_bytes(b'{"damaged": true}\n' + b"".join(lines[1:]))
+    path = tmp_path / manifest.FILE_NAME
+    data = bytearray(path.read_bytes())
+    assert data[len(manifest.HEADER)] == ord("S")  # the first record describes the segment
+    data[len(manifest.HEADER) + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
     store = VideoStore(tmp_path)
     assert any("rebuilt" in p.message for p in store.verify())
     store.compact()  # must not take the segment for an orphan
@@ -317,7 +321,12 @@ def test_checksummed_nonsense_in_the_manifest_raises_only_memvid_errors(
     tmp_path_factory: pytest.TempPathFactory, records: list[dict[str, object]]
 ) -> None:
     root = tmp_path_factory.mktemp("nonsense")
-    (root / "manifest.jsonl").write_bytes(b"".join(manifest.encode_line(r) for r in records))
+    if len(records) % 2:  # a 0.1.0 manifest (converted on open) or a compact one
+        (root / manifest.LEGACY_NAME).write_bytes(
+            b"".join(manifest.encode_line(r) for r in records))
+    else:
+        (root / manifest.FILE_NAME).write_bytes(manifest.HEADER
+                                                + manifest.encode_records(records))
     try:
         store = VideoStore(root)
         for body_id in list(store.ids()):

@@ -31,6 +31,7 @@ from .core.errors import (
     CorruptionError,
     EmbeddingUnavailable,
     NotFoundError,
+    ReadOnlyError,
     ServiceError,
     StoreLockedError,
     ValidationError,
@@ -63,6 +64,7 @@ from .search.filters import SearchFilters
 from .search.fusion import recency_order, rrf, zscore
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
+from .store.migrate import migrate_scope
 from .store.scope_meta import scope_backend
 from .store.scope_store import ScopeStore, open_scope
 
@@ -605,6 +607,17 @@ class MemoryManager:
             with self._maint_lock, store._backend_lock:
                 reports[store.name] = store.backend.compact(progress)
         return reports
+
+    def migrate(self, to: str, *, scope: str | None = None,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Move one scope's bodies to the ``to`` backend in place (crash-safe; the scope
+        keeps serving meanwhile). Returns the migration report."""
+        store = self._scope(scope, write=True)
+        if store.read_only:
+            raise ReadOnlyError(f"scope {store.name} is open read-only (another process "
+                                "writes it); migrate needs the writer")
+        store.write_batch(everything=True)
+        return migrate_scope(store, to, progress).to_dict()
 
     def repair(self, progress: Callable[[int, int], None] | None = None
                ) -> dict[str, dict[str, Any]]:

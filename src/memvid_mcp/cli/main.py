@@ -513,6 +513,29 @@ def compact(obj: Context) -> None:
 
 
 @main.command()
+@click.option("--to", "target", type=click.Choice(BACKENDS), required=True,
+              help="The backend to move the scope's memories to.")
+@click.pass_obj
+def migrate(obj: Context, target: str) -> None:
+    """Move a scope's memories to another backend in place (--scope; crash-safe)."""
+    with obj.manager() as manager, _progress_callback(f"migrating to {target}") as progress:
+        report = manager.migrate(target, scope=obj.scope, progress=progress)
+
+    def human() -> None:
+        if report["source"] == report["target"]:
+            click.echo(f"[{report['scope']}] already uses the {target} backend"
+                       + (f"; removed {report['removed_files']} leftover files of the other"
+                          if report["removed_files"] else ""))
+            return
+        click.echo(f"[{report['scope']}] moved {report['memories']} memories from the "
+                   f"{report['source']} backend to {target} ({report['copied_bytes']} bytes "
+                   f"copied in {report['seconds']:.1f} s); removed {report['removed_files']} "
+                   f"files of the {report['source']} backend")
+
+    obj.emit(report, human)
+
+
+@main.command()
 @click.pass_obj
 def repair(obj: Context) -> None:
     """Rebuild indexes from the durable files; quarantine (copy) what cannot be read."""

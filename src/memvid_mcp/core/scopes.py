@@ -24,10 +24,10 @@ from .models import SCOPES
 COMMITTED_DIR = ".memvid"
 READ_ONLY_HINT = "to read the memories without writing, use --read-only (MEMVID_READ_ONLY=1)"
 # What the committed scope keeps out of git. Committed: the records (meta/snapshot*, wal/*.log)
-# and the texts (bodies/, or segments/ and manifest.jsonl). Everything below is per machine.
+# and the texts (bodies/, or segments/ and manifest.mvm). Everything below is per machine.
 COMMITTED_GITIGNORE = """\
 # Written by memvid-mcp. Commit the rest of this directory: it is the durable data
-# (meta/snapshot*, wal/*.log, and bodies/ or segments/ + manifest.jsonl).
+# (meta/snapshot*, wal/*.log, and bodies/ or segments/ + manifest.mvm).
 # Held by the running writer:
 LOCK
 # Temporary files of interrupted writes:

@@ -25,6 +25,8 @@ from ..core.hashing import IDENTITY_VERSIONS, content_sha256
 from ..core.models import MemoryRecord
 from ..storage.base import StorageAdapter
 from ..storage.filestore import FileStore, decode_body
+from ..storage.video.manifest import FILE_NAME as MANIFEST_FILE
+from ..storage.video.manifest import LEGACY_NAME as LEGACY_MANIFEST
 from .wal import decode_records
 
 log = logging.getLogger(__name__)
@@ -137,10 +139,11 @@ def _from_backends(directory: Path, wanted: set[str], live_backend: str
     try:
         if live_backend != "file" and (directory / "bodies").is_dir():
             stores.append(FileStore(directory, read_only=True))
-        if live_backend != "video" and (directory / "manifest.jsonl").is_file():
+        if live_backend != "video" and any(
+                (directory / name).is_file() for name in (MANIFEST_FILE, LEGACY_MANIFEST)):
             from ..storage.video import VideoStore
 
-            stores.append(VideoStore(directory))
+            stores.append(VideoStore(directory, read_only=True))
     except MemvidError as exc:
         log.warning("%s: cannot open the other backend's files: %s", directory, exc)
     for store in stores:

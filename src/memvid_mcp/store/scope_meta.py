@@ -26,6 +26,9 @@ from ..core.errors import CorruptionError
 from ..core.fsutil import atomic_write
 from ..core.hashing import IDENTITY_VERSIONS
 from ..core.models import iso, parse_iso, utcnow
+from ..storage.video.manifest import FILE_NAME as MANIFEST_FILE
+from ..storage.video.manifest import LEGACY_NAME as LEGACY_MANIFEST
+from ..storage.video.manifest import live_body_ids
 
 log = logging.getLogger(__name__)
 
@@ -98,37 +101,15 @@ def detect_backend(directory: Path) -> str | None:
     settings), the one holding more wins; the scope store moves the rest across on open."""
     file_bodies = sum(1 for _ in (directory / "bodies").glob("*/*.mvb"))
     video_bodies = 0
-    manifest = directory / "manifest.jsonl"
-    if manifest.exists():
-        video_bodies = max(len(_manifest_bodies(manifest)), 1)  # a manifest is video evidence
+    if any((directory / name).exists() for name in (MANIFEST_FILE, LEGACY_MANIFEST)):
+        # a manifest is video evidence
+        video_bodies = max(len(live_body_ids(directory)), 1)
     if file_bodies or video_bodies:
         return "video" if video_bodies > file_bodies else "file"
     has_segments, has_bodies = (directory / "segments").is_dir(), (directory / "bodies").is_dir()
     if has_segments != has_bodies:
         return "video" if has_segments else "file"
     return None
-
-
-def _manifest_bodies(path: Path) -> set[str]:
-    """Live body ids named by a video manifest (a count for detection only: damaged lines are
-    skipped, and the video modules, which load PyAV, are not imported)."""
-    live: set[str] = set()
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError:
-        return live
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(rec, dict):
-            continue
-        if rec.get("op") == "put":
-            live.add(str(rec.get("body_id")))
-        elif rec.get("op") == "del" and isinstance(rec.get("ids"), list):
-            live.difference_update(str(i) for i in rec["ids"])
-    return live
 
 
 def scope_backend(directory: Path) -> str | None:

@@ -58,7 +58,7 @@ from .recovery import find_texts, salvage
 from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
 from .snapshot import FILE_NAME as SNAPSHOT_FILE
 from .snapshot import PREVIOUS_NAME as PREVIOUS_SNAPSHOT_FILE
-from .snapshot import load_snapshot, write_snapshot
+from .snapshot import load_snapshot, snapshot_pair_current, write_snapshot
 from .wal import ReplayReport, WalRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -885,10 +885,12 @@ class ScopeStore:
             self.wal.rotate()
             min_pending = min((p.seq for p in self._pending.values()), default=seq + 1)
         meta = self.directory / "meta"
-        if self._snapshot_sound and (meta / SNAPSHOT_FILE).exists():
-            os.replace(meta / SNAPSHOT_FILE, meta / PREVIOUS_SNAPSHOT_FILE)
-            self._previous_seq = self.snapshot_seq
-        write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=self._previous_seq)
+        if not snapshot_pair_current(meta, seq, self.snapshot_seq, self._previous_seq,
+                                     sound=self._snapshot_sound):
+            if self._snapshot_sound and (meta / SNAPSHOT_FILE).exists():
+                os.replace(meta / SNAPSHOT_FILE, meta / PREVIOUS_SNAPSHOT_FILE)
+                self._previous_seq = self.snapshot_seq
+            write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=self._previous_seq)
         self.snapshot_seq = seq
         self._snapshot_sound = True
         self.lexical.commit(self._indexed_seq)

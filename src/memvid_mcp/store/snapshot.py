@@ -10,7 +10,9 @@ Written atomically (temp, fsync, rename). Opening replays the WAL records after 
 
 The snapshot before it is kept as ``snapshot.prev.jsonl.zst`` (its seq is the header's
 ``previous_seq``) and the WAL is kept back to that seq, so a damaged snapshot costs a longer
-replay, not the scope (ADR 0003).
+replay, not the scope (ADR 0003). Two snapshots are enough and one is not: a single damaged
+byte in a lone snapshot would cost every memory's metadata. When nothing changed since the
+pair was written, a checkpoint rewrites neither (ADR 0019).
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ def write_snapshot(path: Path, seq: int, records: list[MemoryRecord], *,
     body = ("\n".join(lines) + "\n").encode("utf-8")
     trailer = json.dumps({"crc32": zlib.crc32(body)}).encode() + b"\n"
     atomic_write(path, zstandard.ZstdCompressor(level=3).compress(body + trailer))
+
+
+def snapshot_pair_current(meta: Path, seq: int, snapshot_seq: int, previous_seq: int, *,
+                          sound: bool) -> bool:
+    """Whether the snapshot and its previous copy on disk already both hold state ``seq``:
+    rotating would only write the same records again (every close of an unchanged scope)."""
+    return (sound and seq == snapshot_seq == previous_seq
+            and (meta / FILE_NAME).exists() and (meta / PREVIOUS_NAME).exists())
 
 
 def read_snapshot(path: Path) -> tuple[int, list[MemoryRecord]]:

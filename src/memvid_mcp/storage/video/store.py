@@ -50,7 +50,8 @@ from ...core.models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
 from . import codec, framing, mvi, tiering
 from .cache import ByteLRU
-from .manifest import Manifest
+from .manifest import FILE_NAME as MANIFEST_FILE
+from .manifest import Manifest, body_hash_matches
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,9 @@ class VideoStore:
         self._cache = ByteLRU(cache_bytes)
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
-        self._manifest = Manifest(self.root / "manifest.jsonl", tmp_dir=self.seg_dir)
+        self._manifest = Manifest(self.root / MANIFEST_FILE, tmp_dir=self.seg_dir)
+        if not read_only:
+            self._manifest.upgrade()  # a 0.1.0 manifest.jsonl becomes the compact file (ADR 0019)
         self._loc: dict[str, _Loc] = {}
         self._segs: dict[str, _Segment] = {}
         # (segment, body id) -> (where the deleted body lies, deleted at epoch s, "del" ts)
@@ -513,7 +516,7 @@ class VideoStore:
                     raise CorruptionError(str(self._mp4(loc.seg)), "segment missing") from None
                 loc = newer
                 continue
-            if hashlib.sha256(data).hexdigest() != loc.sha256:
+            if not body_hash_matches(data, loc.sha256):
                 raise CorruptionError(
                     str(self._mp4(loc.seg)), f"body {body_id} does not match its sha256"
                 )
@@ -619,7 +622,7 @@ class VideoStore:
             if body_id in bad_ids or loc.length == 0:
                 continue
             body = _join(contents, loc)
-            if body is None or hashlib.sha256(body).hexdigest() != loc.sha256:
+            if body is None or not body_hash_matches(body, loc.sha256):
                 bad_ids.add(body_id)
                 problems.append(
                     Problem(str(mp4_path), "body does not match its sha256", (body_id,)))
