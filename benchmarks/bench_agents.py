@@ -296,8 +296,8 @@ def main() -> None:
     cold_ms = []
     for _ in range(3):  # cold: no service running (and no model loaded yet)
         subprocess.run([*LAUNCH, "service", "--stop"], env=env, cwd=cwd, capture_output=True)
-        deadline = time.monotonic() + 30
-        while service_pid(run_dir) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # until the process is gone, not only its pid file
+        while our_processes(data_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
         cold_ms.append(timed_initialize(LAUNCH, env, cwd))
     warm_ms = [timed_initialize(LAUNCH, env, cwd) for _ in range(args.init_runs)]
