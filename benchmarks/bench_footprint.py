@@ -57,9 +57,8 @@ assert threading  # (kept imported, see above)
 
 from memvid_mcp.manager import MemoryManager  # noqa: E402
 
-DATA = Path(os.environ.get("MEMVID_BENCH_DATA", "/work/shared/data"))
-if not DATA.is_dir():
-    DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(os.environ.get("MEMVID_BENCH_DATA",
+                          Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 KINDS = ("mp4", "mvi", "manifest", "wal", "snapshot", "lexical", "vectors", "other")
 SEGMENT_TEXT = 64 << 10  # the target: at most one segment file per 64 KiB of text, plus 4
 

@@ -8,7 +8,7 @@ and must answer ``initialize`` and ``tools/list``; each HTTP config is a URL and
 a running ``memvid-mcp serve --transport http`` must accept.
 
 ``uvx`` runs for real when it is installed (the ``[test]`` extra installs uv): ``--from
-CHECKOUT`` builds this checkout; the after-publication form ``memvid-mcp@0.1.0`` is resolved
+CHECKOUT`` builds this checkout; the after-publication form ``memvid-mcp@0.2.0`` is resolved
 from a wheel built from this checkout (``UV_FIND_LINKS``), since the release is not on PyPI.
 Without uvx, the command uvx would run (the ``memvid-mcp`` console script with the same
 arguments) is launched instead and ``test_uvx_is_installed`` says so by skipping.
@@ -116,13 +116,13 @@ def test_the_docs_have_the_configs_this_test_expects() -> None:
     first = _json_configs("README.md", DOCS[0].read_text(encoding="utf-8"))[0]
     assert (first.command, first.args) == ("uvx", ("--from", "/path/to/memvid-mcp",
                                                     "memvid-mcp"))
-    assert any(c.args == ("memvid-mcp@0.1.0",) for c in STDIO)  # the after-publication form
+    assert any(c.args == ("memvid-mcp@0.2.0",) for c in STDIO)  # the after-publication form
 
 
 # ----------------------------------------------------------------- stdio
 @pytest.fixture(scope="session")
 def published_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """A folder with this checkout's wheel, standing in for PyPI's memvid-mcp 0.1.0."""
+    """A folder with this checkout's wheel, standing in for PyPI's memvid-mcp 0.2.0."""
     if shutil.which("uv") is None:
         return None
     out = tmp_path_factory.mktemp("wheel")

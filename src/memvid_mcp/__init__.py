@@ -10,7 +10,7 @@ The public API is what ``__all__`` names; everything else is private to the pack
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from typing import TYPE_CHECKING, Any
 
