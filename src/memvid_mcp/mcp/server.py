@@ -37,7 +37,14 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, CallToolResult, TextContent, ToolAnnotations
+from mcp.types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    EmptyResult,
+    SetLevelRequestParams,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
@@ -608,6 +615,15 @@ def _build(
         server.add_tool(fn, name=name, title=title, description=description,
                         annotations=hints)  # fmt: skip
         server.publish(name)
+
+    async def set_logging_level(ctx: Any, params: Any) -> EmptyResult:
+        """``logging/setLevel`` is accepted for clients that send it (older protocol
+        versions; deprecated as of 2026-07-28). This server sends no log notifications:
+        its logs go to stderr (the service's log), so there is nothing to filter."""
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams,
+                                                set_logging_level)
 
     def context_text(tokens: str | int | None) -> Callable[[MemoryManager], str]:
         budget = DEFAULT_CONTEXT_TOKENS
