@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.manager import MemoryManager
 
 
@@ -150,3 +151,32 @@ def test_verify_names_memories_with_no_vector_once_the_scope_has_vectors(
         m.repair()
         assert list(scope.embed_queue) == [victim_body]  # re-embedded by the next pass
         assert m.verify() == []
+
+
+def test_a_damaged_lexical_doc_store_never_blinds_search_silently(data_dir: Path,
+                                                                 outside_repo: Path) -> None:
+    """Regression (corruption sweep, 2026-11-29): a flipped byte in tantivy's stored fields
+    changed the ids search returns while the term dictionary still found the right ones, and
+    verify re-checked with the latter, so lexical search went blind with nothing reported."""
+    words = [f"zq{i}xw" for i in range(8)]
+    with _open(data_dir, outside_repo) as m:
+        ids = {word: m.store(f"the note that mentions {word} only").id for word in words}
+    (doc_store,) = (data_dir / "global" / "meta" / "lexical").glob("*.store")
+    pristine = doc_store.read_bytes()
+    blinded = 0
+    for at in range(8, min(len(pristine), 48), 4):
+        damaged = bytearray(pristine)
+        damaged[at] ^= 0x01
+        doc_store.write_bytes(bytes(damaged))
+        with _open(data_dir, outside_repo) as m:
+            try:
+                misses = [w for w in words
+                          if [h.id for h in m.search(w, mode="lexical").results][:1] != [ids[w]]]
+            except CorruptionError:
+                misses = words
+            problems = m.verify()
+        if misses:
+            blinded += 1
+            assert any(p.path.endswith("lexical") for p in problems), (at, misses)
+    doc_store.write_bytes(pristine)
+    assert blinded  # the flips did hit what search returns (else this test checks nothing)

@@ -997,15 +997,16 @@ class ScopeStore:
                 damaged = str(exc).split(": ", 1)[-1]
             if damaged:
                 out.append(Problem(path, damaged))
-        try:
-            indexed = self.lexical.ids()
-        except CorruptionError as exc:
-            return [*out, Problem(path, str(exc).split(": ", 1)[-1])]
-        with self._lock:  # re-check the few differences against writes made meanwhile
-            missing = sorted(i for i in set(self._records) - indexed
-                             if i in self._records and not self.lexical.has(i))
-            ghosts = sorted(i for i in indexed - set(self._records)
-                            if i not in self._records and self.lexical.has(i))
+        # Read the ids back under the scope lock, so no write is half applied, and compare
+        # them as read: a damaged stored field (tantivy's .store) returns wrong ids while the
+        # term dictionary still finds the right ones, so a has() re-check would hide it.
+        with self._lock:
+            try:
+                indexed = self.lexical.ids()
+            except CorruptionError as exc:
+                return [*out, Problem(path, str(exc).split(": ", 1)[-1])]
+            missing = sorted(set(self._records) - indexed)
+            ghosts = sorted(indexed - set(self._records))
         if missing:
             out.append(Problem(path, f"{len(missing)} memories are missing from the lexical "
                                      "index (search cannot find them); repair re-indexes them",
