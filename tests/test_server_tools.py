@@ -333,6 +333,7 @@ async def test_a_list_cursor_the_server_never_issued_is_invalid_params(
             error = await _protocol_error(listing(cursor="not-a-cursor"))
             assert error.error.code == -32602 and "invalid cursor" in error.error.message
         assert len((await client.list_tools()).tools) == 6  # without a cursor: one full page
+        assert len((await client.list_tools(cursor="")).tools) == 6  # an empty one reads as none
 
 
 async def test_a_burst_of_client_mistakes_logs_no_traceback(
