@@ -8,7 +8,7 @@ duplicate folding), so running an import twice adds nothing the second time.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -65,6 +65,22 @@ def read_json(path: Path) -> Any:
         return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ValidationError(str(path), f"invalid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def json_objects(path: Path, text: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """``(line number, "path:line", object)`` for each non-blank line of a JSON-lines text;
+    a bad line is a one-line error naming it."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(where, f"invalid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ValidationError(where, "must be a JSON object")
+        yield number, where, data
 
 
 def clip(text: str, limit: int) -> str:

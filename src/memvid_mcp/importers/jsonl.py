@@ -6,14 +6,13 @@ duplicate of a live memory folds into it, so importing a file twice adds nothing
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from ..core.errors import ValidationError
 from ..core.fsutil import storage_error
 from ..manager import MemoryManager
-from .base import Item, ProgressFactory, store_items
+from .base import Item, ProgressFactory, json_objects, store_items
 
 
 class JsonlImporter:
@@ -27,19 +26,7 @@ class JsonlImporter:
             raise storage_error(path, exc) from exc
         except UnicodeDecodeError:
             raise ValidationError(str(path), "is not UTF-8 text") from None
-        items = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(where, f"invalid JSON ({exc.msg})") from None
-            if not isinstance(data, dict):
-                raise ValidationError(f"{where}: line", "must be a JSON object")
-            items.append(Item(where=where, record=data))
-        return items
+        return [Item(where=where, record=data) for _, where, data in json_objects(path, text)]
 
 
 def import_jsonl(manager: MemoryManager, path: Path, *, scope: str | None = None,

@@ -11,12 +11,11 @@ another type are skipped, as the server itself skips them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import ValidationError
-from .base import Item, clip, read_text
+from .base import Item, clip, json_objects, read_text
 
 TITLE_CHARS = 200
 
@@ -34,16 +33,7 @@ class KgMemoryImporter:
     def read(self, path: Path) -> list[Item]:
         items: list[Item] = []
         source = str(path.resolve())
-        for number, line in enumerate(read_text(path).splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(where, f"invalid JSON ({exc.msg})") from None
-            if not isinstance(data, dict):
-                raise ValidationError(where, "must be a JSON object")
+        for number, where, data in json_objects(path, read_text(path)):
             base = {"format": self.name, "path": path.name, "line": number}
             if data.get("type") == "entity":
                 items += self._entity(data, where, source, base)
