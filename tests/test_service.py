@@ -432,3 +432,24 @@ def test_cli_through_the_service_honours_project(env: dict[str, str], tmp_path: 
     assert stored.returncode == 0, stored.stderr
     assert json.loads(stored.stdout)["scope"] == "project"
     client.close()
+
+
+def test_a_script_that_closes_its_input_still_gets_every_answer(env: dict[str, str],
+                                                                 outside_repo: Path) -> None:
+    """`printf requests | memvid-mcp`: stdin ends right after the last request; every request
+    is still answered before the relay exits (0.1.0's server dropped the ones in flight)."""
+    lines = [{"jsonrpc": "2.0", "id": 1, "method": "initialize",
+              "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                         "clientInfo": {"name": "script", "version": "1"}}},
+             {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    lines += [{"jsonrpc": "2.0", "id": 2 + n, "method": "tools/call",
+               "params": {"name": "memory_store", "arguments": {"text": f"piped note {n}"}}}
+              for n in range(5)]
+    done = subprocess.run([sys.executable, "-m", "memvid_mcp"], env=env, cwd=outside_repo,
+                          input="".join(json.dumps(m) + "\n" for m in lines),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = {m["id"]: m for m in map(json.loads, done.stdout.splitlines())}
+    assert sorted(answers) == list(range(1, 7))
+    assert all("result" in answers[i] and not answers[i]["result"].get("isError")
+               for i in range(2, 7))

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 RESTART_ERROR_CODE = -32002  # in the implementation-defined server-error range
 RESTARTS_PER_MINUTE = 5
+ANSWER_WAIT_SECONDS = 120.0  # how long answers are awaited after the client closes its input
 
 
 class Relay:
@@ -139,8 +140,10 @@ class Relay:
         assert self.conn is not None
         selector.register(self.conn.sock, selectors.EVENT_READ, "service")
         client_open = True
+        answers_due: float | None = None  # after the client's EOF: its answers, until then
         while True:
-            for key, _ in selector.select():
+            timeout = None if answers_due is None else max(0.0, answers_due - time.monotonic())
+            for key, _ in selector.select(timeout):
                 if key.data == "client":
                     chunk = os.read(self.stdin, 65536)
                     if not chunk:
@@ -148,7 +151,7 @@ class Relay:
                         selector.unregister(self.stdin)
                         if self.in_buffer:
                             self._send_lines(self.in_buffer + b"\n", selector)
-                        self._half_close()
+                        answers_due = time.monotonic() + ANSWER_WAIT_SECONDS
                         continue
                     self._send_lines(chunk, selector)
                 else:
@@ -168,6 +171,11 @@ class Relay:
                     selector.unregister(self.conn.sock)
                     self._restart()
                     selector.register(self.conn.sock, selectors.EVENT_READ, "service")
+            # A client that closes its input right after its last request (a script piping
+            # requests in) still gets every answer: end the session once none is due.
+            if answers_due is not None and (not self.pending or time.monotonic() >= answers_due):
+                self._half_close()
+                answers_due = None
 
     def _send_lines(self, chunk: bytes, selector: selectors.BaseSelector) -> None:
         self.in_buffer += chunk
