@@ -66,10 +66,18 @@ def main() -> None:
             peer.close()
             subprocess.run([*command, "service", "--stop"], env=env, capture_output=True,
                            timeout=60)
+            wait_until_stopped(run_dir)  # it flushes first: only then remove its files
     print(f"memvid-mcp context, service warm, {args.memories} memories: min "
           f"{min(times):.1f} ms, median {statistics.median(times):.1f} ms, max "
           f"{max(times):.1f} ms (target < {TARGET_MS:.0f} ms); python -c pass: median "
           f"{statistics.median(bare):.1f} ms")
+
+
+def wait_until_stopped(run_dir: Path, seconds: float = 60) -> None:
+    """The service removes its pid file after it flushed and closed every scope."""
+    deadline = time.monotonic() + seconds
+    while any(run_dir.glob("*/service.pid")) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
