@@ -127,7 +127,9 @@ def merge_tags(old: tuple[str, ...], new: tuple[str, ...], limit: int) -> tuple[
 
 
 def check_metadata(value: Any, settings: Settings) -> dict[str, Any]:
-    if value is None:
+    """A JSON object, or its JSON text (what clients that cannot send objects send); blank
+    text is no metadata."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return {}
     if isinstance(value, str):
         try:

@@ -7,7 +7,6 @@ relative times) and raise ``ValidationError`` naming the field when input cannot
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -355,20 +354,6 @@ def parse_mode(value: str) -> str:
     if mode is None:
         raise ValidationError("mode", f"{value!r} is not one of hybrid, lexical, semantic")
     return mode
-
-
-def parse_metadata(value: dict[str, Any] | str | None) -> dict[str, Any] | None:
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValidationError("metadata", f"is not valid JSON ({exc.msg})") from None
-        if not isinstance(parsed, dict):
-            raise ValidationError("metadata", "must be a JSON object")
-        return parsed
-    return value
 
 
 # ----------------------------------------------------------------------------- result shaping

@@ -113,7 +113,6 @@ from .schemas import (
     parse_budget,
     parse_ids,
     parse_limit,
-    parse_metadata,
     parse_mode,
     parse_scopes,
     parse_time,
@@ -450,7 +449,7 @@ def _build(
         def work(m: MemoryManager) -> StoreOutput:
             result = m.store(
                 text, title=title, tags=str_list("tags", tags) or (), kind=kind,
-                scope=scope.strip().lower() if scope else None, metadata=parse_metadata(metadata),
+                scope=scope.strip().lower() if scope else None, metadata=metadata,
                 source=source, ttl_seconds=ttl_seconds, expires_at=expires_at, pinned=pinned,
                 supersedes=str_list("supersedes", supersedes),
             )  # fmt: skip
