@@ -52,6 +52,7 @@ class Tally:
     lost: int = 0
     unsearchable: int = 0
     no_vector: int = 0
+    semantic_top10_miss: int = 0  # near-duplicate texts outranking a memory's own (labelled)
     resurrected: int = 0
     changed: int = 0
     verify_problems: int = 0
@@ -139,13 +140,19 @@ def check_searchable(manager: MemoryManager, ledger: Ledger, tally: Tally, trial
     if not semantic:
         return
     manager.flush()  # every memory embedded, as a running server does in the background
+    scope = manager._scope("global")
     for memory_id, text in ledger.acked.items():
-        result = manager.search(text, mode="semantic", k=10)
-        if result.mode != "semantic" or memory_id not in [h.id for h in result.results]:
+        record = scope.record(memory_id)
+        if record is None or not scope.vectors.has(record.body_id):
             tally.no_vector += 1
             if len(tally.examples) < 5:
-                tally.examples.append(f"trial {trial}: {memory_id} not found semantically "
-                                      f"({result.note or result.mode})")
+                tally.examples.append(f"trial {trial}: {memory_id} has no vector after flush")
+        result = manager.search(text, mode="semantic", k=10)
+        if result.mode != "semantic" or memory_id not in [h.id for h in result.results]:
+            # The worker's texts differ only in their id words: with int8 rows (ADR 0021)
+            # a few hundred near-duplicates can outrank a memory's own text. Reported, but
+            # not as a missing vector.
+            tally.semantic_top10_miss += 1
 
 
 def check(data_dir: Path, backend: str, ledger: Ledger, tally: Tally, trial: int,
@@ -246,7 +253,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     elapsed = time.monotonic() - started
     cols = ["backend", "trials", "kills", "acknowledged", "deletes", "lost", "changed",
-            "unsearchable", "no vector", "resurrected", "verify problems", "torn tails",
+            "unsearchable", "no vector", "own text not in semantic top 10", "resurrected",
+            "verify problems", "torn tails",
             "write after crash failed", "reopen failed"]
     print(f"bench_crash: seed {args.seed}, {elapsed:.0f} s, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cpus, embeddings {'on' if model else 'off'}")
@@ -254,7 +262,8 @@ def main() -> None:
     print("|" + "---|" * len(cols))
     for backend, t in tallies.items():
         row = [backend, t.trials, t.kills, t.acknowledged, t.deletes, t.lost, t.changed,
-               t.unsearchable, t.no_vector if args.embeddings else "-", t.resurrected,
+               t.unsearchable, t.no_vector if args.embeddings else "-",
+               t.semantic_top10_miss if args.embeddings else "-", t.resurrected,
                t.verify_problems, t.torn_tails, t.write_after_failed,
                t.reopen_failed]
         print("| " + " | ".join(str(v) for v in row) + " |")
