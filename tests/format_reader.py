@@ -74,7 +74,10 @@ def every_file_text(root: Path) -> dict[Path, bytes]:
     the decompressed content of zstd files and the frame stream of video segments."""
     out: dict[Path, bytes] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # a temporary file (the lexical index's) gone since listing
+            continue
         if data[:4] == b"\x28\xb5\x2f\xfd":  # a zstd frame (the snapshots)
             with contextlib.suppress(zstandard.ZstdError):
                 data += zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
