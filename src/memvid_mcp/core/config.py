@@ -148,7 +148,9 @@ class Settings:
         if self.project is not None:
             object.__setattr__(self, "project", Path(self.project).expanduser())
         if self.tokens_file is not None:
-            object.__setattr__(self, "tokens_file", Path(self.tokens_file).expanduser())
+            # absolute: the service serving HTTP runs in "/", not in the caller's directory
+            object.__setattr__(self, "tokens_file",
+                               Path(self.tokens_file).expanduser().absolute())
 
 
 def _coerce(name: str, annotation: Any, raw: str) -> Any:
