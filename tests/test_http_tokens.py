@@ -249,3 +249,41 @@ async def test_single_token_mode_is_default_with_every_scope(manager: Any) -> No
         got = await client.call_tool("memory_get", {"ids": [stored.structured_content["id"]]})
         assert got.structured_content is not None
         assert got.structured_content["memories"][0]["metadata"]["stored_by"] == "default"
+
+
+async def test_stateless_instances_answer_any_request_with_the_token_scopes(
+        manager: Any, tokens: Any) -> None:
+    """Two instances behind a round-robin proxy (docs/team.md): with ``stateless`` a request
+    needs no session, so the second instance answers what the first one began."""
+    path, alice, bob = tokens
+    async with (
+        serve(_app(manager, path, stateless=True)) as first,
+        serve(_app(manager, path, stateless=True)) as second,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        auth = {**HEADERS, "Authorization": f"Bearer {alice}",
+                "mcp-protocol-version": "2025-06-18"}
+        opened = await http.post(first, json=INITIALIZE, headers=auth)
+        assert opened.status_code == 200
+        assert "mcp-session-id" not in opened.headers
+
+        def call(n: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            return {"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                    "params": {"name": name, "arguments": arguments}}
+
+        stored = await http.post(second, headers=auth, json=call(
+            2, "memory_store", {"text": "stateless works"}))
+        assert stored.status_code == 200, stored.text
+        result = stored.json()["result"]
+        assert not result.get("isError"), result
+        assert result["structuredContent"]["scope"] == "global"
+        denied = await http.post(first, headers=auth, json=call(
+            3, "memory_list", {"scope": "project"}))
+        assert denied.json()["result"]["isError"] is True
+        assert "'alice'" in denied.json()["result"]["content"][0]["text"]
+
+        for url, mode in ((first, "legacy"), (second, "auto")):
+            async with client_for(url, bob, mode) as b:
+                got = await b.call_tool("memory_get", {"ids": [result["structuredContent"]["id"]]})
+                assert got.structured_content is not None
+                assert got.structured_content["memories"][0]["metadata"]["stored_by"] == "alice"

@@ -167,9 +167,12 @@ def service(obj: Context, idle: float | None, status: bool, stop: bool) -> None:
 @click.option("--tokens-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="HTTP: named tokens and their scopes (env MEMVID_TOKENS_FILE; made with "
                    "'memvid-mcp token add'; see docs/team.md).")
+@click.option("--stateless", is_flag=True, default=None,
+              help="HTTP without MCP sessions, for several instances behind one proxy "
+                   "(env MEMVID_HTTP_STATELESS).")
 @click.pass_obj
 def serve(obj: Context, transport: str, host: str, port: int,
-          tokens_file: Path | None) -> None:
+          tokens_file: Path | None, stateless: bool | None) -> None:
     """Run the MCP server (stdio for MCP client configs, http for shared use).
 
     Over HTTP this is the data directory's service in the foreground: stdio clients (relays)
@@ -182,6 +185,8 @@ def serve(obj: Context, transport: str, host: str, port: int,
     settings = obj.settings
     if tokens_file is not None:
         settings = settings.replace(tokens_file=tokens_file.absolute())
+    if stateless:
+        settings = settings.replace(http_stateless=True)
     if transport == "http":
         check_http_bind(host, os.environ.get("MEMVID_HTTP_TOKEN") or None, settings.tokens_file)
         if settings.tokens_file is not None:

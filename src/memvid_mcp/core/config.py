@@ -61,6 +61,9 @@ class Settings:
     # HTTP serving: named tokens with their scopes (core/tokens.py, ADR 0026); None: only
     # MEMVID_HTTP_TOKEN, if set, as the one token "default" with every scope
     tokens_file: Path | None = None
+    # HTTP serving without MCP sessions: every request stands alone, so instances behind a
+    # round-robin proxy can answer any request (docs/team.md)
+    http_stateless: bool = False
 
     # input limits
     max_text_bytes: int = 1024 * 1024

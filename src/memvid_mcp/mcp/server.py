@@ -759,11 +759,14 @@ def build_http_app(
     tokens_file: Path | None = None,
     allowed_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_HTTP_BODY_BYTES,
+    stateless: bool = False,
 ) -> ASGIApp:
     """The streamable-HTTP ASGI app behind Origin, bearer-token and body-size checks.
 
     Binding anything but a loopback address requires a token. ``tokens_file`` names tokens
     with their scopes (``core/tokens.py``); ``token`` is one more, ``default``, unlimited.
+    ``stateless``: no MCP sessions, so any of several instances can answer any request
+    (clients of protocol 2026-07-28 are sessionless anyway; this serves older ones too).
     """
     from .http_security import HTTPSecurity
 
@@ -785,7 +788,7 @@ def build_http_app(
     # (the server sends nothing before a tool's result); GET still opens the SSE stream.
     app = server.streamable_http_app(
         host=host, max_request_body_size=max_body_bytes, transport_security=security,
-        json_response=True,
+        json_response=True, stateless_http=stateless,
     )
     return HTTPSecurity(
         app,
@@ -832,13 +835,15 @@ def run_server(
         if transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            anyio.run(serve_http, server, host, port, None, settings.tokens_file)
+            anyio.run(serve_http, server, host, port, None, settings.tokens_file,
+                      settings.http_stateless)
     finally:
         holder.close()
 
 
 async def serve_http(server: MCPServer, host: str, port: int,
-                     stop: anyio.Event | None = None, tokens_file: Path | None = None) -> None:
+                     stop: anyio.Event | None = None, tokens_file: Path | None = None,
+                     stateless: bool = False) -> None:
     """Streamable HTTP at ``/mcp`` until Ctrl-C/SIGTERM or, inside the service, until ``stop``
     is set (the service owns the signals then). Reads ``MEMVID_HTTP_TOKEN`` (it or
     ``tokens_file`` required off loopback) and ``MEMVID_HTTP_ALLOWED_ORIGINS``
@@ -846,7 +851,7 @@ async def serve_http(server: MCPServer, host: str, port: int,
     origins = [o.strip() for o in os.environ.get("MEMVID_HTTP_ALLOWED_ORIGINS", "").split(",")
                if o.strip()]
     app = build_http_app(server, host=host, token=os.environ.get("MEMVID_HTTP_TOKEN") or None,
-                         tokens_file=tokens_file, allowed_origins=origins)
+                         tokens_file=tokens_file, allowed_origins=origins, stateless=stateless)
     await _serve_http(app, host, port, stop)
 
 

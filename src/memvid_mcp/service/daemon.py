@@ -147,7 +147,8 @@ class Service:
         server = await anyio.to_thread.run_sync(self._server_for, project)
         try:
             await serve_http(server, host, port, stop=self._stop,
-                             tokens_file=self.settings.tokens_file)
+                             tokens_file=self.settings.tokens_file,
+                             stateless=self.settings.http_stateless)
         finally:
             self.stop("the HTTP listener stopped")
 
