@@ -123,6 +123,13 @@ async def test_two_tokens_see_only_their_scopes(manager: Any, tokens: Any, mode:
             assert mine.structured_content["scope"] == "global"
             mine_id = mine.structured_content["id"]
 
+            # metadata as JSON text cannot carry a stored_by past the server either
+            text_meta = await a.call_tool("memory_store", {
+                "text": "alice writes json text", "metadata": '{"stored_by": "mallory", "k": 1}'})
+            assert not text_meta.is_error, _text(text_meta)
+            assert text_meta.structured_content is not None
+            text_meta_id = text_meta.structured_content["id"]
+
             # explicit forbidden scopes: a tool error naming the scope and the token
             for tool, args in [
                 ("memory_store", {"text": "x", "scope": "project"}),
@@ -144,7 +151,7 @@ async def test_two_tokens_see_only_their_scopes(manager: Any, tokens: Any, mode:
             assert not found.is_error, _text(found)
             assert found.structured_content is not None
             hits = {r["id"] for r in found.structured_content["results"]}
-            assert hits == {shared_id, mine_id}
+            assert hits == {shared_id, mine_id}  # "zebra" is not in the JSON-text one
 
             # a memory of a forbidden scope is simply not found, and stays
             got = await a.call_tool("memory_get", {"ids": [secret_id, shared_id]})
@@ -159,11 +166,15 @@ async def test_two_tokens_see_only_their_scopes(manager: Any, tokens: Any, mode:
             listed = await a.call_tool("memory_list", {})
             assert listed.structured_content is not None
             assert {m["id"] for m in listed.structured_content["memories"]} == {
-                shared_id, mine_id}
+                shared_id, mine_id, text_meta_id}
             assert listed.structured_content["scopes"] == ["global"]
             by = {m["id"]: m["metadata"].get("stored_by")
                   for m in listed.structured_content["memories"]}
-            assert by == {shared_id: "bob", mine_id: "alice"}  # the server's word, not mallory
+            # the server's word, not mallory's, whatever form the metadata came in
+            assert by == {shared_id: "bob", mine_id: "alice", text_meta_id: "alice"}
+            kept = [m["metadata"] for m in listed.structured_content["memories"]
+                    if m["id"] == text_meta_id]
+            assert kept == [{"stored_by": "alice", "k": 1}]
 
             stats = await a.call_tool("memory_stats", {})
             assert stats.structured_content is not None
@@ -287,3 +298,18 @@ async def test_stateless_instances_answer_any_request_with_the_token_scopes(
                 got = await b.call_tool("memory_get", {"ids": [result["structuredContent"]["id"]]})
                 assert got.structured_content is not None
                 assert got.structured_content["memories"][0]["metadata"]["stored_by"] == "alice"
+
+
+def test_stored_by_cannot_be_smuggled_in_metadata_given_as_json_text(manager: Any) -> None:
+    """The MCP SDK turns JSON text into an object before the tool runs; the scoped manager
+    must not rely on that (the manager itself accepts metadata as JSON text)."""
+    from memvid_mcp.core.tokens import Access
+    from memvid_mcp.mcp.access import ScopedManager
+
+    scoped = ScopedManager(manager, Access("alice", ("global",)))
+    stored = scoped.store("text", metadata='{"stored_by": "mallory", "k": 1}')
+    (memory,) = manager.get(stored.id).memories
+    assert memory.record.metadata == {"stored_by": "alice", "k": 1}
+    blank = scoped.store("other text", metadata="")
+    (memory,) = manager.get(blank.id).memories
+    assert memory.record.metadata == {"stored_by": "alice"}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import AccessDeniedError, ScopeError, ValidationError
 from ..core.models import SCOPES
 from ..core.tokens import Access
+from ..core.validation import check_metadata
 
 if TYPE_CHECKING:
     from ..core.models import GetResult, ListResult, SearchResult, Stats, StoreResult
@@ -106,10 +107,9 @@ class ScopedManager:
             scope = self._scope_of(supersedes)
         else:
             scope = self.default_scope
-        if metadata is None:
-            metadata = {}
-        if isinstance(metadata, dict):  # anything else: the manager names the mistake
-            metadata = {**metadata, STORED_BY: self.access.name}
+        # any accepted form (object, JSON text, blank) becomes an object first, so the
+        # server's stored_by always wins
+        metadata = {**check_metadata(metadata, self._m.settings), STORED_BY: self.access.name}
         return self._m.store(text, scope=scope, metadata=metadata, supersedes=supersedes,
                              **fields)
 
