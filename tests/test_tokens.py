@@ -5,6 +5,7 @@ real ``serve --transport http --tokens-file`` process (through the service) enfo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import re
@@ -106,14 +107,19 @@ def test_scopes_are_names_or_patterns() -> None:
     assert Access("a", ("global", "committed")).allows("committed")
 
 
-def test_an_invalid_file_while_serving_fails_closed(tmp_path: Path) -> None:
+def test_an_invalid_file_while_serving_fails_closed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "tokens.json"
     alice = add_token(path, "alice", "global")
     table = TokenTable(path=path, single="shared-secret")
     assert table.authenticate(alice) is not None
     path.write_text("{broken", encoding="utf-8")  # same mode, new content
-    assert table.authenticate(alice) is None
+    with caplog.at_level(logging.ERROR, logger="memvid_mcp.core.tokens"):
+        assert table.authenticate(alice) is None
+        assert table.authenticate(alice) is None
     assert table.error is not None and "is not JSON" in table.error
+    logged = [r for r in caplog.records if "until it is fixed" in r.getMessage()]
+    assert len(logged) == 1  # once per change of the file, not per request
     assert table.authenticate("shared-secret") == Access("default")  # the env token stays
     path.unlink()
     add_token(path, "alice2", "global")

@@ -20,6 +20,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -31,6 +32,8 @@ from typing import Any
 
 from .errors import StorageError, ValidationError
 from .fsutil import fsync_dir
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_TOKEN_NAME",
@@ -245,8 +248,12 @@ class TokenTable:
                 self._seen = seen
                 try:
                     self._entries, self.error = load_tokens(self.path), None
+                    logger.info("tokens file %s reloaded: %d tokens", self.path,
+                                len(self._entries))
                 except (ValidationError, StorageError) as exc:
                     self._entries, self.error = (), str(exc)
+                    logger.error("no token from the tokens file is accepted until it is "
+                                 "fixed: %s", exc)
             return self._entries
 
     def authenticate(self, supplied: str) -> Access | None:

@@ -106,11 +106,7 @@ class HTTPSecurity:
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             return None
-        access = self._tokens.authenticate(credential.strip())
-        if access is None and self._tokens.error:
-            logger.error("the tokens file is unusable, so no token from it is accepted: %s",
-                         self._tokens.error)
-        return access
+        return self._tokens.authenticate(credential.strip())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
