@@ -10,6 +10,8 @@ This is the only module of the package that imports ``mcp`` (SDK 2.x, ``MCPServe
   manager in a worker thread, shape a typed, bounded result. A ``MemvidError`` becomes a tool
   error the model reads (it names the field); anything else is logged with its traceback to
   stderr and reported as a brief internal error.
+- Over HTTP with tokens, each request's token (``http_security.py``) travels in a context
+  variable to the tools, which then see the manager through its scopes (``access.py``).
 - What a client gets wrong is answered, never logged as a crash: a mistyped, missing or
   unknown tool argument is a one-sentence tool error naming the argument (``arguments.py``);
   an unknown tool or prompt, or a list cursor this server never issued, is a JSON-RPC
