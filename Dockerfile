@@ -9,17 +9,21 @@
 # "Authorization: Bearer <token>".
 
 ARG PYTHON_VERSION=3.11
+# optional extras to install, e.g. "team" (PostgreSQL + S3 engine; docker-compose.yml)
+ARG MEMVID_EXTRAS=""
 
 # ---- build: a wheel of memvid-mcp and wheels of every dependency
 FROM python:${PYTHON_VERSION}-slim AS build
+ARG MEMVID_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m pip wheel --wheel-dir /wheels .
+RUN python -m pip wheel --wheel-dir /wheels ".${MEMVID_EXTRAS:+[$MEMVID_EXTRAS]}"
 
 # ---- runtime: wheels only, no compilers, no sources
 FROM python:${PYTHON_VERSION}-slim
+ARG MEMVID_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -33,7 +37,8 @@ RUN groupadd --system --gid 10001 memvid \
     && mkdir -p /data \
     && chown memvid:memvid /data
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m pip install --no-index --find-links=/wheels memvid-mcp
+    python -m pip install --no-index --find-links=/wheels \
+        "memvid-mcp${MEMVID_EXTRAS:+[$MEMVID_EXTRAS]}"
 USER memvid:memvid
 WORKDIR /home/memvid
 VOLUME ["/data"]

@@ -164,25 +164,110 @@ def service(obj: Context, idle: float | None, status: bool, stop: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="HTTP bind address; anything but loopback needs MEMVID_HTTP_TOKEN.")
 @click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--tokens-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="HTTP: named tokens and their scopes (env MEMVID_TOKENS_FILE; made with "
+                   "'memvid-mcp token add'; see docs/team.md).")
+@click.option("--stateless", is_flag=True, default=None,
+              help="HTTP without MCP sessions, for several instances behind one proxy "
+                   "(env MEMVID_HTTP_STATELESS).")
 @click.pass_obj
-def serve(obj: Context, transport: str, host: str, port: int) -> None:
+def serve(obj: Context, transport: str, host: str, port: int,
+          tokens_file: Path | None, stateless: bool | None) -> None:
     """Run the MCP server (stdio for MCP client configs, http for shared use).
 
     Over HTTP this is the data directory's service in the foreground: stdio clients (relays)
     and the CLI share it with the HTTP clients (ADR 0017). MEMVID_SERVICE=0 or --read-only
     serve HTTP from this process alone."""
     from ..client.launch import service_enabled
+    from ..core.tokens import load_tokens
     from ..mcp.server import check_http_bind, run_server
 
-    if transport == "http" and service_enabled() and not obj.settings.read_only:
+    settings = obj.settings
+    if tokens_file is not None:
+        settings = settings.replace(tokens_file=tokens_file.absolute())
+    if stateless:
+        settings = settings.replace(http_stateless=True)
+    if transport == "http":
+        check_http_bind(host, os.environ.get("MEMVID_HTTP_TOKEN") or None, settings.tokens_file)
+        if settings.tokens_file is not None:
+            load_tokens(settings.tokens_file)  # a missing, loose or bad file stops us here
+    if transport == "http" and service_enabled() and not settings.read_only:
         from ..service.daemon import run_service
         from .remote import run_in_service
 
-        check_http_bind(host, os.environ.get("MEMVID_HTTP_TOKEN") or None)
-        sys.exit(run_service(obj.settings, cli_runner=run_in_service, http=(host, port),
+        sys.exit(run_service(settings, cli_runner=run_in_service, http=(host, port),
                              replace_running=True))
-    run_server(obj.settings.replace(read_only_fallback=True), transport=transport, host=host,
+    run_server(settings.replace(read_only_fallback=True), transport=transport, host=host,
                port=port)
+
+
+def _tokens_path(tokens_file: Path | None, settings: Settings) -> Path:
+    path = tokens_file or settings.tokens_file
+    if path is None:
+        raise ValidationError("tokens_file", "give --tokens-file or set MEMVID_TOKENS_FILE")
+    return path
+
+
+@main.group()
+def token() -> None:
+    """Named bearer tokens for 'serve --transport http', each limited to some scopes.
+
+    The tokens file holds only each token's SHA-256; a new token is printed once."""
+
+
+_TOKENS_FILE = click.option(
+    "--tokens-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="The tokens file (env MEMVID_TOKENS_FILE); created 0600 when missing.")
+
+
+@token.command(name="add")
+@click.argument("name")
+@click.option("--scopes", required=True,
+              help="Comma-separated scope names or patterns the token may use ('*': all).")
+@_TOKENS_FILE
+@click.pass_obj
+def token_add(obj: Context, name: str, scopes: str, tokens_file: Path | None) -> None:
+    """Create the token NAME; print it (the only time it is shown) on stdout."""
+    from ..core.tokens import add_token, load_tokens
+
+    path = _tokens_path(tokens_file, obj.settings)
+    secret = add_token(path, name, scopes)
+    entry = next(e for e in load_tokens(path) if e.name == name)
+    obj.emit({"name": name, "token": secret, "scopes": list(entry.scopes),
+              "tokens_file": str(path)}, lambda: click.echo(secret))
+    if not obj.as_json:
+        click.echo(f"token {name!r} (scopes {', '.join(entry.scopes)}) added to {path}; it is "
+                   "shown only now: give it to its user (Authorization: Bearer <token>)",
+                   err=True)
+
+
+@token.command(name="list")
+@_TOKENS_FILE
+@click.pass_obj
+def token_list(obj: Context, tokens_file: Path | None) -> None:
+    """The token names and their scopes (never the tokens: only hashes are kept)."""
+    from ..core.tokens import load_tokens
+
+    entries = load_tokens(_tokens_path(tokens_file, obj.settings))
+
+    def human() -> None:
+        for entry in entries:
+            click.echo(f"{entry.name}\t{','.join(entry.scopes)}")
+
+    obj.emit({"tokens": [{"name": e.name, "scopes": list(e.scopes)} for e in entries]}, human)
+
+
+@token.command(name="remove")
+@click.argument("name")
+@_TOKENS_FILE
+@click.pass_obj
+def token_remove(obj: Context, name: str, tokens_file: Path | None) -> None:
+    """Revoke the token NAME (a running server notices the changed file at once)."""
+    from ..core.tokens import remove_token
+
+    if not remove_token(_tokens_path(tokens_file, obj.settings), name):
+        raise ValidationError("name", f"no token named {name!r}")
+    obj.emit({"removed": name}, lambda: click.echo(f"removed token {name!r}"))
 
 
 @main.command()

@@ -4,8 +4,8 @@ When a service owns the data directory, ``memvid-mcp <command>`` sends its argum
 made absolute, standard input when a command reads ``-``) over the service socket; the
 service runs the very same click command in a worker thread against its open manager and
 streams the command's stdout and stderr back; the exit code is the command's own. With no
-service running, the command runs in this process as before. ``serve``, ``service`` and
-``--read-only`` commands always run here.
+service running, the command runs in this process as before. ``serve``, ``service``,
+``token`` (a new token never travels) and ``--read-only`` commands always run here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-LOCAL_ONLY = {"serve", "service", "--help", "-h", "--version"}
+LOCAL_ONLY = {"serve", "service", "token", "--help", "-h", "--version"}
 PATH_OPTIONS = {"--data-dir", "--project"}
 PATH_ARGUMENTS = {"export", "import"}  # their first argument is a path ('-' = stdio)
 VALUE_OPTIONS = {"--backend", "--scope", "--from"}  # their next argument is a value, kept as is

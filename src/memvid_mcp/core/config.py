@@ -58,6 +58,12 @@ class Settings:
     read_only: bool = False
     read_only_fallback: bool = False  # when locked past the timeout: open read-only, not fail
     lock_timeout: float = 10.0  # seconds a second writer waits for the scope lock
+    # HTTP serving: named tokens with their scopes (core/tokens.py, ADR 0026); None: only
+    # MEMVID_HTTP_TOKEN, if set, as the one token "default" with every scope
+    tokens_file: Path | None = None
+    # HTTP serving without MCP sessions: every request stands alone, so instances behind a
+    # round-robin proxy can answer any request (docs/team.md)
+    http_stateless: bool = False
 
     # input limits
     max_text_bytes: int = 1024 * 1024
@@ -144,6 +150,10 @@ class Settings:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
         if self.project is not None:
             object.__setattr__(self, "project", Path(self.project).expanduser())
+        if self.tokens_file is not None:
+            # absolute: the service serving HTTP runs in "/", not in the caller's directory
+            object.__setattr__(self, "tokens_file",
+                               Path(self.tokens_file).expanduser().absolute())
 
 
 def _coerce(name: str, annotation: Any, raw: str) -> Any:

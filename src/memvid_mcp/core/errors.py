@@ -8,6 +8,7 @@ else escaping is a bug and is logged with its traceback.
     ├── ValidationError          bad input: names the field and the limit; nothing was written
     ├── NotFoundError            an id, scope or file that does not exist
     ├── ScopeError               unknown scope, or a project scope outside any git repository
+    │   └── AccessDeniedError    a scope the session's token may not use (names both)
     ├── StoreLockedError         another process holds the writer lock past the timeout
     ├── ReadOnlyError            a write on a store opened read-only
     ├── StorageError             the disk said no (not writable, full); no partial state is left
@@ -41,6 +42,16 @@ class NotFoundError(MemvidError, KeyError):
 
 class ScopeError(MemvidError):
     """Unknown scope, or a repository scope asked for outside a git repository."""
+
+
+class AccessDeniedError(ScopeError):
+    """A scope the HTTP session's token is not allowed to use; names the scope and token."""
+
+    def __init__(self, scope: str, token: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"scope: the token {token!r} may not use scope {scope!r}; it may use "
+                         f"{', '.join(allowed) or 'no scope'}")
+        self.scope = scope
+        self.token = token
 
 
 class StoreLockedError(MemvidError):

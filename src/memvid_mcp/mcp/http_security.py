@@ -6,28 +6,37 @@ Wraps the MCP streamable-HTTP app. Checks run before the app sees a request, in 
    origin (``http(s)://127.0.0.1|localhost|[::1][:port]``) or listed in ``allowed_origins``
    (exact, or ``scheme://host:*`` for any port). Otherwise 403. This stops web pages from
    driving a local server (DNS rebinding, cross-site requests).
-2. Bearer token, when one is configured: ``Authorization: Bearer <token>``, compared in
-   constant time. Otherwise 401 with ``WWW-Authenticate: Bearer``. The token only ever
-   travels in that header and is never logged.
+2. Bearer token, when any is configured (``MEMVID_HTTP_TOKEN``, a tokens file, or both):
+   ``Authorization: Bearer <token>``, its SHA-256 compared in constant time with every known
+   token's. Otherwise 401 with ``WWW-Authenticate: Bearer``. The token only ever travels in
+   that header and is never logged. An accepted token's name and scopes (``Access``) go into
+   the ASGI scope: as ``memvid.access`` for the tools (``access.py``), and as the SDK's
+   ``user`` so a session answers only the token that opened it (404 to any other).
 3. Body size: a declared ``Content-Length`` over the cap, or a streamed body growing past
    it, gets 413 before the app runs.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.tokens import Access, TokenTable
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["HTTPSecurity", "origin_allowed"]
+__all__ = ["ACCESS_KEY", "HTTPSecurity", "origin_allowed"]
+
+ACCESS_KEY = "memvid.access"  # where an authenticated request's Access sits in the ASGI scope
 
 
 def _loopback_host(host: str) -> bool:
@@ -81,17 +90,23 @@ class HTTPSecurity:
         app: ASGIApp,
         *,
         token: str | None = None,
+        tokens_file: Path | None = None,
         allowed_origins: Sequence[str] = (),
         max_body_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.app = app
-        self._token = token.encode() if token else None
+        self._tokens = TokenTable(path=tokens_file, single=token or None)
         self.allowed_origins = tuple(allowed_origins)
         self.max_body_bytes = max_body_bytes
 
-    def __repr__(self) -> str:  # never show the token
-        token = "set" if self._token else "none"
-        return f"HTTPSecurity(token={token}, origins={self.allowed_origins})"
+    def __repr__(self) -> str:  # never show a token
+        return f"HTTPSecurity(tokens={self._tokens!r}, origins={self.allowed_origins})"
+
+    def _authenticate(self, headers: Headers) -> Access | None:
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            return None
+        return self._tokens.authenticate(credential.strip())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,15 +122,17 @@ class HTTPSecurity:
             await _reject(send, 403, "Origin not allowed")
             return
 
-        if self._token is not None:
-            scheme, _, credential = headers.get("authorization", "").partition(" ")
-            supplied = credential.strip().encode()
-            if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, self._token):
+        if self._tokens.configured:
+            access = self._authenticate(headers)
+            if access is None:
                 logger.warning("rejected a request from %s: missing or wrong bearer token", peer)
                 await _reject(
                     send, 401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
                 )
                 return
+            scope = {**scope, ACCESS_KEY: access, "user": AuthenticatedUser(AccessToken(
+                token=f"memvid:{access.name}", client_id=access.name,
+                scopes=list(access.scopes)))}
 
         declared = headers.get("content-length")
         if declared is not None:

@@ -10,6 +10,8 @@ This is the only module of the package that imports ``mcp`` (SDK 2.x, ``MCPServe
   manager in a worker thread, shape a typed, bounded result. A ``MemvidError`` becomes a tool
   error the model reads (it names the field); anything else is logged with its traceback to
   stderr and reported as a brief internal error.
+- Over HTTP with tokens, each request's token (``http_security.py``) travels in a context
+  variable to the tools, which then see the manager through its scopes (``access.py``).
 - What a client gets wrong is answered, never logged as a crash: a mistyped, missing or
   unknown tool argument is a one-sentence tool error naming the argument (``arguments.py``);
   an unknown tool or prompt, or a list cursor this server never issued, is a JSON-RPC
@@ -29,7 +31,8 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -51,6 +54,7 @@ from pydantic import ValidationError as PydanticValidationError
 from .. import __version__
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
+from .access import ScopedManager, current_access
 from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
 from .budget import compact_json, fit_search
 from .context import (
@@ -225,10 +229,20 @@ class _ManagerHolder:
         if manager is not None:
             manager.close()
 
+    def view(self) -> MemoryManager:
+        """The manager as the current request may see it: through its token's scopes when
+        it came with one (``access.py``), else whole. Blocks: call it from a worker thread."""
+        manager = self.get()
+        access = current_access.get()
+        if access is None:
+            return manager
+        # ScopedManager offers exactly the part of MemoryManager the tools and resources use
+        return cast("MemoryManager", ScopedManager(manager, access))
+
     async def call(self, tool: str, work: Callable[[MemoryManager], T]) -> T:
         """Run ``work(manager)`` in a worker thread; turn failures into tool errors."""
         try:
-            return await anyio.to_thread.run_sync(lambda: work(self.get()))
+            return await anyio.to_thread.run_sync(lambda: work(self.view()))
         except MemvidError as exc:
             raise ToolError(str(exc)) from exc
         except Exception:
@@ -240,7 +254,7 @@ class _ManagerHolder:
     async def read(self, uri: str, work: Callable[[MemoryManager], str]) -> str:
         """Like ``call`` for resources: failures become resource errors."""
         try:
-            return await anyio.to_thread.run_sync(lambda: work(self.get()))
+            return await anyio.to_thread.run_sync(lambda: work(self.view()))
         except (NotFoundError, ValidationError) as exc:
             raise ResourceNotFoundError(str(exc)) from exc
         except MemvidError as exc:
@@ -396,6 +410,20 @@ async def _reject_cursors(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) 
     return await call_next(ctx)
 
 
+async def _bind_access(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Carry the token HTTPSecurity accepted for this HTTP request to the tools (a context
+    variable reaches the worker threads); other transports carry none."""
+    from .http_security import ACCESS_KEY
+
+    scope = getattr(getattr(ctx, "request", None), "scope", None)
+    access = scope.get(ACCESS_KEY) if isinstance(scope, Mapping) else None
+    token = current_access.set(access)
+    try:
+        return await call_next(ctx)
+    finally:
+        current_access.reset(token)
+
+
 # ----------------------------------------------------------------------------- the server
 
 
@@ -429,7 +457,7 @@ def _build(
             title="memvid memory",
             version=__version__,
             instructions=INSTRUCTIONS.format(**names),
-            middleware=[_reject_cursors, warm_up],
+            middleware=[_bind_access, _reject_cursors, warm_up],
             warn_on_duplicate_tools=False,
         )
 
@@ -714,13 +742,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_http_bind(host: str, token: str | None) -> None:
-    """Binding anything but a loopback address requires a bearer token."""
-    if not _is_loopback(host) and not token:
+def check_http_bind(host: str, token: str | None, tokens_file: Path | None = None) -> None:
+    """Binding anything but a loopback address requires a bearer token (or a tokens file)."""
+    if not _is_loopback(host) and not token and tokens_file is None:
         raise ValidationError(
             "host",
             f"binding {host} (not a loopback address) requires a bearer token: set "
-            "MEMVID_HTTP_TOKEN to a long random secret",
+            "MEMVID_HTTP_TOKEN to a long random secret, or give a tokens file "
+            "(MEMVID_TOKENS_FILE, serve --tokens-file; see docs/team.md)",
         )
 
 
@@ -729,16 +758,21 @@ def build_http_app(
     *,
     host: str = "127.0.0.1",
     token: str | None = None,
+    tokens_file: Path | None = None,
     allowed_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_HTTP_BODY_BYTES,
+    stateless: bool = False,
 ) -> ASGIApp:
     """The streamable-HTTP ASGI app behind Origin, bearer-token and body-size checks.
 
-    Binding anything but a loopback address requires a token.
+    Binding anything but a loopback address requires a token. ``tokens_file`` names tokens
+    with their scopes (``core/tokens.py``); ``token`` is one more, ``default``, unlimited.
+    ``stateless``: no MCP sessions, so any of several instances can answer any request
+    (clients of protocol 2026-07-28 are sessionless anyway; this serves older ones too).
     """
     from .http_security import HTTPSecurity
 
-    check_http_bind(host, token)
+    check_http_bind(host, token, tokens_file)
     loopback = _is_loopback(host)
     # The SDK's own Host/Origin (DNS rebinding) check: on for loopback binds, with our extra
     # origins; off elsewhere, where the Host is unknowable and the token guards the door.
@@ -756,11 +790,12 @@ def build_http_app(
     # (the server sends nothing before a tool's result); GET still opens the SSE stream.
     app = server.streamable_http_app(
         host=host, max_request_body_size=max_body_bytes, transport_security=security,
-        json_response=True,
+        json_response=True, stateless_http=stateless,
     )
     return HTTPSecurity(
         app,
         token=token or None,
+        tokens_file=tokens_file,
         allowed_origins=allowed_origins,
         max_body_bytes=max_body_bytes,
     )
@@ -790,8 +825,9 @@ def run_server(
     """Serve until the client goes away (stdio: stdin closes) or the process is stopped.
 
     ``transport`` is ``stdio`` or ``http`` (streamable HTTP at ``/mcp``). HTTP reads
-    ``MEMVID_HTTP_TOKEN`` (required off loopback) and ``MEMVID_HTTP_ALLOWED_ORIGINS``
-    (comma-separated extra origins; loopback origins are always allowed).
+    ``MEMVID_HTTP_TOKEN`` and ``settings.tokens_file`` (one of them required off loopback)
+    and ``MEMVID_HTTP_ALLOWED_ORIGINS`` (comma-separated extra origins; loopback origins are
+    always allowed).
     """
     if transport not in ("stdio", "http", "streamable-http"):
         raise ValidationError("transport", f"{transport!r} is not 'stdio' or 'http'")
@@ -801,20 +837,23 @@ def run_server(
         if transport == "stdio":
             anyio.run(server.run_stdio_async)
         else:
-            anyio.run(serve_http, server, host, port)
+            anyio.run(serve_http, server, host, port, None, settings.tokens_file,
+                      settings.http_stateless)
     finally:
         holder.close()
 
 
 async def serve_http(server: MCPServer, host: str, port: int,
-                     stop: anyio.Event | None = None) -> None:
+                     stop: anyio.Event | None = None, tokens_file: Path | None = None,
+                     stateless: bool = False) -> None:
     """Streamable HTTP at ``/mcp`` until Ctrl-C/SIGTERM or, inside the service, until ``stop``
-    is set (the service owns the signals then). Reads ``MEMVID_HTTP_TOKEN`` (required off
-    loopback) and ``MEMVID_HTTP_ALLOWED_ORIGINS`` (comma-separated extra origins)."""
+    is set (the service owns the signals then). Reads ``MEMVID_HTTP_TOKEN`` (it or
+    ``tokens_file`` required off loopback) and ``MEMVID_HTTP_ALLOWED_ORIGINS``
+    (comma-separated extra origins)."""
     origins = [o.strip() for o in os.environ.get("MEMVID_HTTP_ALLOWED_ORIGINS", "").split(",")
                if o.strip()]
     app = build_http_app(server, host=host, token=os.environ.get("MEMVID_HTTP_TOKEN") or None,
-                         allowed_origins=origins)
+                         tokens_file=tokens_file, allowed_origins=origins, stateless=stateless)
     await _serve_http(app, host, port, stop)
 
 

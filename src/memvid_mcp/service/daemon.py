@@ -146,7 +146,9 @@ class Service:
         project = str(self.settings.project) if self.settings.project else None
         server = await anyio.to_thread.run_sync(self._server_for, project)
         try:
-            await serve_http(server, host, port, stop=self._stop)
+            await serve_http(server, host, port, stop=self._stop,
+                             tokens_file=self.settings.tokens_file,
+                             stateless=self.settings.http_stateless)
         finally:
             self.stop("the HTTP listener stopped")
 
