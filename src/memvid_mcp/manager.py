@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,8 @@ class MemoryManager:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # hybrid search embeds the query here while the calling thread searches lexically
+        self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memvid-query")
         self.embedder = EmbeddingService(
             self.settings.embed_model,
             self.settings.cache_dir or default_cache_dir(),
@@ -466,15 +469,27 @@ class MemoryManager:
                                    for s in stores)
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
-        if mode != "lexical":
+        lexical_hits: list[tuple[MemoryRecord, float]] | None = None
+        if mode == "hybrid":
+            # The query embedding (onnxruntime) and tantivy both release the GIL: the lexical
+            # ranking is made while the query is embedded, not after.
+            future = self._search_pool.submit(self._semantic, query, depth, filters, stores,
+                                              include_superseded)
+            try:
+                lexical_hits = lexical()
+            except BaseException:
+                wait([future])  # the scopes it reads must stay open until it is done
+                raise
+            semantic, note = future.result()
+        elif mode == "semantic":
             semantic, note = self._semantic(query, depth, filters, stores, include_superseded)
         ranked: list[tuple[MemoryRecord, float]]
         if semantic is None:
-            mode_used, ranked = "lexical", lexical()
-        elif mode == "semantic":
+            mode_used, ranked = "lexical", lexical_hits if lexical_hits is not None else lexical()
+        elif mode == "semantic" or lexical_hits is None:
             mode_used, ranked = "semantic", semantic
         else:
-            mode_used, lexical_hits = "hybrid", lexical()
+            mode_used = "hybrid"
             by_id = {r.id: r for r, _ in lexical_hits} | {r.id: r for r, _ in semantic}
             weights = [self.settings.lexical_weight, self.settings.semantic_weight]
             if self.settings.fusion == "rrf":
@@ -656,6 +671,7 @@ class MemoryManager:
             return
         self._stop.set()
         self._nudge()
+        self._search_pool.shutdown(wait=True)
         self.embedder.close()  # stop a conversion; wait (bounded) for a load in flight
         for thread in self._threads:
             thread.join(timeout=60)

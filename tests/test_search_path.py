@@ -1,0 +1,73 @@
+"""The hybrid search path (issue 12): what runs when, and what is read for a result page.
+
+- the query is embedded while the lexical ranking is made, not after it;
+- bodies are read for the returned page only.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from memvid_mcp.manager import MemoryManager
+
+pytestmark = pytest.mark.model
+
+NOTES = [
+    "The staging deploy runs every Friday after the release review.",
+    "Our tabby cat sleeps on the windowsill every morning.",
+    "The API rate limit is 100 requests per minute per token.",
+    "Grandma's apple pie recipe uses cinnamon and nutmeg.",
+]
+
+
+def test_hybrid_embeds_the_query_while_searching_lexically(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
+        for text in NOTES:
+            m.store(text)
+        m.flush()
+        assert m.embedder.wait_ready(120), m.embedder.state
+        store = m._scopes["global"]
+        lexical_started = threading.Event()
+        overlapped: list[bool] = []
+        real_embed, real_lexical = m.embedder.embed_query, store.lexical_search
+
+        def embed_query(text: str):  # type: ignore[no-untyped-def]
+            # sequential code would embed first and wait here in vain
+            overlapped.append(lexical_started.wait(10))
+            return real_embed(text)
+
+        def lexical_search(*args, **kwargs):  # type: ignore[no-untyped-def]
+            lexical_started.set()
+            return real_lexical(*args, **kwargs)
+
+        m.embedder.embed_query = embed_query  # type: ignore[method-assign]
+        store.lexical_search = lexical_search  # type: ignore[method-assign]
+        result = m.search("when is the staging deploy", k=2)
+        assert result.mode == "hybrid", result
+        assert overlapped == [True]
+        assert "staging deploy" in result.results[0].snippet
+
+
+def test_hybrid_reads_bodies_of_the_returned_page_only(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
+        for text in NOTES:
+            m.store(text)
+        m.flush()
+        assert m.embedder.wait_ready(120), m.embedder.state
+        store = m._scopes["global"]
+        read: list[str] = []
+        real_read = store.read_body
+
+        def read_body(record):  # type: ignore[no-untyped-def]
+            read.append(record.id)
+            return real_read(record)
+
+        store.read_body = read_body  # type: ignore[method-assign]
+        result = m.search("deploy cat rate pie", k=2)
+        assert result.mode == "hybrid"
+        assert sorted(read) == sorted(h.id for h in result.results)
