@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,32 @@ def test_hybrid_reads_bodies_of_the_returned_page_only(
         result = m.search("deploy cat rate pie", k=2)
         assert result.mode == "hybrid"
         assert sorted(read) == sorted(h.id for h in result.results)
+
+
+def test_lexical_pages_join_up_to_one_long_page(manager: MemoryManager) -> None:
+    """A lexical search looks up only the page it returns (and one more, for the cursor);
+    its pages still join up to the ranking of one long page."""
+    for i in range(9):
+        manager.store(f"paging note {i}: the backup rotation " + "rotation " * i)
+    whole = manager.search("backup rotation", k=8, mode="lexical")
+    first = manager.search("backup rotation", k=3, mode="lexical")
+    assert first.next_cursor
+    second = manager.search("backup rotation", k=5, mode="lexical", cursor=first.next_cursor)
+    assert [h.id for h in first.results + second.results] == [h.id for h in whole.results]
+    after = manager.search("backup rotation", k=8, mode="lexical").next_cursor
+    last = manager.search("backup rotation", k=1, mode="lexical", cursor=after)
+    assert len(last.results) == 1 and last.next_cursor is None
+
+
+def test_a_short_lexical_page_keeps_ties_newest_first(manager: MemoryManager) -> None:
+    """Thirty memories score the same and were stored oldest first, the order the index
+    keeps among equal scores. A page of three still holds the three newest (ties go to the
+    newer memory), exactly the top of a page of thirty."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in reversed(range(30)):  # oldest first
+        manager.import_record({"text": f"tied note {i:02d} about the archive",
+                               "created_at": (base - timedelta(hours=i)).isoformat()})
+    short = manager.search("archive", k=3, mode="lexical")
+    whole = manager.search("archive", k=30, mode="lexical")
+    assert [h.id for h in short.results] == [h.id for h in whole.results[:3]]
+    assert [h.created_at for h in short.results] == [base - timedelta(hours=i) for i in range(3)]

@@ -457,6 +457,9 @@ class MemoryManager:
             until=check_time_bound("until", until),
             pinned=pinned,
         )
+        weight = self.settings.recency_weight if recency is None else recency
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValidationError("recency", "must be a number between 0 and 1")
         offset = _decode_cursor(cursor, query)
         stores = self._search_stores(scopes)
         # z-scores need a sample of each list: SciFact nDCG@10 0.729 fusing 50, 0.735 at 100
@@ -464,9 +467,14 @@ class MemoryManager:
         note = None
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
-            return _merge_by_score(s.lexical_search(query, depth, filters,
-                                                    include_superseded=include_superseded)
-                                   for s in stores)
+            def fetch(n: int) -> list[list[tuple[MemoryRecord, float]]]:
+                return [s.lexical_search(query, n, filters, include_superseded=include_superseded)
+                        for s in stores]
+
+            if mode == "hybrid" or weight:  # fusion and recency place the whole candidate list
+                return _merge_by_score(fetch(depth))
+            # one ranking alone: only the page (and one more, for the cursor) is looked up
+            return _exact_top(fetch, offset + k, offset + k + 1)
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         lexical_hits: list[tuple[MemoryRecord, float]] | None = None
@@ -499,9 +507,6 @@ class MemoryManager:
                 fused = zscore([[(r.id, s) for r, s in lexical_hits],
                                 [(r.id, s) for r, s in semantic]], weights=weights)
             ranked = [(by_id[i], score) for i, score in fused]
-        weight = self.settings.recency_weight if recency is None else recency
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise ValidationError("recency", "must be a number between 0 and 1")
         records = {r.id: r for r, _ in ranked}
         ranked = [(records[i], score) for i, score in recency_order(
             [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
@@ -779,6 +784,20 @@ def _merge_by_score(lists: Iterable[list[tuple[MemoryRecord, float]]]
     merged = [hit for hits in lists for hit in hits]
     merged.sort(key=lambda hit: hit[1], reverse=True)
     return merged
+
+
+def _exact_top(fetch: Callable[[int], builtins.list[builtins.list[tuple[MemoryRecord, float]]]],
+               need: int, depth: int) -> builtins.list[tuple[MemoryRecord, float]]:
+    """The scopes' rankings merged, fetched ``depth`` deep, with the first ``need`` entries
+    exact: deeper while a list that came back full ends at or above the ``need``-th score
+    (a memory it did not return could tie with it, and ties go to the newer memory)."""
+    while True:
+        lists = fetch(depth)
+        merged = _merge_by_score(lists)
+        if len(merged) < need or not any(
+                len(hits) >= depth and hits[-1][1] >= merged[need - 1][1] for hits in lists):
+            return merged
+        depth *= 4
 
 
 def _encode_cursor(offset: int, query: str) -> str:
