@@ -4,7 +4,9 @@ A profiling companion to ``bench_search_speed.py`` (same corpus, tags, kinds, sc
 queries): ``--build`` makes the store once in ``--dir`` (reused by later runs, so a change to
 the search path can be timed in seconds), then a fresh process times lexical / semantic /
 hybrid with the query-vector cache cleared per mode, and with ``--profile MODE`` prints a
-cProfile of that mode. Figures carry the load average they were taken at.
+cProfile of that mode. Figures carry the load average they were taken at; the process CPU
+time per search (all threads) is printed too, as it moves less than wall time when other
+jobs share the cores.
 
 Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_search_path.py --dir /tmp/s --n 100000
 --backend file [--build] [--queries 200] [--profile hybrid]``.
@@ -55,8 +57,9 @@ def main() -> None:
         for mode in args.modes.split(","):
             m.embedder.clear_cache()
             prof = cProfile.Profile() if args.profile == mode else None
-            times = []
+            times, cpu = [], []
             for i, q in enumerate(queries):
+                c0 = time.process_time()
                 t0 = time.perf_counter()
                 if prof is not None:
                     prof.enable()
@@ -64,9 +67,10 @@ def main() -> None:
                 if prof is not None:
                     prof.disable()
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             print(f"{mode:9s} p50 {speed.pct(times, 0.5):6.2f} ms  p95 "
-                  f"{speed.pct(times, 0.95):6.2f} ms  ({args.backend}, {args.n:,}; "
-                  f"{speed.load()})", flush=True)
+                  f"{speed.pct(times, 0.95):6.2f} ms  CPU p50 {speed.pct(cpu, 0.5):6.2f} ms "
+                  f"({args.backend}, {args.n:,}; {speed.load()})", flush=True)
             if prof is not None:
                 pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
 

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,9 @@ K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 _TEXT_FIELDS = ("body",)
 _WRITER_HEAP = 50_000_000
 COMMIT_INTERVAL = 0.5  # seconds; maybe_commit's group-commit window
+# A filtered search first looks at this many times k unfiltered hits (see ``search``); with
+# 2 of 8 tags (44% of memories pass) k of them pass almost always.
+UNFILTERED_FACTOR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,11 +390,21 @@ class LexicalIndex:
         return terms or self.analyze(query)
 
     def search(
-        self, query: str, k: int, filters: SearchFilters | None = None
+        self,
+        query: str,
+        k: int,
+        filters: SearchFilters | None = None,
+        *,
+        allowed: Callable[[str], bool] | None = None,
     ) -> list[tuple[str, float]]:
         """Up to ``k`` ``(id, bm25)`` pairs, best first, OR semantics, filters before the cut.
 
-        Sees every upsert and delete made so far, committed or not.
+        Sees every upsert and delete made so far, committed or not. ``allowed``, when given
+        with ``filters``, must say for an id whether that memory passes them (the caller's
+        own records): the committed index is then searched without the filter first, where
+        tantivy can skip whole blocks of postings (block-max WAND, 5x faster at 50k and
+        without the filtered query's 10 ms tail), and the filtered query runs only when too
+        few of those hits pass.
         """
         if k <= 0:
             return []
@@ -412,24 +425,43 @@ class LexicalIndex:
             }
             tail_docs, tail_len = len(self._pending), dict(self._tail_len)
             shadow = frozenset(self._shadow)
-        hits: dict[str, float] = {}
-        tq = self._query(terms, filters)
+        found = None
+        if filters is not None and allowed is not None:
+            # exact when k of the unfiltered hits pass (a passing memory further down scores
+            # no higher than the last of them) or when those were all the matches
+            limit = UNFILTERED_FACTOR * (k + len(shadow))
+            candidates, more = self._committed(searcher, self._query(terms, None), limit, shadow)
+            passing = [(doc_id, score) for doc_id, score in candidates if allowed(doc_id)]
+            if len(passing) >= k or not more:
+                found = passing[:k]
+        if found is None:
+            found, _ = self._committed(searcher, self._query(terms, filters), k + len(shadow),
+                                       shadow)
+        hits = dict(found)
+        if postings:
+            hits.update(self._score_tail(postings, tail_docs, tail_len, searcher, avg_len, filters))
+        ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
+        return ranked[:k]
+
+    def _committed(
+        self, searcher: tantivy.Searcher, query: tantivy.Query, limit: int, shadow: frozenset[str]
+    ) -> tuple[list[tuple[str, float]], bool]:
+        """The committed hits of ``query`` not replaced or deleted since, best first, and
+        whether tantivy returned all ``limit`` it was asked for (more may follow)."""
         try:
-            result = searcher.search(tq, k + len(shadow), count=False)
+            result = searcher.search(query, limit, count=False)
+            out = []
             for score, address in result.hits:
-                doc_id = searcher.doc(address)["id"][0]
+                doc_id = searcher.doc(address).get_first("id")
                 if doc_id not in shadow:
-                    hits[doc_id] = float(score)
+                    out.append((doc_id, float(score)))
         except BaseException as exc:  # tantivy: a damaged index file
             if not _index_failure(exc):
                 raise
             raise CorruptionError(
                 str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
             ) from exc
-        if postings:
-            hits.update(self._score_tail(postings, tail_docs, tail_len, searcher, avg_len, filters))
-        ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
-        return ranked[:k]
+        return out, len(result.hits) >= limit
 
     def check(self) -> str | None:
         """Read every committed document's id back; a message when index files are damaged."""
