@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--modes", default="lexical,semantic,hybrid")
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--sort", default="cumulative", help="cProfile sort key")
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,7 +73,7 @@ def main() -> None:
                   f"{speed.pct(times, 0.95):6.2f} ms  CPU p50 {speed.pct(cpu, 0.5):6.2f} ms "
                   f"({args.backend}, {args.n:,}; {speed.load()})", flush=True)
             if prof is not None:
-                pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
+                pstats.Stats(prof).sort_stats(args.sort).print_stats(35)
 
 
 if __name__ == "__main__":

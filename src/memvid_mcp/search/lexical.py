@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -430,38 +430,54 @@ class LexicalIndex:
             # exact when k of the unfiltered hits pass (a passing memory further down scores
             # no higher than the last of them) or when those were all the matches
             limit = UNFILTERED_FACTOR * (k + len(shadow))
-            candidates, more = self._committed(searcher, self._query(terms, None), limit, shadow)
-            passing = [(doc_id, score) for doc_id, score in candidates if allowed(doc_id)]
-            if len(passing) >= k or not more:
-                found = passing[:k]
+            raw = self._tantivy_search(searcher, self._query(terms, None), limit)
+            passing = []
+            for doc_id, score in self._live(searcher, raw, shadow):
+                if allowed(doc_id):  # looked up only until k pass
+                    passing.append((doc_id, score))
+                    if len(passing) == k:
+                        break
+            if len(passing) == k or len(raw) < limit:
+                found = passing
         if found is None:
-            found, _ = self._committed(searcher, self._query(terms, filters), k + len(shadow),
-                                       shadow)
+            raw = self._tantivy_search(searcher, self._query(terms, filters), k + len(shadow))
+            found = list(self._live(searcher, raw, shadow))
         hits = dict(found)
         if postings:
             hits.update(self._score_tail(postings, tail_docs, tail_len, searcher, avg_len, filters))
         ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
 
-    def _committed(
-        self, searcher: tantivy.Searcher, query: tantivy.Query, limit: int, shadow: frozenset[str]
-    ) -> tuple[list[tuple[str, float]], bool]:
-        """The committed hits of ``query`` not replaced or deleted since, best first, and
-        whether tantivy returned all ``limit`` it was asked for (more may follow)."""
+    def _tantivy_search(
+        self, searcher: tantivy.Searcher, query: tantivy.Query, limit: int
+    ) -> list[tuple[float, Any]]:
+        """tantivy's top ``limit`` ``(score, address)`` pairs for ``query``."""
         try:
-            result = searcher.search(query, limit, count=False)
-            out = []
-            for score, address in result.hits:
-                doc_id = searcher.doc(address).get_first("id")
-                if doc_id not in shadow:
-                    out.append((doc_id, float(score)))
+            return list(searcher.search(query, limit, count=False).hits)
         except BaseException as exc:  # tantivy: a damaged index file
             if not _index_failure(exc):
                 raise
-            raise CorruptionError(
-                str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
-            ) from exc
-        return out, len(result.hits) >= limit
+            raise self._unreadable(exc) from exc
+
+    def _live(
+        self, searcher: tantivy.Searcher, hits: list[tuple[float, Any]], shadow: frozenset[str]
+    ) -> Iterator[tuple[str, float]]:
+        """``(id, score)`` of committed hits not replaced or deleted since, in order; ids are
+        read from the doc store as they are consumed."""
+        for score, address in hits:
+            try:
+                doc_id = searcher.doc(address).get_first("id")
+            except BaseException as exc:
+                if not _index_failure(exc):
+                    raise
+                raise self._unreadable(exc) from exc
+            if doc_id not in shadow:
+                yield doc_id, float(score)
+
+    def _unreadable(self, exc: BaseException) -> CorruptionError:
+        return CorruptionError(
+            str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
+        )
 
     def check(self) -> str | None:
         """Read every committed document's id back; a message when index files are damaged."""
