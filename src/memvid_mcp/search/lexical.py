@@ -103,6 +103,11 @@ def _index_failure(exc: BaseException) -> bool:
     )
 
 
+def indexed_text(doc: LexicalDoc) -> str:
+    """What the ``body`` field analyses for a memory: its title and its text."""
+    return f"{doc.title}\n{doc.text}" if doc.title else doc.text
+
+
 def _micros(dt: datetime) -> int:
     utc = as_utc(dt)
     return int(utc.timestamp()) * 1_000_000 + utc.microsecond
@@ -256,7 +261,7 @@ class LexicalIndex:
             for doc in docs:
                 if not doc.id:
                     raise ValidationError("id", "must not be empty")
-                body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+                body = indexed_text(doc)
                 terms = {"body": Counter(self._tokens(body))}
                 lengths = {f: sum(c.values()) for f, c in terms.items()}
                 tdoc = tantivy.Document()
