@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from memvid_mcp.core.errors import CorruptionError, ReadOnlyError
 from memvid_mcp.search.filters import SearchFilters
-from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
+from memvid_mcp.search.lexical import SCHEMA_VERSION, LexicalDoc, LexicalIndex
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -150,7 +151,8 @@ def test_corrupt_or_foreign_index_raises(tmp_path: Path) -> None:
     (path / "memvid_lexical.json").write_text('{"schema_version": 999, "committed_seq": 1}')
     with pytest.raises(CorruptionError):
         LexicalIndex(path)
-    (path / "memvid_lexical.json").write_text('{"schema_version": 1, "committed_seq": 1}')
+    (path / "memvid_lexical.json").write_text(json.dumps(
+        {"schema_version": SCHEMA_VERSION, "committed_seq": 1}))
     (path / "meta.json").write_text("garbage", encoding="utf-8")
     with pytest.raises(CorruptionError):
         LexicalIndex(path)
@@ -315,3 +317,32 @@ def test_filtered_search_falls_back_when_few_unfiltered_hits_pass(index: Lexical
     found = index.search("alpha", 3, filters, allowed=lambda i: i.startswith("rare"))
     assert sorted(ids(found)) == ["rare1", "rare2"]
     assert found == index.search("alpha", 3, filters)
+
+
+def test_tags_are_searchable_words(index: LexicalIndex) -> None:
+    """A memory is found by its tag even when its text never says it (schema 3)."""
+    index.upsert([doc("a", "we moved the nightly job to 02:00", tags=("cron", "Ops-Oncall")),
+                  doc("b", "the oncall rota lives in the wiki")])
+    assert ids(index.search("cron", 5)) == ["a"]  # uncommitted tail
+    index.commit(1)
+    assert ids(index.search("cron schedule", 5)) == ["a"]
+    assert set(ids(index.search("oncall", 5))) == {"a", "b"}
+
+
+def test_an_index_of_the_previous_schema_is_rebuilt_not_quarantined(tmp_path: Path) -> None:
+    """Opening a schema-2 index for writing starts a fresh, empty one (committed_seq -1,
+    so the scope replays its records into it); a reader gets CorruptionError and builds
+    its own in memory, as before."""
+    path = tmp_path / "lex"
+    old = LexicalIndex(path)
+    old.upsert([doc("a", "alpha")])
+    old.commit(5)
+    old.close()
+    meta = path / "memvid_lexical.json"
+    meta.write_text(json.dumps({"schema_version": SCHEMA_VERSION - 1, "committed_seq": 5}))
+    with pytest.raises(CorruptionError):
+        LexicalIndex(path, read_only=True)
+    fresh = LexicalIndex(path)
+    assert fresh.committed_seq == -1 and len(fresh) == 0
+    assert json.loads(meta.read_text())["schema_version"] == SCHEMA_VERSION
+    fresh.close()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,3 +102,21 @@ def test_a_short_lexical_page_keeps_ties_newest_first(manager: MemoryManager) ->
     whole = manager.search("archive", k=30, mode="lexical")
     assert [h.id for h in short.results] == [h.id for h in whole.results[:3]]
     assert [h.created_at for h in short.results] == [base - timedelta(hours=i) for i in range(3)]
+
+
+def test_a_store_with_the_previous_lexical_schema_reindexes_on_open(
+        data_dir: Path, outside_repo: Path) -> None:
+    """Schema 3 indexes tags as words: a scope written with schema 2 rebuilds its lexical
+    index from its records on open (derived data, nothing quarantined), and its memories
+    are then found by their tags."""
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        stored = m.store("we moved the nightly job to two in the morning", tags=["cron"])
+    metas = list(data_dir.rglob("memvid_lexical.json"))
+    assert len(metas) == 1
+    meta = json.loads(metas[0].read_text())
+    metas[0].write_text(json.dumps({**meta, "schema_version": 2}))
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        found = m.search("cron", mode="lexical")
+        assert [h.id for h in found.results] == [stored.id]
+    assert json.loads(metas[0].read_text())["schema_version"] == 3
+    assert not list(data_dir.rglob("quarantine*"))

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -33,7 +34,9 @@ from .stopwords import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+# 3: a memory's tags are indexed as words with its title and text (issue 12); an index of an
+# older version is rebuilt on open
+SCHEMA_VERSION = 3
 META_FILE = "memvid_lexical.json"
 K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 # Title and text are indexed as one field: on SciFact that scores nDCG@10 0.687 against
@@ -104,8 +107,13 @@ def _index_failure(exc: BaseException) -> bool:
 
 
 def indexed_text(doc: LexicalDoc) -> str:
-    """What the ``body`` field analyses for a memory: its title and its text."""
-    return f"{doc.title}\n{doc.text}" if doc.title else doc.text
+    """What the ``body`` field analyses for a memory: its tags, title and text. Tags are
+    words an agent chose to describe the memory, so a keyword search finds a memory by its
+    tag even when the text never says it (schema 3)."""
+    head = [" ".join(doc.tags)] if doc.tags else []
+    if doc.title:
+        head.append(doc.title)
+    return "\n".join([*head, doc.text])
 
 
 def _micros(dt: datetime) -> int:
@@ -164,6 +172,15 @@ class LexicalIndex:
             exists = self._path.is_dir() and tantivy.Index.exists(str(self._path))
         except (OSError, ValueError) as exc:
             raise CorruptionError(str(self._path), f"cannot read lexical index: {exc}") from exc
+        if exists and not self._read_only and self._outdated(meta_path):
+            # derived data: an index of an older schema is dropped and rebuilt by the
+            # caller from its records (committed_seq -1), not quarantined as damaged
+            log.info("%s: lexical index of an older schema; rebuilding it", self._path)
+            try:
+                shutil.rmtree(self._path)
+            except OSError as exc:
+                raise StorageError(f"{self._path}: cannot remove old lexical index: {exc}") from exc
+            exists = False
         if not exists:
             if self._read_only:
                 return tantivy.Index(_schema())
@@ -189,6 +206,17 @@ class LexicalIndex:
                 raise
             raise CorruptionError(str(self._path), f"lexical index unusable: {exc}") from exc
         return index
+
+    @staticmethod
+    def _outdated(meta_path: Path) -> bool:
+        """Whether the sidecar names an older schema version (a newer or unreadable one is
+        left to the checks that raise ``CorruptionError``)."""
+        try:
+            version = json.loads(meta_path.read_text(encoding="utf-8")).get("schema_version")
+        except (OSError, ValueError, AttributeError):
+            return False
+        return isinstance(version, int) and not isinstance(version, bool) and (
+            1 <= version < SCHEMA_VERSION)
 
     @staticmethod
     def _check_schema(index: tantivy.Index) -> None:
