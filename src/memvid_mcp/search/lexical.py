@@ -504,6 +504,8 @@ class LexicalIndex:
                 if not _index_failure(exc):
                     raise
                 raise self._unreadable(exc) from exc
+            if not isinstance(doc_id, str):  # a document without its id: damaged store
+                raise self._unreadable(ValueError("a document has no id"))
             if doc_id not in shadow:
                 yield doc_id, float(score)
 

@@ -31,7 +31,7 @@ def best_snippet(text: str, query: str, max_chars: int = 240) -> str:
         return flat[:max_chars]
     terms = {_key(m.group()) for m in _WORD.finditer(query)}
     # each word once: (start, end, its key when it matches a query term, else None)
-    words = [(m.start(), m.end(), key if (key := _key(m.group())) in terms else None)
+    words = [(m.start(), m.end(), word if (word := _key(m.group())) in terms else None)
              for m in _WORD.finditer(flat)]
     budget = max_chars - 2  # room for both ellipses
     best_left, best_score = 0, (-1, -1)
