@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.manager import MemoryManager
 
 pytestmark = pytest.mark.model
@@ -120,3 +121,29 @@ def test_a_store_with_the_previous_lexical_schema_reindexes_on_open(
         assert [h.id for h in found.results] == [stored.id]
     assert json.loads(metas[0].read_text())["schema_version"] == 3
     assert not list(data_dir.rglob("quarantine*"))
+
+
+def test_video_page_snippets_come_from_their_own_bodies(
+        data_dir: Path, outside_repo: Path) -> None:
+    """A video store's page is read side by side on pool threads; each hit still carries
+    its own memory's text, and an unreadable body empties only its own snippet."""
+    texts = [f"video note {i}: the archive rotation happens on day {i}" for i in range(6)]
+    with MemoryManager.open(data_dir, project=outside_repo, backend="video",
+                            embeddings=False) as m:
+        ids = {m.store(t).id: t for t in texts}
+        m.flush()
+        store = m._scopes["global"]
+        assert store.backend_name == "video"
+        real_read = store.read_body
+        broken = sorted(ids)[0]
+
+        def read_body(record):  # type: ignore[no-untyped-def]
+            if record.id == broken:
+                raise CorruptionError("segment", "damaged for the test")
+            return real_read(record)
+
+        store.read_body = read_body  # type: ignore[method-assign]
+        found = m.search("archive rotation", k=6, mode="lexical")
+    assert {h.id for h in found.results} == set(ids)
+    for hit in found.results:
+        assert hit.snippet == ("" if hit.id == broken else ids[hit.id])

@@ -512,20 +512,29 @@ class MemoryManager:
             [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
-        hits = []
         stores_by_name = {s.name: s for s in stores}
-        for record, score in page:
+
+        def body(record: MemoryRecord) -> str:
             try:
-                text = stores_by_name[record.scope].read_body(record)
+                return stores_by_name[record.scope].read_body(record)
             except (NotFoundError, CorruptionError, UnicodeDecodeError) as exc:
                 log.error("cannot read memory %s for its snippet: %s", record.id, exc)
-                text = ""  # one unreadable body must not sink the whole search
             except Exception:
                 log.exception("cannot read memory %s for its snippet", record.id)
-                text = ""
-            hits.append(SearchHit(record.id, float(score), record.title,
-                                  best_snippet(text, query, snippet_chars), record.tags,
-                                  record.kind, record.scope, record.created_at))
+            return ""  # one unreadable body must not sink the whole search
+
+        shown = [record for record, _ in page]
+        if len(shown) > 1 and any(stores_by_name[r.scope].backend_name == "video"
+                                  for r in shown):
+            # a video body is decoded from its segment's frame (PyAV and zxing release the
+            # GIL): the page's frames are decoded side by side
+            texts = list(self._search_pool.map(body, shown))
+        else:
+            texts = [body(record) for record in shown]
+        hits = [SearchHit(record.id, float(score), record.title,
+                          best_snippet(text, query, snippet_chars), record.tags,
+                          record.kind, record.scope, record.created_at)
+                for (record, score), text in zip(page, texts, strict=True)]
         return SearchResult(tuple(hits), next_cursor, mode_used,
                             tuple(s.name for s in stores), note)
 
