@@ -478,7 +478,7 @@ class MemoryManager:
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         lexical_hits: list[tuple[MemoryRecord, float]] | None = None
-        if mode == "hybrid":
+        if mode == "hybrid" and self.embedder.enabled:
             # The query embedding (onnxruntime) and tantivy both release the GIL: the lexical
             # ranking is made while the query is embedded, not after.
             future = self._search_pool.submit(self._semantic, query, depth, filters, stores,
@@ -489,15 +489,17 @@ class MemoryManager:
                 wait([future])  # the scopes it reads must stay open until it is done
                 raise
             semantic, note = future.result()
-        elif mode == "semantic":
+        elif mode != "lexical":
             semantic, note = self._semantic(query, depth, filters, stores, include_superseded)
         ranked: list[tuple[MemoryRecord, float]]
         if semantic is None:
             mode_used, ranked = "lexical", lexical_hits if lexical_hits is not None else lexical()
-        elif mode == "semantic" or lexical_hits is None:
+        elif mode == "semantic":
             mode_used, ranked = "semantic", semantic
         else:
             mode_used = "hybrid"
+            if lexical_hits is None:
+                lexical_hits = lexical()
             by_id = {r.id: r for r, _ in lexical_hits} | {r.id: r for r, _ in semantic}
             weights = [self.settings.lexical_weight, self.settings.semantic_weight]
             if self.settings.fusion == "rrf":
