@@ -98,3 +98,14 @@ def test_metrics_partial() -> None:
     assert mbe.hit_at_k(ranked, labels, 2) == 0.5
     assert mbe.recall_at_k(ranked, labels, 2) == 0.25
     assert mbe.recall_at_k(ranked, labels, 3) == 0.5
+
+
+def test_split_halves_are_disjoint_and_cover_the_labelled_questions() -> None:
+    labels = mbe.load_labels(mbe.DEFAULT_FIXTURE)
+    dev = [label["qid"] for label in mbe.split(labels, "dev")]
+    held = [label["qid"] for label in mbe.split(labels, "held-out")]
+    assert not set(dev) & set(held)
+    assert sorted(dev + held) == sorted(label["qid"] for label in mbe.labelled(labels))
+    assert abs(len(dev) - len(held)) <= 1
+    with pytest.raises(ValueError):
+        mbe.split(labels, "test")

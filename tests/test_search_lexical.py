@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from memvid_mcp.core.errors import CorruptionError, ReadOnlyError
 from memvid_mcp.search.filters import SearchFilters
-from memvid_mcp.search.lexical import LexicalDoc, LexicalIndex
+from memvid_mcp.search.lexical import SCHEMA_VERSION, LexicalDoc, LexicalIndex
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -150,7 +151,8 @@ def test_corrupt_or_foreign_index_raises(tmp_path: Path) -> None:
     (path / "memvid_lexical.json").write_text('{"schema_version": 999, "committed_seq": 1}')
     with pytest.raises(CorruptionError):
         LexicalIndex(path)
-    (path / "memvid_lexical.json").write_text('{"schema_version": 1, "committed_seq": 1}')
+    (path / "memvid_lexical.json").write_text(json.dumps(
+        {"schema_version": SCHEMA_VERSION, "committed_seq": 1}))
     (path / "meta.json").write_text("garbage", encoding="utf-8")
     with pytest.raises(CorruptionError):
         LexicalIndex(path)
@@ -264,3 +266,83 @@ def test_index_stores_no_text(tmp_path: Path) -> None:
     (_, address), = searcher.search(ix._query(["quixot"], None), 1).hits
     assert searcher.doc(address).to_dict() == {"id": ["1"]}
     ix.close()
+
+
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+TAGS = ("red", "green", "blue", "grey")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=8), min_size=1,
+                   max_size=60),
+    tag_picks=st.lists(st.sets(st.sampled_from(TAGS), max_size=2), min_size=60, max_size=60),
+    query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=4),
+    wanted=st.sets(st.sampled_from(TAGS), min_size=1, max_size=2),
+    k=st.integers(1, 12),
+    uncommitted=st.integers(0, 10),
+)
+def test_filtered_search_through_unfiltered_hits_is_exact(
+        texts: list[list[str]], tag_picks: list[set[str]], query: list[str],
+        wanted: set[str], k: int, uncommitted: int) -> None:
+    """The unfiltered-first path (``allowed``) returns what the filtered query returns:
+    the same ids with the same scores, committed documents and an uncommitted tail alike,
+    whether few or many documents pass."""
+    index = LexicalIndex(None)
+    docs = [doc(i, " ".join(words), tags=tuple(sorted(tag_picks[i])))
+            for i, words in enumerate(texts)]
+    cut = max(0, len(docs) - uncommitted)
+    index.upsert(docs[:cut])
+    index.commit(1)
+    index.upsert(docs[cut:])
+    tags = {d.id: d.tags for d in docs}
+    filters = SearchFilters(tags_any=tuple(sorted(wanted)))
+    plain = index.search(" ".join(query), k, filters)
+    through = index.search(" ".join(query), k, filters,
+                           allowed=lambda i: bool(set(tags[i]) & wanted))
+    assert [s for _, s in through] == pytest.approx([s for _, s in plain])
+    if plain:  # ties at the cut may be broken either way; everything above it is the same
+        above = plain[-1][1] + 1e-6
+        assert [h for h, s in through if s > above] == [h for h, s in plain if s > above]
+
+
+def test_filtered_search_falls_back_when_few_unfiltered_hits_pass(index: LexicalIndex) -> None:
+    """The two memories that pass rank below forty that do not: the top unfiltered hits
+    hold none of them, so the filtered query runs and still finds both."""
+    index.upsert([doc(f"hot{i:02d}", "alpha alpha alpha", tags=("common",)) for i in range(40)])
+    index.upsert([doc("rare1", "alpha and a much longer text about other things", tags=("rare",)),
+                  doc("rare2", "alpha with other words in it too", tags=("rare",))])
+    index.commit(1)
+    filters = SearchFilters(tags_any=("rare",))
+    found = index.search("alpha", 3, filters, allowed=lambda i: i.startswith("rare"))
+    assert sorted(ids(found)) == ["rare1", "rare2"]
+    assert found == index.search("alpha", 3, filters)
+
+
+def test_tags_are_searchable_words(index: LexicalIndex) -> None:
+    """A memory is found by its tag even when its text never says it (schema 3)."""
+    index.upsert([doc("a", "we moved the nightly job to 02:00", tags=("cron", "Ops-Oncall")),
+                  doc("b", "the oncall rota lives in the wiki")])
+    assert ids(index.search("cron", 5)) == ["a"]  # uncommitted tail
+    index.commit(1)
+    assert ids(index.search("cron schedule", 5)) == ["a"]
+    assert set(ids(index.search("oncall", 5))) == {"a", "b"}
+
+
+def test_an_index_of_the_previous_schema_is_rebuilt_not_quarantined(tmp_path: Path) -> None:
+    """Opening a schema-2 index for writing starts a fresh, empty one (committed_seq -1,
+    so the scope replays its records into it); a reader gets CorruptionError and builds
+    its own in memory, as before."""
+    path = tmp_path / "lex"
+    old = LexicalIndex(path)
+    old.upsert([doc("a", "alpha")])
+    old.commit(5)
+    old.close()
+    meta = path / "memvid_lexical.json"
+    meta.write_text(json.dumps({"schema_version": SCHEMA_VERSION - 1, "committed_seq": 5}))
+    with pytest.raises(CorruptionError):
+        LexicalIndex(path, read_only=True)
+    fresh = LexicalIndex(path)
+    assert fresh.committed_seq == -1 and len(fresh) == 0
+    assert json.loads(meta.read_text())["schema_version"] == SCHEMA_VERSION
+    fresh.close()

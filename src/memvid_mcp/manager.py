@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class MemoryManager:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # hybrid search embeds the query here while the calling thread searches lexically
+        self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memvid-query")
         self.embedder = EmbeddingService(
             self.settings.embed_model,
             self.settings.cache_dir or default_cache_dir(),
@@ -454,6 +457,9 @@ class MemoryManager:
             until=check_time_bound("until", until),
             pinned=pinned,
         )
+        weight = self.settings.recency_weight if recency is None else recency
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValidationError("recency", "must be a number between 0 and 1")
         offset = _decode_cursor(cursor, query)
         stores = self._search_stores(scopes)
         # z-scores need a sample of each list: SciFact nDCG@10 0.729 fusing 50, 0.735 at 100
@@ -461,20 +467,39 @@ class MemoryManager:
         note = None
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
-            return _merge_by_score(s.lexical_search(query, depth, filters,
-                                                    include_superseded=include_superseded)
-                                   for s in stores)
+            def fetch(n: int) -> list[list[tuple[MemoryRecord, float]]]:
+                return [s.lexical_search(query, n, filters, include_superseded=include_superseded)
+                        for s in stores]
+
+            if mode == "hybrid" or weight:  # fusion and recency place the whole candidate list
+                return _merge_by_score(fetch(depth))
+            # one ranking alone: only the page (and one more, for the cursor) is looked up
+            return _exact_top(fetch, offset + k, offset + k + 1)
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
-        if mode != "lexical":
+        lexical_hits: list[tuple[MemoryRecord, float]] | None = None
+        if mode == "hybrid" and self.embedder.enabled:
+            # The query embedding (onnxruntime) and tantivy both release the GIL: the lexical
+            # ranking is made while the query is embedded, not after.
+            future = self._search_pool.submit(self._semantic, query, depth, filters, stores,
+                                              include_superseded)
+            try:
+                lexical_hits = lexical()
+            except BaseException:
+                wait([future])  # the scopes it reads must stay open until it is done
+                raise
+            semantic, note = future.result()
+        elif mode != "lexical":
             semantic, note = self._semantic(query, depth, filters, stores, include_superseded)
         ranked: list[tuple[MemoryRecord, float]]
         if semantic is None:
-            mode_used, ranked = "lexical", lexical()
+            mode_used, ranked = "lexical", lexical_hits if lexical_hits is not None else lexical()
         elif mode == "semantic":
             mode_used, ranked = "semantic", semantic
         else:
-            mode_used, lexical_hits = "hybrid", lexical()
+            mode_used = "hybrid"
+            if lexical_hits is None:
+                lexical_hits = lexical()
             by_id = {r.id: r for r, _ in lexical_hits} | {r.id: r for r, _ in semantic}
             weights = [self.settings.lexical_weight, self.settings.semantic_weight]
             if self.settings.fusion == "rrf":
@@ -484,28 +509,34 @@ class MemoryManager:
                 fused = zscore([[(r.id, s) for r, s in lexical_hits],
                                 [(r.id, s) for r, s in semantic]], weights=weights)
             ranked = [(by_id[i], score) for i, score in fused]
-        weight = self.settings.recency_weight if recency is None else recency
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise ValidationError("recency", "must be a number between 0 and 1")
         records = {r.id: r for r, _ in ranked}
         ranked = [(records[i], score) for i, score in recency_order(
             [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
-        hits = []
         stores_by_name = {s.name: s for s in stores}
-        for record, score in page:
+
+        def body(record: MemoryRecord) -> str:
             try:
-                text = stores_by_name[record.scope].read_body(record)
+                return stores_by_name[record.scope].read_body(record)
             except (NotFoundError, CorruptionError, UnicodeDecodeError) as exc:
                 log.error("cannot read memory %s for its snippet: %s", record.id, exc)
-                text = ""  # one unreadable body must not sink the whole search
             except Exception:
                 log.exception("cannot read memory %s for its snippet", record.id)
-                text = ""
-            hits.append(SearchHit(record.id, float(score), record.title,
-                                  best_snippet(text, query, snippet_chars), record.tags,
-                                  record.kind, record.scope, record.created_at))
+            return ""  # one unreadable body must not sink the whole search
+
+        shown = [record for record, _ in page]
+        if len(shown) > 1 and any(stores_by_name[r.scope].backend_name == "video"
+                                  for r in shown):
+            # a video body is decoded from its segment's frame (PyAV and zxing release the
+            # GIL): the page's frames are decoded side by side
+            texts = list(self._search_pool.map(body, shown))
+        else:
+            texts = [body(record) for record in shown]
+        hits = [SearchHit(record.id, float(score), record.title,
+                          best_snippet(text, query, snippet_chars), record.tags,
+                          record.kind, record.scope, record.created_at)
+                for (record, score), text in zip(page, texts, strict=True)]
         return SearchResult(tuple(hits), next_cursor, mode_used,
                             tuple(s.name for s in stores), note)
 
@@ -656,6 +687,7 @@ class MemoryManager:
             return
         self._stop.set()
         self._nudge()
+        self._search_pool.shutdown(wait=True)
         self.embedder.close()  # stop a conversion; wait (bounded) for a load in flight
         for thread in self._threads:
             thread.join(timeout=60)
@@ -763,6 +795,20 @@ def _merge_by_score(lists: Iterable[list[tuple[MemoryRecord, float]]]
     merged = [hit for hits in lists for hit in hits]
     merged.sort(key=lambda hit: hit[1], reverse=True)
     return merged
+
+
+def _exact_top(fetch: Callable[[int], builtins.list[builtins.list[tuple[MemoryRecord, float]]]],
+               need: int, depth: int) -> builtins.list[tuple[MemoryRecord, float]]:
+    """The scopes' rankings merged, fetched ``depth`` deep, with the first ``need`` entries
+    exact: deeper while a list that came back full ends at or above the ``need``-th score
+    (a memory it did not return could tie with it, and ties go to the newer memory)."""
+    while True:
+        lists = fetch(depth)
+        merged = _merge_by_score(lists)
+        if len(merged) < need or not any(
+                len(hits) >= depth and hits[-1][1] >= merged[need - 1][1] for hits in lists):
+            return merged
+        depth *= 4
 
 
 def _encode_cursor(offset: int, query: str) -> str:

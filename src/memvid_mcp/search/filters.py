@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def norm_tag(tag: str) -> str:
     """The comparable form of a tag (case-insensitive, surrounding blanks ignored)."""
     return tag.strip().casefold()
+
+
+@lru_cache(maxsize=4096)
+def _comparable(tags: tuple[str, ...]) -> frozenset[str]:
+    """The comparable forms of a memory's tags. Cached: a search checks the filters of up
+    to hundreds of candidates, and memories share a handful of tag combinations."""
+    return frozenset(norm_tag(t) for t in tags)
 
 
 def as_utc(dt: datetime) -> datetime:
@@ -64,7 +72,7 @@ class SearchFilters:
             if self.until is not None and created >= as_utc(self.until):
                 return False
         if self._any or self._all:
-            have = {norm_tag(t) for t in tags}
+            have = _comparable(tags if isinstance(tags, tuple) else tuple(tags))
             if self._any and self._any.isdisjoint(have):
                 return False
             if self._all and not self._all <= have:

@@ -78,11 +78,12 @@ def zscore(
             table = {d: (v - mean) / spread if spread > 0 else 0.0 for d, v in table.items()}
         tables.append(table)
         floors.append(min(table.values()) if table else 0.0)
-    fused = {
-        doc_id: sum(w * t.get(doc_id, floor) for t, floor, w in
-                    zip(tables, floors, weights, strict=True) if t)
-        for doc_id in order
-    }
+    fused = dict.fromkeys(order, 0.0)
+    for table, floor, w in zip(tables, floors, weights, strict=True):
+        if not table:
+            continue
+        for doc_id in fused:  # in first-appearance order, as the sum always was
+            fused[doc_id] += w * table.get(doc_id, floor)
     return sorted(fused.items(), key=lambda item: (-item[1], order[item[0]]))
 
 

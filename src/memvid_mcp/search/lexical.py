@@ -16,10 +16,11 @@ import json
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,9 @@ from .stopwords import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+# 3: a memory's tags are indexed as words with its title and text (issue 12); an index of an
+# older version is rebuilt on open
+SCHEMA_VERSION = 3
 META_FILE = "memvid_lexical.json"
 K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 # Title and text are indexed as one field: on SciFact that scores nDCG@10 0.687 against
@@ -41,6 +44,12 @@ K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 _TEXT_FIELDS = ("body",)
 _WRITER_HEAP = 50_000_000
 COMMIT_INTERVAL = 0.5  # seconds; maybe_commit's group-commit window
+# A filtered search for up to UNFILTERED_MAX_K hits first looks at UNFILTERED_FACTOR times k
+# unfiltered hits (see ``search``); with 2 of 8 tags (44% of memories pass) k of them pass
+# almost always. At 50k documents: k=27 0.27 / 0.52 ms p50 / p95 against 0.54 / 8.9 for the
+# filtered query; k=60 about even; k=132 (a hybrid search's list) 0.96 against 0.71 p50.
+UNFILTERED_FACTOR = 4
+UNFILTERED_MAX_K = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,16 @@ def _index_failure(exc: BaseException) -> bool:
     )
 
 
+def indexed_text(doc: LexicalDoc) -> str:
+    """What the ``body`` field analyses for a memory: its tags, title and text. Tags are
+    words an agent chose to describe the memory, so a keyword search finds a memory by its
+    tag even when the text never says it (schema 3)."""
+    head = [" ".join(doc.tags)] if doc.tags else []
+    if doc.title:
+        head.append(doc.title)
+    return "\n".join([*head, doc.text])
+
+
 def _micros(dt: datetime) -> int:
     utc = as_utc(dt)
     return int(utc.timestamp()) * 1_000_000 + utc.microsecond
@@ -156,6 +175,15 @@ class LexicalIndex:
             exists = self._path.is_dir() and tantivy.Index.exists(str(self._path))
         except (OSError, ValueError) as exc:
             raise CorruptionError(str(self._path), f"cannot read lexical index: {exc}") from exc
+        if exists and not self._read_only and self._outdated(meta_path):
+            # derived data: an index of an older schema is dropped and rebuilt by the
+            # caller from its records (committed_seq -1), not quarantined as damaged
+            log.info("%s: lexical index of an older schema; rebuilding it", self._path)
+            try:
+                shutil.rmtree(self._path)
+            except OSError as exc:
+                raise StorageError(f"{self._path}: cannot remove old lexical index: {exc}") from exc
+            exists = False
         if not exists:
             if self._read_only:
                 return tantivy.Index(_schema())
@@ -181,6 +209,17 @@ class LexicalIndex:
                 raise
             raise CorruptionError(str(self._path), f"lexical index unusable: {exc}") from exc
         return index
+
+    @staticmethod
+    def _outdated(meta_path: Path) -> bool:
+        """Whether the sidecar names an older schema version (a newer or unreadable one is
+        left to the checks that raise ``CorruptionError``)."""
+        try:
+            version = json.loads(meta_path.read_text(encoding="utf-8")).get("schema_version")
+        except (OSError, ValueError, AttributeError):
+            return False
+        return isinstance(version, int) and not isinstance(version, bool) and (
+            1 <= version < SCHEMA_VERSION)
 
     @staticmethod
     def _check_schema(index: tantivy.Index) -> None:
@@ -253,7 +292,7 @@ class LexicalIndex:
             for doc in docs:
                 if not doc.id:
                     raise ValidationError("id", "must not be empty")
-                body = f"{doc.title}\n{doc.text}" if doc.title else doc.text
+                body = indexed_text(doc)
                 terms = {"body": Counter(self._tokens(body))}
                 lengths = {f: sum(c.values()) for f, c in terms.items()}
                 tdoc = tantivy.Document()
@@ -387,11 +426,21 @@ class LexicalIndex:
         return terms or self.analyze(query)
 
     def search(
-        self, query: str, k: int, filters: SearchFilters | None = None
+        self,
+        query: str,
+        k: int,
+        filters: SearchFilters | None = None,
+        *,
+        allowed: Callable[[str], bool] | None = None,
     ) -> list[tuple[str, float]]:
         """Up to ``k`` ``(id, bm25)`` pairs, best first, OR semantics, filters before the cut.
 
-        Sees every upsert and delete made so far, committed or not.
+        Sees every upsert and delete made so far, committed or not. ``allowed``, when given
+        with ``filters``, must say for an id whether that memory passes them (the caller's
+        own records): for up to ``UNFILTERED_MAX_K`` hits the committed index is then searched
+        without the filter first, where tantivy can skip whole blocks of postings (block-max
+        WAND: 2x faster at 50k, without the filtered query's 9 ms tail), and the filtered
+        query runs only when too few of those hits pass.
         """
         if k <= 0:
             return []
@@ -412,24 +461,61 @@ class LexicalIndex:
             }
             tail_docs, tail_len = len(self._pending), dict(self._tail_len)
             shadow = frozenset(self._shadow)
-        hits: dict[str, float] = {}
-        tq = self._query(terms, filters)
-        try:
-            result = searcher.search(tq, k + len(shadow), count=False)
-            for score, address in result.hits:
-                doc_id = searcher.doc(address)["id"][0]
-                if doc_id not in shadow:
-                    hits[doc_id] = float(score)
-        except BaseException as exc:  # tantivy: a damaged index file
-            if not _index_failure(exc):
-                raise
-            raise CorruptionError(
-                str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
-            ) from exc
+        found = None
+        if filters is not None and allowed is not None and k <= UNFILTERED_MAX_K:
+            # exact when k of the unfiltered hits pass (a passing memory further down scores
+            # no higher than the last of them) or when those were all the matches
+            limit = UNFILTERED_FACTOR * (k + len(shadow))
+            raw = self._tantivy_search(searcher, self._query(terms, None), limit)
+            passing = []
+            for doc_id, score in self._live(searcher, raw, shadow):
+                if allowed(doc_id):  # looked up only until k pass
+                    passing.append((doc_id, score))
+                    if len(passing) == k:
+                        break
+            if len(passing) == k or len(raw) < limit:
+                found = passing
+        if found is None:
+            raw = self._tantivy_search(searcher, self._query(terms, filters), k + len(shadow))
+            found = list(self._live(searcher, raw, shadow))
+        hits = dict(found)
         if postings:
             hits.update(self._score_tail(postings, tail_docs, tail_len, searcher, avg_len, filters))
         ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
         return ranked[:k]
+
+    def _tantivy_search(
+        self, searcher: tantivy.Searcher, query: tantivy.Query, limit: int
+    ) -> list[tuple[float, Any]]:
+        """tantivy's top ``limit`` ``(score, address)`` pairs for ``query``."""
+        try:
+            return list(searcher.search(query, limit, count=False).hits)
+        except BaseException as exc:  # tantivy: a damaged index file
+            if not _index_failure(exc):
+                raise
+            raise self._unreadable(exc) from exc
+
+    def _live(
+        self, searcher: tantivy.Searcher, hits: list[tuple[float, Any]], shadow: frozenset[str]
+    ) -> Iterator[tuple[str, float]]:
+        """``(id, score)`` of committed hits not replaced or deleted since, in order; ids are
+        read from the doc store as they are consumed."""
+        for score, address in hits:
+            try:
+                doc_id = searcher.doc(address).get_first("id")
+            except BaseException as exc:
+                if not _index_failure(exc):
+                    raise
+                raise self._unreadable(exc) from exc
+            if not isinstance(doc_id, str):  # a document without its id: damaged store
+                raise self._unreadable(ValueError("a document has no id"))
+            if doc_id not in shadow:
+                yield doc_id, float(score)
+
+    def _unreadable(self, exc: BaseException) -> CorruptionError:
+        return CorruptionError(
+            str(self._path), f"lexical index unreadable ({exc}); run memvid-mcp repair"
+        )
 
     def check(self) -> str | None:
         """Read every committed document's id back; a message when index files are damaged."""

@@ -30,7 +30,9 @@ def best_snippet(text: str, query: str, max_chars: int = 240) -> str:
     if max_chars < 3:
         return flat[:max_chars]
     terms = {_key(m.group()) for m in _WORD.finditer(query)}
-    words = [(m.start(), m.end(), _key(m.group()) in terms) for m in _WORD.finditer(flat)]
+    # each word once: (start, end, its key when it matches a query term, else None)
+    words = [(m.start(), m.end(), word if (word := _key(m.group())) in terms else None)
+             for m in _WORD.finditer(flat)]
     budget = max_chars - 2  # room for both ellipses
     best_left, best_score = 0, (-1, -1)
     right, hits = 0, 0
@@ -38,17 +40,17 @@ def best_snippet(text: str, query: str, max_chars: int = 240) -> str:
     for left in range(len(words)):
         right = max(right, left)
         while right < len(words) and words[right][1] - words[left][0] <= budget:
-            if words[right][2]:
+            key = words[right][2]
+            if key is not None:
                 hits += 1
-                key = _key(flat[words[right][0] : words[right][1]])
                 distinct_terms[key] = distinct_terms.get(key, 0) + 1
             right += 1
         score = (len(distinct_terms), hits)
         if score > best_score:
             best_score, best_left = score, left
-        if words[left][2] and left < right:
+        key = words[left][2]
+        if key is not None and left < right:
             hits -= 1
-            key = _key(flat[words[left][0] : words[left][1]])
             distinct_terms[key] -= 1
             if not distinct_terms[key]:
                 del distinct_terms[key]
@@ -56,7 +58,7 @@ def best_snippet(text: str, query: str, max_chars: int = 240) -> str:
         return _window(flat, 0, max_chars)
     # centre the hits of the best window: as much context before the first as after the last
     in_window = [w for w in words[best_left:] if w[0] - words[best_left][0] <= budget]
-    hit_words = [w for w in in_window if w[2] and w[1] - words[best_left][0] <= budget]
+    hit_words = [w for w in in_window if w[2] is not None and w[1] - words[best_left][0] <= budget]
     span_start, span_end = hit_words[0][0], hit_words[-1][1]
     want = span_start - max(0, budget - (span_end - span_start)) // 2
     start_word = next(i for i, w in enumerate(words) if w[1] > want)

@@ -737,7 +737,13 @@ class ScopeStore:
         # Superseded memories are left out after the index answers: asking for that many
         # more keeps the top k exact.
         extra = 0 if include_superseded else len(self._superseded)
-        hits = self.lexical.search(query, k + 16 + extra, None if filters.empty else filters)
+        def allowed(memory_id: str) -> bool:
+            record = self.record(memory_id)
+            return record is not None and filters.matches(
+                record.tags, record.kind, record.created_at, record.pinned)
+
+        hits = self.lexical.search(query, k + 16 + extra, None if filters.empty else filters,
+                                   allowed=allowed)
         out = [(r, s) for i, s in hits
                if (r := self._visible(self.record(i), include_superseded)) is not None]
         return out[:k]

@@ -1,0 +1,149 @@
+"""The hybrid search path (issue 12): what runs when, and what is read for a result page.
+
+- the query is embedded while the lexical ranking is made, not after it;
+- bodies are read for the returned page only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from memvid_mcp.core.errors import CorruptionError
+from memvid_mcp.manager import MemoryManager
+
+pytestmark = pytest.mark.model
+
+NOTES = [
+    "The staging deploy runs every Friday after the release review.",
+    "Our tabby cat sleeps on the windowsill every morning.",
+    "The API rate limit is 100 requests per minute per token.",
+    "Grandma's apple pie recipe uses cinnamon and nutmeg.",
+]
+
+
+def test_hybrid_embeds_the_query_while_searching_lexically(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
+        for text in NOTES:
+            m.store(text)
+        m.flush()
+        assert m.embedder.wait_ready(120), m.embedder.state
+        store = m._scopes["global"]
+        lexical_started = threading.Event()
+        overlapped: list[bool] = []
+        real_embed, real_lexical = m.embedder.embed_query, store.lexical_search
+
+        def embed_query(text: str):  # type: ignore[no-untyped-def]
+            # sequential code would embed first and wait here in vain
+            overlapped.append(lexical_started.wait(10))
+            return real_embed(text)
+
+        def lexical_search(*args, **kwargs):  # type: ignore[no-untyped-def]
+            lexical_started.set()
+            return real_lexical(*args, **kwargs)
+
+        m.embedder.embed_query = embed_query  # type: ignore[method-assign]
+        store.lexical_search = lexical_search  # type: ignore[method-assign]
+        result = m.search("when is the staging deploy", k=2)
+        assert result.mode == "hybrid", result
+        assert overlapped == [True]
+        assert "staging deploy" in result.results[0].snippet
+
+
+def test_hybrid_reads_bodies_of_the_returned_page_only(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
+        for text in NOTES:
+            m.store(text)
+        m.flush()
+        assert m.embedder.wait_ready(120), m.embedder.state
+        store = m._scopes["global"]
+        read: list[str] = []
+        real_read = store.read_body
+
+        def read_body(record):  # type: ignore[no-untyped-def]
+            read.append(record.id)
+            return real_read(record)
+
+        store.read_body = read_body  # type: ignore[method-assign]
+        result = m.search("deploy cat rate pie", k=2)
+        assert result.mode == "hybrid"
+        assert sorted(read) == sorted(h.id for h in result.results)
+
+
+def test_lexical_pages_join_up_to_one_long_page(manager: MemoryManager) -> None:
+    """A lexical search looks up only the page it returns (and one more, for the cursor);
+    its pages still join up to the ranking of one long page."""
+    for i in range(9):
+        manager.store(f"paging note {i}: the backup rotation " + "rotation " * i)
+    whole = manager.search("backup rotation", k=8, mode="lexical")
+    first = manager.search("backup rotation", k=3, mode="lexical")
+    assert first.next_cursor
+    second = manager.search("backup rotation", k=5, mode="lexical", cursor=first.next_cursor)
+    assert [h.id for h in first.results + second.results] == [h.id for h in whole.results]
+    after = manager.search("backup rotation", k=8, mode="lexical").next_cursor
+    last = manager.search("backup rotation", k=1, mode="lexical", cursor=after)
+    assert len(last.results) == 1 and last.next_cursor is None
+
+
+def test_a_short_lexical_page_keeps_ties_newest_first(manager: MemoryManager) -> None:
+    """Thirty memories score the same and were stored oldest first, the order the index
+    keeps among equal scores. A page of three still holds the three newest (ties go to the
+    newer memory), exactly the top of a page of thirty."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in reversed(range(30)):  # oldest first
+        manager.import_record({"text": f"tied note {i:02d} about the archive",
+                               "created_at": (base - timedelta(hours=i)).isoformat()})
+    short = manager.search("archive", k=3, mode="lexical")
+    whole = manager.search("archive", k=30, mode="lexical")
+    assert [h.id for h in short.results] == [h.id for h in whole.results[:3]]
+    assert [h.created_at for h in short.results] == [base - timedelta(hours=i) for i in range(3)]
+
+
+def test_a_store_with_the_previous_lexical_schema_reindexes_on_open(
+        data_dir: Path, outside_repo: Path) -> None:
+    """Schema 3 indexes tags as words: a scope written with schema 2 rebuilds its lexical
+    index from its records on open (derived data, nothing quarantined), and its memories
+    are then found by their tags."""
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        stored = m.store("we moved the nightly job to two in the morning", tags=["cron"])
+    metas = list(data_dir.rglob("memvid_lexical.json"))
+    assert len(metas) == 1
+    meta = json.loads(metas[0].read_text())
+    metas[0].write_text(json.dumps({**meta, "schema_version": 2}))
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        found = m.search("cron", mode="lexical")
+        assert [h.id for h in found.results] == [stored.id]
+    assert json.loads(metas[0].read_text())["schema_version"] == 3
+    assert not list(data_dir.rglob("quarantine*"))
+
+
+def test_video_page_snippets_come_from_their_own_bodies(
+        data_dir: Path, outside_repo: Path) -> None:
+    """A video store's page is read side by side on pool threads; each hit still carries
+    its own memory's text, and an unreadable body empties only its own snippet."""
+    texts = [f"video note {i}: the archive rotation happens on day {i}" for i in range(6)]
+    with MemoryManager.open(data_dir, project=outside_repo, backend="video",
+                            embeddings=False) as m:
+        ids = {m.store(t).id: t for t in texts}
+        m.flush()
+        store = m._scopes["global"]
+        assert store.backend_name == "video"
+        real_read = store.read_body
+        broken = sorted(ids)[0]
+
+        def read_body(record):  # type: ignore[no-untyped-def]
+            if record.id == broken:
+                raise CorruptionError("segment", "damaged for the test")
+            return real_read(record)
+
+        store.read_body = read_body  # type: ignore[method-assign]
+        found = m.search("archive rotation", k=6, mode="lexical")
+    assert {h.id for h in found.results} == set(ids)
+    for hit in found.results:
+        assert hit.snippet == ("" if hit.id == broken else ids[hit.id])
