@@ -154,3 +154,18 @@ def test_the_spare_is_small_and_a_fallback_to_it_recomputes_every_hash(
     with _open(data_dir, outside_repo, backend) as m:
         assert {g.id: g.to_dict() for g in m.get(list(stored)).memories} == wanted
     assert not load_snapshot_file(current).spare
+
+
+def test_a_damaged_spare_is_reported_and_repair_writes_a_fresh_one(
+        data_dir: Path, outside_repo: Path) -> None:
+    """Regression (ADR 0029): nothing checked the fallback copy until it was needed."""
+    with _open(data_dir, outside_repo) as m:
+        texts = {m.store(f"spare check {i}").id: f"spare check {i}" for i in range(10)}
+    spare = data_dir / "global" / "meta" / "snapshot.prev.jsonl.zst"
+    spare.write_bytes(spare.read_bytes()[:-5] + b"\0" * 5)
+    with _open(data_dir, outside_repo) as m:
+        assert [p.path for p in m.verify()] == [str(spare)]
+        m.repair()
+        assert m.verify() == []
+        assert {g.id: g.text for g in m.get(list(texts)).memories} == texts
+    assert load_snapshot_file(spare).spare

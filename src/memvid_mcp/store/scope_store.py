@@ -139,6 +139,7 @@ class ScopeStore:
         self._previous_seq = 0  # seq of snapshot.prev: the WAL is kept back to it
         self._snapshot_sound = True  # False: the current snapshot is damaged or missing
         self._snapshot_format = SNAPSHOT_FORMAT  # of the current snapshot as read
+        self._spare_damaged = False  # verify found the spare unreadable: rewrite it
         self._fallback_problem: CorruptionError | None = None
         self._model_in_use: str | None = None
         self._reader_coverage: int | None = None  # memories with a vector, read-only opens
@@ -911,7 +912,7 @@ class ScopeStore:
             min_pending = min((p.seq for p in self._pending.values()), default=seq + 1)
         meta = self.directory / "meta"
         if not snapshot_pair_current(meta, seq, self.snapshot_seq, self._previous_seq,
-                                     sound=self._snapshot_sound,
+                                     sound=self._snapshot_sound and not self._spare_damaged,
                                      current_format=self._snapshot_format):
             # The spare first: a crash before the snapshot leaves the old snapshot in charge,
             # with the WAL back to it (nothing is dropped before both are written).
@@ -920,6 +921,7 @@ class ScopeStore:
             write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=seq)
             self._previous_seq = seq
             self._snapshot_format = SNAPSHOT_FORMAT
+            self._spare_damaged = False
         self.snapshot_seq = seq
         self._snapshot_sound = True
         self.lexical.commit(self._indexed_seq)
@@ -989,6 +991,15 @@ class ScopeStore:
         for line in vector_lines:
             path, _, message = line.partition(": ")
             problems.append(Problem(path, message))
+        spare = meta / PREVIOUS_SNAPSHOT_FILE
+        if self._snapshot_sound and spare.exists():  # the fallback must be there when needed
+            try:
+                load_snapshot_file(spare)
+            except CorruptionError as exc:
+                problems.append(Problem(str(spare), f"{str(exc).split(': ', 1)[-1]}; the "
+                                        "snapshot is sound, nothing is lost: repair (or the "
+                                        "next checkpoint) writes a fresh spare"))
+                self._spare_damaged = not self.read_only
         if self.replay_report.torn_tail:
             problems.append(Problem(self.replay_report.torn_tail,
                                     "torn last record skipped (a crash mid-write; not data "
