@@ -128,3 +128,38 @@ def test_a_segment_with_a_dictionary_reads_back_and_survives_one_damaged_copy(
     named = {i for p in store.verify() for i in p.memory_ids}
     assert named == set(bodies)  # every memory it held is named, none silently
     store.close()
+
+
+def test_flipped_bytes_in_a_dictionary_segment_are_never_silent(tmp_path: Path) -> None:
+    """Any flipped byte of the .mp4: each body reads back exact or fails, and verify names
+    every body that fails (ADR 0029: the dictionary frames are new ground for damage)."""
+    bodies = {f"b{i}": body for i, body in enumerate(_notes(260, seed=9))}
+    store = VideoStore(tmp_path)
+    store.put_many(list(bodies.items()))
+    store.close()
+    (mp4,) = (tmp_path / "segments").glob("seg-*.mp4")
+    sound = mp4.read_bytes()
+    index = mvi.loads(mp4.with_suffix(".mvi").read_bytes(), "x")
+    first = store_module._payload_frame(mp4, index, 0, store_module._read_packet(
+        mp4, index.frames[0]))
+    assert first.flags & framing.FLAG_DICT_PIECE
+    rng = random.Random(11)
+    # half the flips land in the dictionary's two copies (and the first body frames)
+    dictionary_end = index.frames[2 * first.first_ordinal + 1].offset
+    for n in range(16):
+        where = rng.randrange(index.frames[0].offset, dictionary_end if n % 2 else len(sound))
+        damaged = bytearray(sound)
+        damaged[where] ^= 1 << rng.randrange(8)
+        mp4.write_bytes(bytes(damaged))
+        store = VideoStore(tmp_path)
+        failed = set()
+        for body_id, body in bodies.items():
+            try:
+                assert store.get(body_id) == body, (where, body_id)
+            except CorruptionError:
+                failed.add(body_id)
+        problems = store.verify()
+        assert problems, where  # the file changed: always reported
+        assert failed <= {i for p in problems for i in p.memory_ids}, where
+        store.close()
+    mp4.write_bytes(sound)
