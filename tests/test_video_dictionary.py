@@ -163,3 +163,19 @@ def test_flipped_bytes_in_a_dictionary_segment_are_never_silent(tmp_path: Path) 
         assert failed <= {i for p in problems for i in p.memory_ids}, where
         store.close()
     mp4.write_bytes(sound)
+
+
+def test_recovery_reads_a_dictionary_segment_without_its_index(tmp_path: Path) -> None:
+    """salvage rebuilds the bodies of a dictionary segment from its frames alone."""
+    from memvid_mcp.storage.video import salvage
+
+    bodies = _notes(260, seed=3)
+    store = VideoStore(tmp_path)
+    store.put_many([(f"b{i}", b) for i, b in enumerate(bodies)])
+    store.close()
+    (mp4,) = (tmp_path / "segments").glob("seg-*.mp4")
+    index = mvi.loads(mp4.with_suffix(".mvi").read_bytes(), "x")
+    first = store_module._payload_frame(mp4, index, 0, store_module._read_packet(
+        mp4, index.frames[0]))
+    assert first.flags & framing.FLAG_DICT_PIECE
+    assert salvage.segment_bodies(mp4) == bodies
