@@ -64,8 +64,13 @@ def frame_data(payload: bytes, dictionary: bytes | None = None) -> tuple[int, in
 
 
 def segment_stream(mp4: Path) -> bytes:
-    """The concatenated bodies of every frame of a segment, in frame order (the dictionary
-    frames, flag 0x10, are read first: one copy of its slices, then the other)."""
+    """The concatenated bodies of every frame of a segment, in frame order."""
+    return segment_parts(mp4)[1]
+
+
+def segment_parts(mp4: Path) -> tuple[bytes, bytes]:
+    """(the segment's dictionary, b"" without one; the concatenated bodies). The dictionary
+    frames, flag 0x10, come first: one copy of its slices, then the other."""
     parts: list[bytes] = []
     slices: list[bytes] = []
     dictionary: bytes | None = None
@@ -80,7 +85,7 @@ def segment_stream(mp4: Path) -> bytes:
                 dictionary = b"".join(slices)
             else:
                 parts.append(data)
-    return b"".join(parts)
+    return dictionary or b"", b"".join(parts)
 
 
 def every_file_text(root: Path) -> dict[Path, bytes]:
@@ -97,7 +102,7 @@ def every_file_text(root: Path) -> dict[Path, bytes]:
                 data += zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
         if path.suffix == ".mvb" and data[:4] == b"MVB1":  # file backend: header, zstd frame
             data += zstandard.ZstdDecompressor().decompress(data[14:], max_output_size=1 << 30)
-        if path.suffix == ".mp4":
-            data += segment_stream(path)
+        if path.suffix == ".mp4":  # the bodies, and the dictionary trained from them
+            data += b"".join(segment_parts(path))
         out[path] = data
     return out

@@ -179,3 +179,29 @@ def test_recovery_reads_a_dictionary_segment_without_its_index(tmp_path: Path) -
         mp4, index.frames[0]))
     assert first.flags & framing.FLAG_DICT_PIECE
     assert salvage.segment_bodies(mp4) == bodies
+
+
+def test_purge_leaves_no_deleted_text_in_a_segment_dictionary(
+        data_dir: Path, outside_repo: Path) -> None:
+    """A dictionary is trained from the bodies, so it holds fragments of their text; after a
+    purge no file, dictionary frames included, holds a deleted text's unique phrase."""
+    from tests.format_reader import every_file_text, segment_parts
+
+    from memvid_mcp.manager import MemoryManager
+
+    marker = b"zebra-quokka-marmalade telescope"
+    secret = (marker.decode() + " ") * 40
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False,
+                            backend="video", seal_min_bytes=1 << 22) as m:  # one segment
+        m.store_many([{"text": t.decode()} for t in _notes(120, seed=4)])
+        doomed = m.store(secret).id
+        m.store_many([{"text": t.decode()} for t in _notes(120, seed=6)])
+        m.flush(embed=False)
+        scope = data_dir / "global"
+        (mp4,) = (scope / "segments").glob("seg-*.mp4")
+        dictionary, _bodies = segment_parts(mp4)
+        assert marker in dictionary  # the dictionary learnt the phrase
+        m.delete(doomed, purge=True)
+        leaks = [p for p, data in every_file_text(scope).items() if marker in data]
+        assert leaks == []
+        assert len(m.list(limit=500).memories) == 240
