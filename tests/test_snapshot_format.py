@@ -169,3 +169,36 @@ def test_a_damaged_spare_is_reported_and_repair_writes_a_fresh_one(
         assert m.verify() == []
         assert {g.id: g.text for g in m.get(list(texts)).memories} == texts
     assert load_snapshot_file(spare).spare
+
+
+@pytest.mark.parametrize("snapshot_damaged", [False, True])
+def test_a_crash_between_the_spare_and_the_snapshot_loses_nothing(
+        tmp_path: Path, outside_repo: Path, snapshot_damaged: bool) -> None:
+    """A checkpoint writes the spare, then the snapshot, then drops WAL files. Killed after
+    the spare: the old snapshot rules with the WAL back to it; and if that snapshot is then
+    damaged, the newer spare plus the WAL after it still hold every memory."""
+    import shutil
+
+    data = tmp_path / "data"
+    with _open(data, outside_repo) as m:
+        texts = {m.store(f"first session {i}").id: f"first session {i}" for i in range(5)}
+    image = tmp_path / "image"
+    with _open(data, outside_repo) as m:
+        texts |= {m.store(f"second session {i}").id: f"second session {i}" for i in range(5)}
+        scope = m._scope("global")
+        records, seq = list(scope._records.values()), scope.wal.last_seq
+        shutil.copytree(data, image, ignore=shutil.ignore_patterns("LOCK"))  # killed here
+    meta = image / "global" / "meta"
+    (meta / "snapshot.prev.jsonl.zst").write_bytes(  # the spare of the checkpoint that died
+        encode_snapshot(seq, records, previous_seq=seq, spare=True))
+    if snapshot_damaged:
+        current = meta / "snapshot.jsonl.zst"
+        current.write_bytes(current.read_bytes()[:-3] + b"\0\0\0")
+    with _open(image, outside_repo) as m:
+        got = {g.id: g for g in m.get(list(texts)).memories}
+        assert {i: g.text for i, g in got.items()} == texts
+        assert all(g.sha256 == r.sha256 for r in records for i, g in got.items() if i == r.id)
+        assert bool(m.verify()) == snapshot_damaged
+    with _open(image, outside_repo) as m:
+        assert {g.id: g.text for g in m.get(list(texts)).memories} == texts
+        assert m.verify() == []
