@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.format_reader import segment_stream
 
+from format_reader import segment_stream
 from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.storage.video import VideoStore, framing, mvi
 from memvid_mcp.storage.video import store as store_module
@@ -185,8 +185,7 @@ def test_purge_leaves_no_deleted_text_in_a_segment_dictionary(
         data_dir: Path, outside_repo: Path) -> None:
     """A dictionary is trained from the bodies, so it holds fragments of their text; after a
     purge no file, dictionary frames included, holds a deleted text's unique phrase."""
-    from tests.format_reader import every_file_text, segment_parts
-
+    from format_reader import every_file_text, segment_parts
     from memvid_mcp.manager import MemoryManager
 
     marker = b"zebra-quokka-marmalade telescope"
