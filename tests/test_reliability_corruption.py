@@ -166,9 +166,9 @@ def test_snapshot_damage_falls_back_to_the_retained_wal(tmp_path: Path, fault: s
     proc = subprocess.run(
         [sys.executable, "-m", "memvid_mcp", "--data-dir", str(built.data), "--project",
          str(built.project), "verify"],
-        capture_output=True, text=True, timeout=60, env={
-            "MEMVID_EMBEDDINGS": "0", "PATH": "/usr/bin",
-            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})  # the code under test
+        capture_output=True, text=True, timeout=60,
+        env={"MEMVID_EMBEDDINGS": "0", "PATH": "/usr/bin",  # the code under test, not main's
+             **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -349,8 +349,8 @@ def test_cli_repair_quarantines_and_comes_back_clean(tmp_path: Path) -> None:
     damage(target, "flip")
     base = [sys.executable, "-m", "memvid_mcp", "--data-dir", str(built.data), "--project",
             str(built.project), "--json"]
-    env = {"MEMVID_EMBEDDINGS": "0", "PATH": "/usr/bin",
-           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}  # the code under test
+    env = {"MEMVID_EMBEDDINGS": "0", "PATH": "/usr/bin",  # the code under test, not main's
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     verify = subprocess.run([*base, "verify"], capture_output=True, text=True, timeout=60,
                             env=env)
     assert verify.returncode == 1

@@ -30,7 +30,9 @@ STORES_PER_WRITER = 3
 
 def _env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin"), "MEMVID_EMBEDDINGS": "0",
-            "MEMVID_LOCK_TIMEOUT": "60", "HF_HUB_OFFLINE": "1"}
+            "MEMVID_LOCK_TIMEOUT": "60", "HF_HUB_OFFLINE": "1",
+            # the code under test (a worktree's), not the installed checkout's
+            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
 
 
 def _cli_writer(data_dir: Path, writer: int) -> list[tuple[str, str, str]]:

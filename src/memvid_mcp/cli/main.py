@@ -102,7 +102,7 @@ def first_line(text: str, width: int = 60) -> str:
               help="Where memories live (env MEMVID_DATA_DIR; default: the user data dir).")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Body storage of new scopes: file or video (env MEMVID_BACKEND; default "
-                   "file). An existing scope keeps its own.")
+                   "video). An existing scope keeps its own.")
 @click.option("--scope", type=click.Choice(SCOPES), default=None,
               help="Scope to act on (default: project inside a git repository, else global).")
 @click.option("--project", type=click.Path(path_type=Path), default=None,

@@ -53,7 +53,7 @@ class Settings:
 
     data_dir: Path = Path()
     cache_dir: Path | None = None  # converted models; None: default_cache_dir()
-    backend: str = "file"
+    backend: str = "video"  # of new scopes (ADR 0020, ADR 0029); existing ones keep theirs
     project: Path | None = None  # a path inside the repository for the project scopes
     read_only: bool = False
     read_only_fallback: bool = False  # when locked past the timeout: open read-only, not fail

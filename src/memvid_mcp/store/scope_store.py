@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -57,8 +56,10 @@ from .lock import ScopeLock
 from .recovery import find_texts, salvage
 from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
 from .snapshot import FILE_NAME as SNAPSHOT_FILE
+from .snapshot import FORMAT as SNAPSHOT_FORMAT
 from .snapshot import PREVIOUS_NAME as PREVIOUS_SNAPSHOT_FILE
-from .snapshot import load_snapshot, snapshot_pair_current, write_snapshot
+from .snapshot import load_snapshot_file, snapshot_pair_current, write_snapshot
+from .snapshot_columns import UNKNOWN_SHA
 from .wal import ReplayReport, WalRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ class ScopeStore:
         self.snapshot_seq = 0
         self._previous_seq = 0  # seq of snapshot.prev: the WAL is kept back to it
         self._snapshot_sound = True  # False: the current snapshot is damaged or missing
+        self._snapshot_format = SNAPSHOT_FORMAT  # of the current snapshot as read
+        self._spare_damaged = False  # verify found the spare unreadable: rewrite it
         self._fallback_problem: CorruptionError | None = None
         self._model_in_use: str | None = None
         self._reader_coverage: int | None = None  # memories with a vector, read-only opens
@@ -162,6 +165,7 @@ class ScopeStore:
             meta = directory / "meta" if read_only else ensure_dir(directory / "meta")
             self._recover(meta)
             rescued = self._rescue_missing_bodies()
+            self._fill_spare_hashes()
             self.lexical = self._open_lexical(meta)
             if rescued and not read_only:  # they may never have been indexed (0.1.0)
                 self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
@@ -322,22 +326,44 @@ class ScopeStore:
                         "quarantines them)", self.name, len(unreadable))
 
     def _load_snapshot(self, meta: Path) -> list[MemoryRecord]:
-        """The current snapshot, or the previous one when the current is damaged or missing
-        (a crash between rotating and writing); both damaged is a CorruptionError."""
+        """The current snapshot, or the spare when the current is damaged or missing (or, left
+        by a 0.1.0 checkpoint, the previous snapshot); both damaged is a CorruptionError."""
         current, previous = meta / SNAPSHOT_FILE, meta / PREVIOUS_SNAPSHOT_FILE
         problem = None
         if current.exists() or not previous.exists():
             try:
-                self.snapshot_seq, records, self._previous_seq = load_snapshot(current)
-                return records
+                snap = load_snapshot_file(current)
+                self.snapshot_seq, self._previous_seq = snap.seq, snap.previous_seq
+                self._snapshot_format = snap.format
+                return snap.records
             except CorruptionError as exc:
                 problem = exc
-                log.error("scope %s: %s; falling back to the previous snapshot", self.name, exc)
+                log.error("scope %s: %s; falling back to the spare snapshot", self.name, exc)
         self._snapshot_sound = False
-        self.snapshot_seq, records, _ = load_snapshot(previous)
-        self._previous_seq = self.snapshot_seq
+        snap = load_snapshot_file(previous)
+        self.snapshot_seq = self._previous_seq = snap.seq
         self._fallback_problem = problem
-        return records
+        return snap.records
+
+    def _fill_spare_hashes(self) -> None:
+        """After a fallback to the spare (which keeps no hashes or sizes): each record's hash
+        and size from its body. A body that cannot be read keeps an empty hash: verify names
+        the memory as damaged, as it would without the fallback."""
+        unknown = [r for r in self._records.values() if r.sha256 == UNKNOWN_SHA]
+        if not unknown:
+            return
+        unreadable = 0
+        for record in unknown:
+            try:
+                text = self.read_body(record)
+            except (NotFoundError, CorruptionError, UnicodeDecodeError):
+                unreadable += 1
+                continue
+            self._index_record(replace(record, sha256=content_sha256(text),
+                                       size=len(text.encode("utf-8"))))
+        log.warning("scope %s: recomputed the hashes of %d memories from their bodies (spare "
+                    "snapshot); %d unreadable", self.name, len(unknown) - unreadable,
+                    unreadable)
 
     def _open_lexical(self, meta: Path) -> LexicalIndex:
         if self.read_only:
@@ -892,11 +918,16 @@ class ScopeStore:
             min_pending = min((p.seq for p in self._pending.values()), default=seq + 1)
         meta = self.directory / "meta"
         if not snapshot_pair_current(meta, seq, self.snapshot_seq, self._previous_seq,
-                                     sound=self._snapshot_sound):
-            if self._snapshot_sound and (meta / SNAPSHOT_FILE).exists():
-                os.replace(meta / SNAPSHOT_FILE, meta / PREVIOUS_SNAPSHOT_FILE)
-                self._previous_seq = self.snapshot_seq
-            write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=self._previous_seq)
+                                     sound=self._snapshot_sound and not self._spare_damaged,
+                                     current_format=self._snapshot_format):
+            # The spare first: a crash before the snapshot leaves the old snapshot in charge,
+            # with the WAL back to it (nothing is dropped before both are written).
+            write_snapshot(meta / PREVIOUS_SNAPSHOT_FILE, seq, records, previous_seq=seq,
+                           spare=True)
+            write_snapshot(meta / SNAPSHOT_FILE, seq, records, previous_seq=seq)
+            self._previous_seq = seq
+            self._snapshot_format = SNAPSHOT_FORMAT
+            self._spare_damaged = False
         self.snapshot_seq = seq
         self._snapshot_sound = True
         self.lexical.commit(self._indexed_seq)
@@ -966,6 +997,15 @@ class ScopeStore:
         for line in vector_lines:
             path, _, message = line.partition(": ")
             problems.append(Problem(path, message))
+        spare = meta / PREVIOUS_SNAPSHOT_FILE
+        if self._snapshot_sound and spare.exists():  # the fallback must be there when needed
+            try:
+                load_snapshot_file(spare)
+            except CorruptionError as exc:
+                problems.append(Problem(str(spare), f"{str(exc).split(': ', 1)[-1]}; the "
+                                        "snapshot is sound, nothing is lost: repair (or the "
+                                        "next checkpoint) writes a fresh spare"))
+                self._spare_damaged = not self.read_only
         if self.replay_report.torn_tail:
             problems.append(Problem(self.replay_report.torn_tail,
                                     "torn last record skipped (a crash mid-write; not data "

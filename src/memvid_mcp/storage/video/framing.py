@@ -5,6 +5,11 @@ into slices whose compressed form fills one QR symbol each. Cutting anywhere (no
 body boundaries) wastes no capacity: small bodies share a frame, large ones span several.
 Each payload says which pieces it carries, so a segment is self-describing even without
 the manifest (byte layout in docs/format.md).
+
+A segment with enough text (``DICT_MIN_RAW``) also carries a zstd dictionary trained on its
+own bodies (ADR 0029): frames of ~6.5 KB of text compress a quarter smaller with it. The
+dictionary is stored twice, in the segment's first frames (payload version 2), so one damaged
+dictionary frame costs nothing; every body frame then needs it to decompress.
 """
 
 from __future__ import annotations
@@ -20,11 +25,19 @@ import zstandard
 from ...core.errors import CorruptionError
 
 MAGIC = b"MV"
-VERSION = 1
+VERSION = 1  # frames of a segment without a dictionary
+VERSION_DICT = 2  # frames of a segment with one: the two flags below may be set
 FLAG_CONT_IN = 0x01  # first piece continues a body begun in an earlier frame
 FLAG_CONT_OUT = 0x02  # last piece continues in the next frame
 FLAG_ZSTD = 0x04  # data is one zstd frame; otherwise stored as is
-_KNOWN_FLAGS = FLAG_CONT_IN | FLAG_CONT_OUT | FLAG_ZSTD
+FLAG_DICT = 0x08  # (version 2) the zstd frame was compressed with the segment's dictionary
+FLAG_DICT_PIECE = 0x10  # (version 2) the content is a slice of the dictionary, not bodies
+_KNOWN_FLAGS = {VERSION: FLAG_CONT_IN | FLAG_CONT_OUT | FLAG_ZSTD,
+                VERSION_DICT: FLAG_CONT_IN | FLAG_CONT_OUT | FLAG_ZSTD | FLAG_DICT
+                | FLAG_DICT_PIECE}
+DICT_MIN_RAW = 128 << 10  # below this much text a dictionary costs more than it saves
+DICT_MAX = 64 << 10
+DICT_COPIES = 2
 _CRC = struct.Struct("<I")
 MIN_CAPACITY = 64
 _MAX_CONTENT = 1 << 24  # a frame never carries more than 16 MiB of decompressed content
@@ -32,7 +45,8 @@ _MAX_CONTENT = 1 << 24  # a frame never carries more than 16 MiB of decompressed
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A decoded frame payload."""
+    """A decoded frame payload. In a dictionary frame (``FLAG_DICT_PIECE``) ``first_ordinal``
+    is the number of frames one copy of the dictionary spans, and the one piece is its slice."""
 
     index: int
     first_ordinal: int  # ordinal of the first piece's body among the segment's non-empty bodies
@@ -48,6 +62,43 @@ class Packed:
     payloads: list[bytes]
     locations: list[tuple[int, int, int]]  # per body: (first frame, offset in its content, frames)
     content_lengths: list[int]
+    dictionary_frames: int = 0  # frames holding the dictionary (all its copies); bodies follow
+
+
+class DictionaryNeeded(CorruptionError):
+    """A body frame compressed with its segment's dictionary, decoded without it."""
+
+
+class SegmentDictionary:
+    """A segment's zstd dictionary and the decompressor built from it (built once)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._dict = zstandard.ZstdCompressionDict(data)
+        self.decompressor = zstandard.ZstdDecompressor(dict_data=self._dict)
+
+    def compressor(self, level: int) -> zstandard.ZstdCompressor:
+        return zstandard.ZstdCompressor(level=level, dict_data=self._dict, write_checksum=False,
+                                        write_dict_id=False)
+
+
+def assemble_dictionary(pieces: dict[int, Frame], path: str) -> SegmentDictionary:
+    """The dictionary from the dictionary frames that decoded (``pieces`` by frame index):
+    each slice from whichever copy holds it."""
+    if not pieces:
+        raise CorruptionError(path, "segment dictionary frames unreadable")
+    per_copy = next(iter(pieces.values())).first_ordinal
+    parts = []
+    for k in range(per_copy):
+        frame = next((pieces[k + c * per_copy] for c in range(DICT_COPIES)
+                      if k + c * per_copy in pieces), None)
+        if frame is None:
+            raise CorruptionError(path, f"segment dictionary slice {k}: no copy decodes")
+        parts.append(frame.content)
+    try:
+        return SegmentDictionary(b"".join(parts))
+    except zstandard.ZstdError as exc:
+        raise CorruptionError(path, f"segment dictionary: {exc}") from None
 
 
 def _varint(value: int) -> bytes:
@@ -77,11 +128,12 @@ def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 
 
 def encode_frame(
-    index: int, first_ordinal: int, flags: int, piece_lengths: Sequence[int], data: bytes
+    index: int, first_ordinal: int, flags: int, piece_lengths: Sequence[int], data: bytes,
+    version: int = VERSION,
 ) -> bytes:
     """Serialise one payload: header, piece table, data, CRC32 of everything before it."""
     head = bytearray(MAGIC)
-    head.append(VERSION)
+    head.append(version)
     head.append(flags)
     head += _varint(index)
     head += _varint(first_ordinal)
@@ -92,17 +144,20 @@ def encode_frame(
     return bytes(head) + _CRC.pack(zlib.crc32(head))
 
 
-def decode_frame(payload: bytes, path: str = "frame") -> Frame:
-    """Parse and check one payload; any damage raises CorruptionError naming ``path``."""
+def decode_frame(payload: bytes, path: str = "frame",
+                 dictionary: SegmentDictionary | None = None) -> Frame:
+    """Parse and check one payload; any damage raises CorruptionError naming ``path``; a
+    frame that needs its segment's dictionary, given none, raises DictionaryNeeded."""
     if len(payload) < 9 or payload[:2] != MAGIC:
         raise CorruptionError(path, "not a memvid frame payload (bad magic)")
-    if payload[2] != VERSION:
-        raise CorruptionError(path, f"unsupported frame format version {payload[2]}")
+    version = payload[2]
+    if version not in _KNOWN_FLAGS:
+        raise CorruptionError(path, f"unsupported frame format version {version}")
     body, (crc,) = payload[:-4], _CRC.unpack(payload[-4:])
     if zlib.crc32(body) != crc:
         raise CorruptionError(path, "frame payload checksum mismatch")
     flags = body[3]
-    if flags & ~_KNOWN_FLAGS:
+    if flags & ~_KNOWN_FLAGS[version]:
         raise CorruptionError(path, f"unknown frame flags {flags:#x}")
     pos = 4
     index, pos = _read_varint(body, pos, "index")
@@ -118,9 +173,13 @@ def decode_frame(payload: bytes, path: str = "frame") -> Frame:
     if total > _MAX_CONTENT:
         raise CorruptionError(path, "frame content too large")
     data = body[pos:]
+    if flags & FLAG_DICT and dictionary is None:
+        raise DictionaryNeeded(path, "frame needs its segment's dictionary")
     if flags & FLAG_ZSTD:
+        decompressor = (dictionary.decompressor if flags & FLAG_DICT and dictionary
+                        else zstandard.ZstdDecompressor())
         try:
-            content = zstandard.ZstdDecompressor().decompress(data, max_output_size=total or 1)
+            content = decompressor.decompress(data, max_output_size=total or 1)
         except zstandard.ZstdError as exc:
             raise CorruptionError(path, f"zstd: {exc}") from None
     else:
@@ -164,23 +223,36 @@ class Packer:
     """Fills frames of ``capacity`` bytes: estimate the slice, compress, correct, stop.
 
     A secant step on the compressed size lands within ~0.5% of the capacity in 2-4
-    compressions per frame, instead of re-compressing after every added body.
+    compressions per frame, instead of re-compressing after every added body. With
+    ``dictionaries`` (the default) a stream of at least ``DICT_MIN_RAW`` bytes gets a
+    dictionary trained on it when the saving it measures outweighs the frames it costs.
     """
 
-    def __init__(self, capacity: int, level: int = 19) -> None:
+    def __init__(self, capacity: int, level: int = 19, *, dictionaries: bool = True) -> None:
         if capacity < MIN_CAPACITY:
             raise ValueError("frame capacity too small")
         self.capacity = capacity
-        self._zstd = zstandard.ZstdCompressor(level=level, write_checksum=False)
+        self.dictionaries = dictionaries
+        self._level = level
+        self._plain = zstandard.ZstdCompressor(level=level, write_checksum=False)
+        self._zstd = self._plain
+        self._version = VERSION
+        self._zstd_flags = 0  # FLAG_DICT while body frames use the dictionary
+        self._piece_flags = 0  # FLAG_DICT_PIECE while dictionary frames are made
+        self._first: int | None = None  # dictionary frames: frames per copy
         self._ratio = 0.45
 
     def _payload(self, stream: _Stream, index: int, a: int, b: int) -> bytes:
         first, flags, lengths = stream.pieces(a, b)
+        if self._first is not None:
+            first = self._first
+        flags |= self._piece_flags
         raw = stream.data[a:b]
         packed = self._zstd.compress(raw)
         if len(packed) < len(raw):
-            return encode_frame(index, first, flags | FLAG_ZSTD, lengths, packed)
-        return encode_frame(index, first, flags, lengths, raw)
+            return encode_frame(index, first, flags | FLAG_ZSTD | self._zstd_flags, lengths,
+                                packed, self._version)
+        return encode_frame(index, first, flags, lengths, raw, self._version)
 
     def _fill(self, stream: _Stream, index: int, a: int) -> tuple[int, bytes]:
         """The longest slice from ``a`` (within tolerance) whose payload fits."""
@@ -213,24 +285,73 @@ class Packer:
             self._ratio = max(0.05, min(1.0, (len(best) - 16) / best_len))
         return best_len, best
 
+    def _slices(self, stream: _Stream, first_index: int) -> tuple[list[bytes], list[int]]:
+        """Payloads filling frames from ``first_index`` on, and the slice length of each."""
+        payloads: list[bytes] = []
+        taken_lengths: list[int] = []
+        pos = 0
+        while pos < len(stream.data):
+            taken, payload = self._fill(stream, first_index + len(payloads), pos)
+            payloads.append(payload)
+            taken_lengths.append(taken)
+            pos += taken
+        return payloads, taken_lengths
+
+    def train(self, data: bytes) -> SegmentDictionary | None:
+        """A dictionary for ``data`` when it pays: the saving it measures on slices spread
+        over the stream must exceed 1.5 times what its copies cost in frames."""
+        if not self.dictionaries or len(data) < DICT_MIN_RAW:
+            return None
+        size = min(DICT_MAX, max(8 << 10, len(data) // 32))
+        samples: list[bytes] = [data[i:i + 1024] for i in range(0, len(data), 1024)]
+        try:
+            dictionary = SegmentDictionary(
+                zstandard.train_dictionary(size, list(samples)).as_bytes())
+        except zstandard.ZstdError:
+            return None
+        step = max(1, len(data) // 8)
+        probes = [data[i:i + (6 << 10)] for i in range(0, len(data), step)][:8]
+        with_dict = dictionary.compressor(self._level)
+        saved = sum(len(self._plain.compress(p)) - len(with_dict.compress(p)) for p in probes)
+        saving = saved / sum(len(p) for p in probes) * len(data)
+        cost = DICT_COPIES * len(self._plain.compress(dictionary.data))
+        return dictionary if saving > 1.5 * cost else None
+
     def pack(self, bodies: Sequence[bytes]) -> Packed:
         """Payloads for ``bodies`` in order, and each body's (frame, offset, frames)."""
         stream = _Stream(bodies)
         payloads: list[bytes] = []
-        bounds: list[int] = []  # start offset of each frame's slice
         lengths: list[int] = []
-        pos = 0
+        dictionary = self.train(stream.data)
+        if dictionary is not None:
+            self._version, self._piece_flags = VERSION_DICT, FLAG_DICT_PIECE
+            dict_stream = _Stream([dictionary.data])
+            self._first = 0
+            _, cuts = self._slices(dict_stream, 0)
+            self._first = per_copy = len(cuts)
+            for copy in range(DICT_COPIES):
+                start = 0
+                for k, taken in enumerate(cuts):
+                    payloads.append(self._payload(dict_stream, copy * per_copy + k, start,
+                                                  start + taken))
+                    lengths.append(taken)
+                    start += taken
+            self._zstd, self._zstd_flags = dictionary.compressor(self._level), FLAG_DICT
+            self._first, self._piece_flags, self._ratio = None, 0, 0.35
+        base = len(payloads)
         total = len(stream.data)
+        body_payloads: list[bytes] = []
+        taken_lengths = [0]
         if total == 0:
-            payloads.append(encode_frame(0, 0, 0, [], b""))
-            bounds.append(0)
-            lengths.append(0)
-        while pos < total:
-            taken, payload = self._fill(stream, len(payloads), pos)
-            payloads.append(payload)
-            bounds.append(pos)
-            lengths.append(taken)
-            pos += taken
+            payloads.append(encode_frame(base, 0, 0, [], b"", self._version))
+        else:
+            body_payloads, taken_lengths = self._slices(stream, base)
+        payloads += body_payloads
+        lengths += taken_lengths
+        bounds = [0]
+        for taken in taken_lengths[:-1]:
+            bounds.append(bounds[-1] + taken)
+        self._zstd, self._zstd_flags, self._version = self._plain, 0, VERSION
         locations = []
         start = 0
         for body in bodies:
@@ -240,6 +361,6 @@ class Packer:
             end_frame = frame
             if body:
                 end_frame = bisect.bisect_right(bounds, start + len(body) - 1) - 1
-            locations.append((frame, start - bounds[frame], end_frame - frame + 1))
+            locations.append((base + frame, start - bounds[frame], end_frame - frame + 1))
             start += len(body)
-        return Packed(payloads, locations, lengths)
+        return Packed(payloads, locations, lengths, base)

@@ -19,13 +19,22 @@ def segment_bodies(mp4: Path) -> list[bytes]:
     """The non-empty bodies in the frames that decode, in segment order (a body with a piece
     in a frame that does not decode comes out incomplete and matches no record)."""
     pieces: dict[int, list[bytes]] = {}
+    dictionary_frames: dict[int, framing.Frame] = {}
+    dictionary: framing.SegmentDictionary | None = None
     for image in codec.container_images(mp4):
         payload = codec.read_qr(image)
         if payload is None:
             continue
         try:
-            decoded = framing.decode_frame(payload, str(mp4))
+            try:
+                decoded = framing.decode_frame(payload, str(mp4), dictionary)
+            except framing.DictionaryNeeded:  # the dictionary frames come first (ADR 0029)
+                dictionary = framing.assemble_dictionary(dictionary_frames, str(mp4))
+                decoded = framing.decode_frame(payload, str(mp4), dictionary)
         except CorruptionError:
+            continue
+        if decoded.flags & framing.FLAG_DICT_PIECE:
+            dictionary_frames[decoded.index] = decoded
             continue
         offset = 0
         for n, length in enumerate(decoded.piece_lengths):

@@ -180,6 +180,7 @@ class VideoStore:
                 raise StorageError(f"{self.seg_dir}: {exc}") from exc
         self._ladder = codec.PROFILES[profile]
         self._cache = ByteLRU(cache_bytes)
+        self._dicts: dict[str, framing.SegmentDictionary] = {}  # by segment, read once
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._manifest = Manifest(self.root / MANIFEST_FILE, tmp_dir=self.seg_dir)
@@ -550,7 +551,11 @@ class VideoStore:
             raise CorruptionError(str(path), seg.problem or "segment index unreadable")
         if not 0 <= frame < len(seg.index.frames):
             raise CorruptionError(str(path), f"frame {frame} out of range")
-        content = _decode_frame(path, seg.index, frame)
+        try:
+            content = _decode_frame(path, seg.index, frame, self._dicts.get(seg_id))
+        except framing.DictionaryNeeded:
+            self._dicts[seg_id] = _read_dictionary(path, seg.index)
+            content = _decode_frame(path, seg.index, frame, self._dicts[seg_id])
         self._cache.put(key, content)
         return content
 
@@ -794,6 +799,8 @@ class VideoStore:
             self._mvi(seg.ulid).unlink(missing_ok=True)
         fsync_dir(self.seg_dir)
         self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
+        for ulid in victim_ids:
+            self._dicts.pop(ulid, None)
         self._count_writes(raw_rewritten=sum(len(b) for _, b in bodies),
                            segment_bytes_rewritten=sum(s.stored_bytes for s in new_segs))
         after = sum(s.stored_bytes for s in kept)
@@ -901,6 +908,7 @@ class VideoStore:
         with self._write_lock:
             self._closed = True
             self._cache.clear()
+            self._dicts.clear()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -1034,7 +1042,8 @@ def _read_packet(path: Path, entry: mvi.FrameEntry) -> bytes:
         os.close(fd)
 
 
-def _payload_to_content(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes) -> bytes:
+def _payload_frame(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes,
+                   dictionary: framing.SegmentDictionary | None = None) -> framing.Frame:
     entry = index.frames[frame]
     where = f"{path}#frame={frame}"
     payload = codec.decode_payload(
@@ -1044,14 +1053,38 @@ def _payload_to_content(path: Path, index: mvi.SegmentIndex, frame: int, packet:
         raise CorruptionError(where, "frame does not decode to a QR symbol")
     if len(payload) != entry.payload_len or zlib.crc32(payload) != entry.payload_crc:
         raise CorruptionError(where, "decoded payload differs from the frame index")
-    decoded = framing.decode_frame(payload, where)
+    decoded = framing.decode_frame(payload, where, dictionary)
     if decoded.index != frame:
         raise CorruptionError(where, f"payload belongs to frame {decoded.index}")
-    return decoded.content
+    return decoded
 
 
-def _decode_frame(path: Path, index: mvi.SegmentIndex, frame: int) -> bytes:
-    return _payload_to_content(path, index, frame, _read_packet(path, index.frames[frame]))
+def _decode_frame(path: Path, index: mvi.SegmentIndex, frame: int,
+                  dictionary: framing.SegmentDictionary | None = None) -> bytes:
+    packet = _read_packet(path, index.frames[frame])
+    return _payload_frame(path, index, frame, packet, dictionary).content
+
+
+def _read_dictionary(path: Path, index: mvi.SegmentIndex) -> framing.SegmentDictionary:
+    """The segment's dictionary from its first frames, each slice from either copy."""
+    pieces: dict[int, framing.Frame] = {}
+    per_copy = None
+    for frame in range(len(index.frames)):
+        if per_copy is not None and frame >= per_copy * framing.DICT_COPIES:
+            break
+        try:
+            decoded = _payload_frame(path, index, frame, _read_packet(path, index.frames[frame]))
+        except framing.DictionaryNeeded:
+            break  # a body frame: the dictionary frames are behind
+        except CorruptionError:
+            continue
+        if not decoded.flags & framing.FLAG_DICT_PIECE:
+            break
+        per_copy = decoded.first_ordinal
+        pieces[frame] = decoded
+        if per_copy and frame < per_copy and all(k in pieces for k in range(per_copy)):
+            break  # the first copy is whole
+    return framing.assemble_dictionary(pieces, str(path))
 
 
 def _verify_frames(
@@ -1072,11 +1105,21 @@ def _verify_frames(
         problems.append(Problem(str(path), f"size {len(data)} differs from index {index.mp4_size}"))
     contents: dict[int, bytes] = {}
     failed: list[int] = []
+    pieces: dict[int, framing.Frame] = {}  # the dictionary's frames, as they decode
+    dictionary: framing.SegmentDictionary | None = None
     for n, entry in enumerate(index.frames):
         packet = data[entry.offset : entry.offset + entry.size]
         changed = zlib.crc32(packet) != entry.packet_crc
         try:
-            contents[n] = _payload_to_content(path, index, n, packet)
+            try:
+                decoded = _payload_frame(path, index, n, packet, dictionary)
+            except framing.DictionaryNeeded:
+                dictionary = framing.assemble_dictionary(pieces, str(path))
+                decoded = _payload_frame(path, index, n, packet, dictionary)
+            if decoded.flags & framing.FLAG_DICT_PIECE:
+                pieces[n] = decoded
+            else:
+                contents[n] = decoded.content
         except CorruptionError as exc:
             notes = ["frame bytes changed (CRC mismatch)"] if changed else []
             notes.append(str(exc).split(": ", 1)[-1])
