@@ -84,4 +84,4 @@ def onnx_model(converted_model: tuple[str, Path]) -> str:
     return str(resolve_onnx_model(model, cache))
 
 
-from team_fixtures import team_env, team_servers  # noqa: E402, F401  (the team engine's servers)
+from team_fixtures import engine, team_env, team_servers  # noqa: E402, F401  (team engine)

@@ -106,3 +106,13 @@ def team_env(team_servers: TeamServers, monkeypatch: pytest.MonkeyPatch) -> Team
     monkeypatch.setenv("MEMVID_DATABASE_URL", env.database_url)
     monkeypatch.setenv("MEMVID_SEGMENT_URL", env.segment_url)
     return env
+
+
+@pytest.fixture(params=["embedded", "team"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Run a test against the embedded engine and the team engine (PostgreSQL + S3): the
+    same behaviour through the same MemoryManager API. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("engine")``."""
+    if request.param == "team":
+        request.getfixturevalue("team_env")
+    return str(request.param)
