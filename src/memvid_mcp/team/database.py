@@ -26,7 +26,7 @@ def redact_url(url: str) -> str:
 class Database:
     """A psycopg 3 pool on one database, with the memvid tables in place."""
 
-    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
 

@@ -199,7 +199,8 @@ class TeamScopeStore:
                ) -> tuple[MemoryRecord, bool, bool]:
         sha = content_sha256(item.text)
         existing = self._row(conn, item.id, lock=True) if item.id else None
-        if item.id is None or (imported is not None and existing is None):
+        deduplicating = item.id is None or (imported is not None and existing is None)
+        if deduplicating:
             row = conn.execute(
                 "SELECT state FROM memvid_memories m WHERE scope = %(scope)s AND "
                 f"sha256 = %(sha)s AND {_VISIBLE} ORDER BY updated_at DESC, id DESC LIMIT 1 "
@@ -222,9 +223,12 @@ class TeamScopeStore:
             record = MemoryRecord.from_state({**record.to_state(), **imported,
                                               "body_id": record.body_id, "scope": self.name,
                                               "sha256": sha, "size": record.size})
-        # The newest memory of a hash is the one later duplicates fold into.
+        # The newest memory of a hash is the one later duplicates fold into. A store that
+        # deduplicates takes the mark only from an expired memory: a live one committed by
+        # another instance since our lookup keeps it, our insert fails and the retry folds.
         conn.execute("UPDATE memvid_memories SET live_sha = NULL WHERE scope = %s AND "
-                     "live_sha = %s AND id <> %s", (self.key, sha, record.id))
+                     "live_sha = %s AND id <> %s AND (%s OR expires_at <= %s)",
+                     (self.key, sha, record.id, not deduplicating, utcnow()))
         params = {**self._columns(record), "scope": self.key, "id": record.id,
                   "body_id": record.body_id, "sha": sha, "size": record.size,
                   "title": record.title, "text": item.text.replace("\x00", " ")}

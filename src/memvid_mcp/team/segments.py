@@ -107,7 +107,7 @@ class SegmentBucket:
     def names(self, scope_key: str) -> dict[str, float]:
         """Every object of a scope: name -> last modified (epoch seconds)."""
         out: dict[str, float] = {}
-        prefix = self.key(scope_key, "")
+        prefix = "/".join(p for p in (self.prefix, scope_key) if p) + "/"
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
