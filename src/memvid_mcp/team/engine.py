@@ -24,6 +24,12 @@ class TeamEngine:
             raise StorageError("the team engine needs MEMVID_DATABASE_URL and "
                                "MEMVID_SEGMENT_URL")
         self.settings = settings
+        try:
+            import boto3  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise StorageError(f"the team engine needs {exc.name}: install memvid-mcp[team] "
+                               "(psycopg[binary,pool] and boto3)") from None
         self.db = Database(settings.database_url)
         try:
             digest = hashlib.sha256(settings.segment_url.encode()).hexdigest()[:12]

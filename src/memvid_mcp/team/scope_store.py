@@ -350,7 +350,7 @@ class TeamScopeStore:
         where = _filter_sql(filters, params)
         if not include_superseded:
             where += f" AND {_NOT_SUPERSEDED}"
-        sql = (f"SELECT m.state, ts_rank_cd(m.tsv, q.q, {self.settings_rank}) AS score "
+        sql = (f"SELECT m.state, {self.ranking} AS score "
                f"FROM memvid_memories m, (SELECT {_QUERY} AS q) q "
                f"WHERE m.scope = %(scope)s AND m.tsv @@ q.q AND {_VISIBLE}{where} "
                "ORDER BY score DESC, m.id DESC LIMIT %(k)s")
@@ -358,7 +358,9 @@ class TeamScopeStore:
             rows = conn.execute(sql, params).fetchall()
         return [(MemoryRecord.from_state(state), float(score)) for state, score in rows]
 
-    settings_rank = 32  # ts_rank_cd normalisation: rank / (rank + 1) (ADR 0025 measures it)
+    # The full-text ranking: cover density, normalised by the document's length (ADR 0025
+    # compares it with ts_rank and other normalisations on SciFact).
+    ranking = "ts_rank_cd(m.tsv, q.q, 1)"
 
     def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
                       include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
