@@ -33,7 +33,8 @@ def _psql(env: TeamEnv, sql: str) -> list[tuple[object, ...]]:
     import psycopg
 
     with psycopg.connect(env.database_url, autocommit=True) as conn:
-        return list(conn.execute(sql).fetchall())
+        cursor = conn.execute(sql)
+        return list(cursor.fetchall()) if cursor.description else []
 
 
 def _worker(*args: str) -> subprocess.Popen[str]:
@@ -156,6 +157,23 @@ def test_purge_rewrites_segments_holding_deleted_text(team_env: TeamEnv,
         assert [mem.text for mem in m.get(ids[2:]).memories] == [
             f"segment purge candidate number {i}" for i in range(2, 6)]
         assert m.verify() == []
+
+
+def test_background_compaction_removes_deleted_text_once_it_has_aged(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a", purge_after_seconds=3600, auto_compact=False) as m:
+        ids = [m.store(f"compaction candidate {i}").id for i in range(4)]
+        m.flush()
+        store = m._scope("global")
+        m.delete(ids[0])
+        assert store.compact_step() is None  # deleted a moment ago: not yet due
+        _psql(team_env, "UPDATE memvid_tombstones SET deleted_at = now() - interval '2 hours'")
+        report = store.compact_step()
+        assert report is not None and report.segments_rewritten == 1
+        assert report.bodies_moved == 3
+        assert store.compact_step() is None
+        assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(0,)]
+        assert len(m.get(ids[1:]).memories) == 3 and m.verify() == []
 
 
 def test_sealing_waits_for_a_segment_worth_writing(team_env: TeamEnv, tmp_path: Path) -> None:

@@ -499,9 +499,11 @@ class TeamScopeStore:
                     if not done or not everything:
                         break
             finally:
-                lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
-                                  (self._lock_id(),))
+                self._advisory_unlock(lock_conn)
         return sealed
+
+    def _advisory_unlock(self, conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._lock_id(),))
 
     def _advisory_lock(self, conn: Any, *, wait: bool) -> bool:
         if wait:
@@ -594,44 +596,67 @@ class TeamScopeStore:
         return False
 
     def compact_step(self) -> CompactReport | None:
-        return None  # compaction runs on request (compact, purge), under the seal lock
+        """One unit of background compaction (ADR 0018's rule): rewrite one segment holding
+        text deleted more than ``purge_after_seconds`` ago or whose live share fell below
+        the threshold. None when there is none, or another instance is sealing."""
+        if self.read_only or self._closed:
+            return None
+        with self._seal_lock, self.db.connection() as lock_conn:
+            if not self._advisory_lock(lock_conn, wait=False):
+                return None
+            try:
+                victims = self._victims(self.settings.compact_live_threshold,
+                                        self.settings.purge_after_seconds, limit=1)
+                return self._rewrite_segments(victims, None) if victims else None
+            finally:
+                self._advisory_unlock(lock_conn)
 
     def compact(self, progress: Callable[[int, int], None] | None = None) -> CompactReport:
-        """Rewrite segments holding deleted bodies and collect unreferenced old objects."""
-        return self._rewrite(threshold=self.settings.compact_live_threshold, progress=progress)
+        """Rewrite segments holding deleted bodies below the live-share threshold, and
+        collect unreferenced old objects."""
+        return self._rewrite(self.settings.compact_live_threshold, progress)
 
     def purge(self) -> dict[str, Any]:
         """Remove the text of every deleted memory from the bucket now."""
         self._check_writable()
         self.write_batch(everything=True)
-        return self._rewrite(threshold=1.0).to_dict()
+        return self._rewrite(1.0, None).to_dict()
 
-    def _rewrite(self, *, threshold: float,
-                 progress: Callable[[int, int], None] | None = None) -> CompactReport:
-        """Rewrite every segment that holds a deleted body and whose live share is below
-        ``threshold`` (1.0: any deleted body); the old objects go after the new ones are
-        published."""
+    def _rewrite(self, threshold: float,
+                 progress: Callable[[int, int], None] | None) -> CompactReport:
         if self.read_only or self._closed:
             return CompactReport()
         with self._seal_lock, self.db.connection() as lock_conn:
             self._advisory_lock(lock_conn, wait=True)
             try:
-                return self._rewrite_locked(threshold, progress)
+                report = self._rewrite_segments(self._victims(threshold, None), progress)
+                self._collect_orphans()
+                return report
             finally:
-                lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
-                                  (self._lock_id(),))
+                self._advisory_unlock(lock_conn)
 
-    def _rewrite_locked(self, threshold: float,
-                        progress: Callable[[int, int], None] | None) -> CompactReport:
+    def _victims(self, threshold: float, deleted_before: float | None,
+                 limit: int | None = None) -> list[str]:
+        """Segments holding deleted bodies whose live share is below ``threshold`` (1.0:
+        any), or (``deleted_before`` seconds) holding text deleted longer ago than that."""
+        aged = ("OR EXISTS (SELECT 1 FROM memvid_tombstones t WHERE t.seg = s.seg AND "
+                "t.deleted_at < now() - make_interval(secs => %(aged)s))"
+                if deleted_before is not None else "")
         with self.db.connection() as conn:
-            victims = [r[0] for r in conn.execute(
-                "SELECT s.seg FROM memvid_segments s WHERE s.scope = %s AND EXISTS (SELECT 1 "
-                "FROM memvid_tombstones t WHERE t.seg = s.seg) AND coalesce((SELECT "
-                "sum(size) FROM memvid_memories m WHERE m.seg = s.seg), 0) < %s * s.raw "
-                "ORDER BY s.seg", (self.key, threshold)).fetchall()]
-            before = sum(int(r[0]) for r in conn.execute(
-                "SELECT mp4_bytes + mvi_bytes FROM memvid_segments WHERE scope = %s",
-                (self.key,)).fetchall())
+            return [r[0] for r in conn.execute(
+                "SELECT s.seg FROM memvid_segments s WHERE s.scope = %(scope)s AND EXISTS ("
+                "SELECT 1 FROM memvid_tombstones t WHERE t.seg = s.seg) AND (coalesce(("
+                "SELECT sum(size) FROM memvid_memories m WHERE m.seg = s.seg), 0) < "
+                f"%(threshold)s * s.raw {aged}) ORDER BY s.seg LIMIT %(limit)s",
+                {"scope": self.key, "threshold": threshold, "aged": deleted_before,
+                 "limit": limit}).fetchall()]
+
+    def _rewrite_segments(self, victims: list[str],
+                          progress: Callable[[int, int], None] | None) -> CompactReport:
+        """Move the live bodies of each victim into a new segment (published in one
+        transaction that also drops the victim), then delete the victim's objects."""
+        with self.db.connection() as conn:
+            before = self._stored_bytes(conn)
         moved = 0
         for n, seg in enumerate(victims):
             with self.db.connection() as conn:
@@ -650,13 +675,15 @@ class TeamScopeStore:
             moved += len(batch)
             if progress is not None:
                 progress(n + 1, len(victims))
-        self._collect_orphans()
         with self.db.connection() as conn:
-            after = sum(int(r[0]) for r in conn.execute(
-                "SELECT mp4_bytes + mvi_bytes FROM memvid_segments WHERE scope = %s",
-                (self.key,)).fetchall())
+            after = self._stored_bytes(conn)
         return CompactReport(segments_rewritten=len(victims), bodies_moved=moved,
                              bytes_before=before, bytes_after=after)
+
+    def _stored_bytes(self, conn: Any) -> int:
+        row = conn.execute("SELECT coalesce(sum(mp4_bytes + mvi_bytes), 0) FROM "
+                           "memvid_segments WHERE scope = %s", (self.key,)).fetchone()
+        return int(row[0]) if row else 0
 
     def _collect_orphans(self) -> int:
         """Delete objects no segment row names and older than ORPHAN_AGE_SECONDS (an
