@@ -71,12 +71,14 @@ def test_a_memory_stored_by_one_instance_is_read_and_found_by_another(
             stored.id]
         assert [h.id for h in b.search("drill", tags_any="ops").results] == [stored.id]
         assert b.search("drill", tags_any="other").results == ()
+        unread = a.store("Backups are restored to the scratch cluster on Mondays")
         a.flush()  # sealed into a segment in the bucket
         assert _psql(team_env, "SELECT count(*) FROM memvid_segments") == [(1,)]
-        # host b has no copy of the segment: it downloads it on the read
+        # host b has no copy of the segment: it downloads it on the first read
         assert not list((tmp_path / "host-b").rglob("seg-*"))
-        assert b.get(stored.id).memories[0].text.startswith("Postgres failover drill")
+        assert b.get(unread.id).memories[0].text.startswith("Backups are restored")
         assert list((tmp_path / "host-b").rglob("seg-*.mp4"))
+        assert b.get(stored.id).memories[0].text.startswith("Postgres failover drill")
         assert b.delete(stored.id) == 1
         assert a.get(stored.id).missing == (stored.id,)
         assert a.search("failover drill").results == ()

@@ -40,6 +40,7 @@ from ..core.validation import StoreInput, merge_tags
 from ..search.filters import SearchFilters, norm_tag
 from ..storage.base import CompactReport
 from ..storage.video import codec
+from ..storage.video.cache import ByteLRU
 from ..storage.video.store import SEGMENT_RAW_LIMIT, seal_segment
 from .database import Database
 from .schema import DIM, TEXT_CONFIG
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 SEAL_LOCK_SPACE = "memvid-seal:"  # advisory lock per scope: one sealer/compactor at a time
 EMBED_CLAIM_SECONDS = 120  # a batch taken by an instance that died is taken again after this
+TEXT_CACHE_BYTES = 16 << 20  # texts by body id (a body id never changes its text)
 COVERAGE_TTL = 2.0  # seconds a vector-coverage count is reused (it runs on every search)
 ORPHAN_AGE_SECONDS = 3600  # unreferenced objects older than this are collected by compact
 
@@ -108,6 +110,7 @@ class TeamScopeStore:
         self._model_in_use: str | None = None
         self._closed = False
         self._ladder = codec.PROFILES[settings.video_profile]
+        self._texts = ByteLRU(TEXT_CACHE_BYTES)  # snippets of repeated hits: no round trip
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -325,7 +328,14 @@ class TeamScopeStore:
     def read_bodies(self, records: Sequence[MemoryRecord]) -> dict[str, str]:
         """body_id -> text; NotFoundError when a body is neither pending nor sealed."""
         self._check_open()
-        ids = [r.body_id for r in records]
+        out: dict[str, str] = {}
+        for record in records:
+            cached = self._texts.get(record.body_id)
+            if cached is not None:
+                out[record.body_id] = cached.decode("utf-8")
+        ids = [r.body_id for r in records if r.body_id not in out]
+        if not ids:
+            return out
         with self.db.connection() as conn:
             pending = dict(conn.execute("SELECT body_id, body FROM memvid_pending WHERE "
                                         "body_id = ANY(%s)", (ids,)).fetchall())
@@ -334,9 +344,12 @@ class TeamScopeStore:
                 "SELECT body_id, seg, frame, frame_offset, frames, size, body_sha256 "
                 "FROM memvid_memories WHERE body_id = ANY(%s) AND seg IS NOT NULL",
                 (rest,)).fetchall() if rest else []
-        out = {b: bytes(body).decode("utf-8") for b, body in pending.items()}
+        found = {b: bytes(body) for b, body in pending.items()}
         for body_id, seg, frame, offset, frames, size, body_sha in sealed:
-            data = self.bucket.read(self.key, seg, frame, offset, size, frames, body_sha)
+            found[body_id] = self.bucket.read(self.key, seg, frame, offset, size, frames,
+                                              body_sha)
+        for body_id, data in found.items():
+            self._texts.put(body_id, data)
             out[body_id] = data.decode("utf-8")
         for body_id in ids:
             if body_id not in out:
