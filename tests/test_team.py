@@ -218,3 +218,16 @@ def test_an_unreachable_database_or_bucket_is_a_clear_error(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     with _open(tmp_path / "b") as m, pytest.raises(StorageError, match="segment store"):
         m.store("never stored either")
+
+
+def test_full_text_ranking_weights_rare_words_and_takes_any_query(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as m:
+        for i in range(8):
+            m.store(f"deployment notes number {i}: deployment went fine, deployment again")
+        rare = m.store("the zeppelin hangar opens at noon")
+        hits = m.search("deployment zeppelin", mode="lexical").results
+        assert hits[0].id == rare.id  # one rare word outweighs a common word said thrice
+        assert len(hits) == 9  # any word matches (not every word)
+        for odd in ("o'brien's \\ back\\slash 'quoted' & | ! <->", "the of and", "'''"):
+            assert isinstance(m.search(odd, mode="lexical").results, tuple)

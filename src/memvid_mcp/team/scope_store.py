@@ -55,8 +55,24 @@ COVERAGE_TTL = 2.0  # seconds a vector-coverage count is reused (it runs on ever
 ORPHAN_AGE_SECONDS = 3600  # unreferenced objects older than this are collected by compact
 
 _TSV = (f"to_tsvector('{TEXT_CONFIG}', coalesce(%(title)s, '') || ' ' || %(text)s)")
-# plainto_tsquery ANDs every word; a natural-language query wants any of them, ranked
-_QUERY = f"replace(plainto_tsquery('{TEXT_CONFIG}', %(q)s)::text, '&', '|')::tsquery"
+# Full-text ranking (ADR 0025): PostgreSQL's ts_rank knows no term rarity, so each query term
+# is ranked on its own and weighted by its BM25 idf in this scope; a memory matching any term
+# is a candidate (plainto_tsquery would demand every word of a natural-language query).
+_LEXICAL = f"""
+WITH terms AS MATERIALIZED (
+    SELECT DISTINCT quote_literal(t)::tsquery AS q
+    FROM unnest(tsvector_to_array(to_tsvector('{TEXT_CONFIG}', %(q)s))) AS t
+    WHERE position(E'\\\\' IN t) = 0),
+total AS MATERIALIZED (SELECT count(*)::float8 AS n FROM memvid_memories WHERE scope = %(scope)s),
+weights AS MATERIALIZED (
+    SELECT terms.q, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS w
+    FROM terms, total, LATERAL (SELECT count(*)::float8 AS n FROM memvid_memories d
+                                WHERE d.scope = %(scope)s AND d.tsv @@ terms.q) AS df),
+anyterm AS MATERIALIZED (SELECT string_agg(q::text, ' | ')::tsquery AS q FROM terms)
+SELECT m.state, (SELECT sum(weights.w * ts_rank(m.tsv, weights.q, 1)) FROM weights) AS score
+FROM memvid_memories m, anyterm
+WHERE m.scope = %(scope)s AND m.tsv @@ anyterm.q AND {{where}}
+ORDER BY score DESC, m.id DESC LIMIT %(k)s"""
 _VISIBLE = ("(m.expires_at IS NULL OR m.expires_at > %(now)s)")
 _NOT_SUPERSEDED = ("(m.superseded_by IS NULL OR NOT EXISTS (SELECT 1 FROM memvid_memories s "
                    "WHERE s.scope = m.scope AND s.id = m.superseded_by))")
@@ -363,17 +379,10 @@ class TeamScopeStore:
         where = _filter_sql(filters, params)
         if not include_superseded:
             where += f" AND {_NOT_SUPERSEDED}"
-        sql = (f"SELECT m.state, {self.ranking} AS score "
-               f"FROM memvid_memories m, (SELECT {_QUERY} AS q) q "
-               f"WHERE m.scope = %(scope)s AND m.tsv @@ q.q AND {_VISIBLE}{where} "
-               "ORDER BY score DESC, m.id DESC LIMIT %(k)s")
+        sql = _LEXICAL.replace("{where}", _VISIBLE + where)
         with self.db.connection() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [(MemoryRecord.from_state(state), float(score)) for state, score in rows]
-
-    # The full-text ranking: cover density, normalised by the document's length (ADR 0025
-    # compares it with ts_rank and other normalisations on SciFact).
-    ranking = "ts_rank_cd(m.tsv, q.q, 1)"
 
     def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
                       include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
