@@ -86,3 +86,6 @@ def onnx_model(converted_model: tuple[str, Path]) -> str:
 
     model, cache = converted_model
     return str(resolve_onnx_model(model, cache))
+
+
+from team_fixtures import engine, team_env, team_servers  # noqa: E402, F401  (team engine)

@@ -61,7 +61,7 @@ def test_heavy_imports_stay_in_their_modules() -> None:
 LAYERS = {
     "core": 0,
     "storage": 1, "search": 1,
-    "store": 2,
+    "store": 2, "team": 2,
     "manager": 3, "testing": 3,
     "mcp": 4, "transfer": 4, "importers": 4, "client": 4,
     "service": 5,

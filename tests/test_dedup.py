@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from memvid_mcp.manager import MemoryManager
+
+pytestmark = pytest.mark.usefixtures("engine")  # embedded and team engine (ADR 0025)
 
 PAST = "2000-01-01T00:00:00+00:00"
 TEXT = "The release checklist lives in docs/release.md."

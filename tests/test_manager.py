@@ -10,6 +10,9 @@ import pytest
 from memvid_mcp.core.errors import ScopeError, ValidationError
 from memvid_mcp.manager import MemoryManager
 
+# every test runs against the embedded engine and the team engine (ADR 0025)
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def test_store_get_round_trips_exact_text(manager: MemoryManager) -> None:
     text = "  Exact text\twith  odd spacing, ünïcödé and emoji 🧠\n"

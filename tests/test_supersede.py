@@ -19,6 +19,8 @@ from memvid_mcp.core.errors import ValidationError
 from memvid_mcp.manager import MemoryManager
 from memvid_mcp.mcp.server import build_server
 
+pytestmark = pytest.mark.usefixtures("engine")  # embedded and team engine (ADR 0025)
+
 
 async def _call(manager: MemoryManager, calls: list[tuple[str, dict[str, Any]]]
                 ) -> list[dict[str, Any]]:

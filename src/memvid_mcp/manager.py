@@ -10,6 +10,10 @@ indexes and releases the WAL text of sealed bodies; the embedder turns new memor
 vectors in small batches, in writable scopes only (a read-only scope serves the vectors its
 writer committed). A third, the compactor, merges and rewrites video segments (ADR 0018)
 without holding any lock a store or a search waits for.
+
+With ``database_url`` and ``segment_url`` set, the global and project scopes live in the team
+engine (PostgreSQL + an S3-compatible bucket, ADR 0025) behind the same ``OpenScope``
+interface; the committed scope stays in its repository.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from .core.config import Settings, default_cache_dir
 from .core.errors import (
@@ -69,6 +75,9 @@ from .store.migrate import migrate_scope
 from .store.scope_meta import scope_backend
 from .store.scope_store import ScopeStore, open_scope
 
+if TYPE_CHECKING:
+    from .team import TeamEngine
+
 log = logging.getLogger(__name__)
 
 MODES = SEARCH_MODES
@@ -76,6 +85,52 @@ MAX_K = 1000
 FLUSH_MODEL_WAIT_SECONDS = 300.0
 COMPACT_INTERVAL_SECONDS = 5.0  # how often the compactor looks for work when not woken
 FUSION_DEPTH = 100  # candidates each list contributes to a search at least
+
+
+class OpenScope(Protocol):
+    """What the manager uses of an open scope: ``store.scope_store.ScopeStore`` (embedded)
+    and ``team.scope_store.TeamScopeStore`` (PostgreSQL + bucket) both offer it."""
+
+    name: str
+    read_only: bool
+    backend_name: str
+    directory: Path
+
+    @property
+    def closed(self) -> bool: ...
+    def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None,
+              supersedes: Sequence[str] = ()) -> tuple[MemoryRecord, bool, bool]: ...
+    def delete(self, ids: Iterable[str]) -> builtins.list[str]: ...
+    def purge(self) -> dict[str, Any]: ...
+    def expired_ids(self) -> builtins.list[str]: ...
+    def record(self, memory_id: str) -> MemoryRecord | None: ...
+    def records(self) -> Iterator[MemoryRecord]: ...
+    def read_body(self, record: MemoryRecord) -> str: ...
+    def lexical_search(self, query: str, k: int, filters: SearchFilters, *,
+                       include_superseded: bool = False
+                       ) -> builtins.list[tuple[MemoryRecord, float]]: ...
+    def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
+                      include_superseded: bool = False
+                      ) -> builtins.list[tuple[MemoryRecord, float]]: ...
+    def use_model(self, model_id: str, dim: int) -> None: ...
+    def vector_coverage(self) -> tuple[int, int]: ...
+    def take_embed_batch(self, size: int) -> builtins.list[tuple[str, str]]: ...
+    def add_vectors(self, body_ids: builtins.list[str], vectors: np.ndarray) -> None: ...
+    def embed_waiting(self) -> int: ...
+    def due(self) -> bool: ...
+    def write_batch(self, *, everything: bool = False) -> int: ...
+    def apply_deletes(self) -> int: ...
+    def commit_indexes(self, *, force: bool = False) -> None: ...
+    def checkpoint(self, *, force: bool = False) -> bool: ...
+    def compact_step(self) -> CompactReport | None: ...
+    def compact(self, progress: Callable[[int, int], None] | None = None
+                ) -> CompactReport: ...
+    def verify(self, progress: Callable[[int, int], None] | None = None
+               ) -> builtins.list[Problem]: ...
+    def repair(self, progress: Callable[[int, int], None] | None = None
+               ) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
 
 
 class MemoryManager:
@@ -94,7 +149,8 @@ class MemoryManager:
         self.layout = ScopeLayout.resolve(self.settings.data_dir, self.settings.project)
         # Open scopes by directory: shared with this manager's views (one per repository in
         # the service), so the global scope, its lock and the model exist once per process.
-        self._stores: dict[Path, ScopeStore] = {}
+        self._stores: dict[Path, OpenScope] = {}
+        self._team: TeamEngine | None = None  # the team engine's pool and bucket, when used
         self._root: MemoryManager = self
         self._open_lock = threading.Lock()
         self._maint_lock = threading.Lock()
@@ -126,7 +182,7 @@ class MemoryManager:
         return view
 
     @property
-    def _scopes(self) -> dict[str, ScopeStore]:
+    def _scopes(self) -> dict[str, OpenScope]:
         """This manager's open scopes by name (its repository's project and committed ones,
         and the global one)."""
         out = {}
@@ -165,6 +221,7 @@ class MemoryManager:
             available = name in self.layout.available
             store = self._scopes.get(name)
             backend = store.backend_name if store is not None else (
+                "team" if self._in_team(name) else
                 scope_backend(self.layout.directory(name)) if available else None)
             out.append({
                 "name": name,
@@ -177,7 +234,7 @@ class MemoryManager:
             })
         return out
 
-    def _scope(self, name: str | None, *, write: bool = False) -> ScopeStore:
+    def _scope(self, name: str | None, *, write: bool = False) -> OpenScope:
         """The open scope, opening it (and starting background work) on first use."""
         if self._closed:
             raise ClosedError("the memory manager is closed")
@@ -192,10 +249,28 @@ class MemoryManager:
             store = self._stores.get(directory)
             if store is None:
                 self._refuse_if_a_service_owns_it()
-                store = open_scope(scope, directory, self.settings)
+                store = self._open_store(scope, directory)
                 self._stores[directory] = store
                 self._root._start_background()
         return store
+
+    def _in_team(self, scope: str) -> bool:
+        """Whether a scope lives in the team engine: global and project do when it is
+        configured; the committed scope is files in the repository, checked in with it."""
+        return self.settings.database_url is not None and scope != "committed"
+
+    def _open_store(self, scope: str, directory: Path) -> OpenScope:
+        if not self._in_team(scope):
+            return open_scope(scope, directory, self.settings)
+        root = self._root
+        if root._team is None:
+            from .team import TeamEngine
+
+            root._team = TeamEngine(root.settings)
+        # The scope's identity in the team database: its place under the data directory
+        # (global, projects/<repo>-<hash>).
+        return root._team.open_scope(scope, directory.relative_to(
+            self.settings.data_dir).as_posix())
 
     def _refuse_if_a_service_owns_it(self) -> None:
         if self.service_owner or self.settings.read_only:
@@ -207,13 +282,14 @@ class MemoryManager:
                 "the memvid-mcp CLI or an MCP client, open with read_only=True, or stop it "
                 "with 'memvid-mcp service --stop'")
 
-    def _revisit_fallback(self, scope: str, *, write: bool) -> ScopeStore:
+    def _revisit_fallback(self, scope: str, *, write: bool) -> OpenScope:
         """A scope opened read-only because another process held its lock: on a write, take
         the lock if that process has gone; on a read, reload if its files changed."""
         directory = self.layout.directory(scope)
         with self._open_lock, self._maint_lock:
             store = self._stores[directory]
-            if not store.read_only or not (write or store.changed_on_disk()):
+            if not isinstance(store, ScopeStore) or not store.read_only or not (
+                    write or store.changed_on_disk()):
                 return store
             try:
                 fresh = ScopeStore(scope, directory, self.settings.replace(lock_timeout=0.0))
@@ -227,7 +303,7 @@ class MemoryManager:
             return fresh
 
     def _existing_scopes(self, names: Iterable[str] | None, *, write: bool = False
-                         ) -> list[ScopeStore]:
+                         ) -> list[OpenScope]:
         """Scopes to read: the named ones (or all available), skipping ones never written."""
         if names is not None and not isinstance(names, Iterable):
             raise ValidationError("scopes", "must be a list of scope names")
@@ -235,11 +311,12 @@ class MemoryManager:
         out = []
         for name in wanted:
             self.layout.check(name)
-            if name in self._scopes or self.layout.directory(name).exists():
+            if name in self._scopes or self._in_team(name) or \
+                    self.layout.directory(name).exists():
                 out.append(self._scope(name, write=write))
         return out
 
-    def _search_stores(self, scopes: str | Sequence[str] | None) -> list[ScopeStore]:
+    def _search_stores(self, scopes: str | Sequence[str] | None) -> list[OpenScope]:
         if isinstance(scopes, str):
             scopes = [s.strip() for s in scopes.split(",") if s.strip()]
         return self._existing_scopes(scopes or self.search_scopes)
@@ -541,7 +618,7 @@ class MemoryManager:
                             tuple(s.name for s in stores), note)
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
-                  stores: Sequence[ScopeStore], include_superseded: bool = False
+                  stores: Sequence[OpenScope], include_superseded: bool = False
                   ) -> tuple[builtins.list[tuple[MemoryRecord, float]] | None, str | None]:
         """The vector ranking and a note on what it covered; None when it cannot contribute
         (no model, or no memory has a vector yet), so the result says ``lexical``."""
@@ -585,7 +662,7 @@ class MemoryManager:
                 for store in stores:
                     if not store.closed:
                         store.commit_indexes(force=True)
-        return sum(len(s.embed_queue) for s in stores if not s.closed)
+        return sum(s.embed_waiting() for s in stores if not s.closed)
 
     def stats(self, scope: str | None = None) -> builtins.list[Stats]:
         stores = self._existing_scopes([scope] if scope else None)
@@ -635,8 +712,8 @@ class MemoryManager:
         for store in self._existing_scopes(None):
             if store.read_only:
                 continue
-            with self._maint_lock, store._backend_lock:
-                reports[store.name] = store.backend.compact(progress)
+            with self._maint_lock:
+                reports[store.name] = store.compact(progress)
         return reports
 
     def migrate(self, to: str, *, scope: str | None = None,
@@ -644,6 +721,9 @@ class MemoryManager:
         """Move one scope's bodies to the ``to`` backend in place (crash-safe; the scope
         keeps serving meanwhile). Returns the migration report."""
         store = self._scope(scope, write=True)
+        if not isinstance(store, ScopeStore):
+            raise ValidationError("scope", f"scope {store.name} is in the team engine; "
+                                  "migrate moves the bodies of embedded scopes only")
         if store.read_only:
             raise ReadOnlyError(f"scope {store.name} is open read-only (another process "
                                 "writes it); migrate needs the writer")
@@ -699,6 +779,9 @@ class MemoryManager:
                 log.exception("closing scope %s failed", store.name)
                 errors.append(exc)
         self._stores.clear()
+        if self._team is not None:
+            self._team.close()
+            self._team = None
         if errors:
             raise errors[0]
 

@@ -105,6 +105,12 @@ class Settings:
     recency_weight: float = 0.0  # 0-1: newer memories move up (0: recency breaks ties only)
     exact_vector_limit: int = 20_000  # below this many vectors, search is exact
 
+    # the team engine (ADR 0025): records and indexes in PostgreSQL, sealed segments in an
+    # S3-compatible bucket; both unset: every scope stays embedded in data_dir
+    database_url: str | None = None  # postgresql://user:pass@host:port/db
+    segment_url: str | None = None  # s3://bucket/prefix (endpoint, keys: the AWS_* variables)
+    segment_cache_bytes: int = 256 * 1024 * 1024  # local read-through cache of segment files
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``MEMVID_<FIELD>`` variables, then explicit overrides.
@@ -145,6 +151,14 @@ class Settings:
         for name in ("batch_max_seconds", "seal_max_seconds", "purge_after_seconds"):
             if not getattr(self, name) >= 0:
                 raise ValidationError(name, "must be 0 or more seconds")
+        if (self.database_url is None) != (self.segment_url is None):
+            raise ValidationError("database_url", "the team engine needs both "
+                                  "MEMVID_DATABASE_URL and MEMVID_SEGMENT_URL (or neither)")
+        if self.database_url is not None and not self.database_url.startswith(
+                ("postgresql://", "postgres://")):
+            raise ValidationError("database_url", "must be a postgresql:// URL")
+        if self.segment_url is not None and not self.segment_url.startswith("s3://"):
+            raise ValidationError("segment_url", "must be an s3://bucket/prefix URL")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())

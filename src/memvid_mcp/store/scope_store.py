@@ -943,6 +943,15 @@ class ScopeStore:
             return None
         return self.backend.compact_step(self.clock())
 
+    def compact(self, progress: Callable[[int, int], None] | None = None) -> CompactReport:
+        """Reclaim the space of deleted bodies in the backend (one compaction at a time)."""
+        with self._backend_lock:
+            return self.backend.compact(progress)
+
+    def embed_waiting(self) -> int:
+        """Memories still waiting for a vector."""
+        return len(self.embed_queue)
+
     def purge(self) -> dict[str, Any]:
         """Remove the text of every deleted memory from every file now: tombstone the bodies,
         rewrite the segments holding them, scrub the WAL, and write two snapshots so that

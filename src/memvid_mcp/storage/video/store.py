@@ -354,80 +354,7 @@ class VideoStore:
 
     def _seal(self, bodies: list[bytes]) -> _Sealed:
         """Encode and verify one segment, then rename its files into place (unpublished)."""
-        failed: list[int] = []
-        encode_error: StorageError | None = None
-        for settings in self._ladder:
-            packed = framing.Packer(settings.capacity).pack(bodies)
-            symbols, versions = codec.encode_symbols(packed.payloads, settings)
-            seg = str(ULID())
-            tmp_mp4 = self.seg_dir / f".seg-{seg}.mp4.tmp"
-            tmp_mvi = self.seg_dir / f".seg-{seg}.mvi.tmp"
-            try:
-                try:
-                    written = codec.write_segment(tmp_mp4, symbols, settings)
-                except StorageError as exc:  # this setting cannot encode here: try the next
-                    log.warning("seal: %s; trying safer settings", exc)
-                    encode_error = exc
-                    continue
-                failed = self._check_written(
-                    tmp_mp4, written, packed.payloads, settings.px_per_module
-                )
-                if failed:
-                    log.warning(
-                        "seal verification: %d of %d frames did not decode with %s/%s "
-                        "%dpx ECC %s; re-encoding with safer settings",
-                        len(failed),
-                        len(packed.payloads),
-                        settings.profile,
-                        settings.encoder,
-                        settings.px_per_module,
-                        settings.ecc,
-                    )
-                    continue
-                index = _index_of(written, settings, packed.payloads, versions)
-                data = mvi.dumps(index)
-                _write_file(tmp_mvi, data)
-                mp4_sha = _file_sha256(tmp_mp4)
-                os.replace(tmp_mp4, self._mp4(seg))
-                os.replace(tmp_mvi, self._mvi(seg))
-                fsync_dir(self.seg_dir)
-                return _Sealed(seg, index, len(data), packed.locations, settings, mp4_sha,
-                               hashlib.sha256(data).hexdigest())
-            except StorageError:
-                raise
-            except OSError as exc:
-                raise StorageError(f"{self.seg_dir}: sealing failed: {exc}") from exc
-            finally:
-                for tmp in (tmp_mp4, tmp_mvi):
-                    tmp.unlink(missing_ok=True)
-        if encode_error is not None and not failed:
-            raise encode_error
-        raise CorruptionError(
-            str(self.seg_dir),
-            f"frames {failed[:10]} did not decode back under any {self.profile} setting; "
-            "nothing was published",
-        )
-
-    def _check_written(
-        self, path: Path, written: codec.WrittenSegment, payloads: list[bytes], px: int
-    ) -> list[int]:
-        """Indexes of frames whose decoded QR payload differs from what was encoded."""
-        if len(written.packets) != len(payloads):
-            return list(range(len(payloads)))
-        data = path.read_bytes()
-        bad = []
-        for i, (offset, size, _pts) in enumerate(written.packets):
-            got = codec.decode_payload(
-                written.codec,
-                written.extradata,
-                written.width,
-                written.height,
-                data[offset : offset + size],
-                px,
-            )
-            if got != payloads[i]:
-                bad.append(i)
-        return bad
+        return seal_segment(self.seg_dir, bodies, self._ladder, self.profile)
 
     def _publish(self, sealed: _Sealed, group: list[tuple[str, bytes]]) -> None:
         ts = iso(utcnow()) or ""
@@ -1087,6 +1014,20 @@ def _read_dictionary(path: Path, index: mvi.SegmentIndex) -> framing.SegmentDict
     return framing.assemble_dictionary(pieces, str(path))
 
 
+def decode_frame_content(path: Path, index: mvi.SegmentIndex, frame: int,
+                         dictionaries: dict[str, framing.SegmentDictionary] | None = None
+                         ) -> bytes:
+    """The content one frame of a sealed segment file carries (checked against its index);
+    a segment's dictionary is read when its frames need one, and kept in ``dictionaries``
+    (by file name) when the caller passes a dict to reuse it."""
+    cache = {} if dictionaries is None else dictionaries
+    try:
+        return _decode_frame(path, index, frame, cache.get(path.name))
+    except framing.DictionaryNeeded:
+        cache[path.name] = _read_dictionary(path, index)
+        return _decode_frame(path, index, frame, cache[path.name])
+
+
 def _verify_frames(
     path: Path,
     data: bytes,
@@ -1154,3 +1095,85 @@ def _join(contents: dict[int, bytes], loc: _Loc) -> bytes | None:
         need -= len(piece)
         offset = 0
     return b"".join(parts) if need == 0 else None
+
+
+def seal_segment(seg_dir: Path, bodies: list[bytes], ladder: Sequence[codec.EncodeSettings],
+                 profile: str) -> _Sealed:
+    """Encode and verify one segment of ``bodies`` as ``seg-<ulid>.mp4`` + ``.mvi`` in
+    ``seg_dir`` (fsynced, renamed into place, published by nobody yet): the embedded store
+    and the team engine (which uploads the two files) seal the same way."""
+    failed: list[int] = []
+    encode_error: StorageError | None = None
+    for settings in ladder:
+        packed = framing.Packer(settings.capacity).pack(bodies)
+        symbols, versions = codec.encode_symbols(packed.payloads, settings)
+        seg = str(ULID())
+        tmp_mp4 = seg_dir / f".seg-{seg}.mp4.tmp"
+        tmp_mvi = seg_dir / f".seg-{seg}.mvi.tmp"
+        try:
+            try:
+                written = codec.write_segment(tmp_mp4, symbols, settings)
+            except StorageError as exc:  # this setting cannot encode here: try the next
+                log.warning("seal: %s; trying safer settings", exc)
+                encode_error = exc
+                continue
+            failed = _check_written(
+                tmp_mp4, written, packed.payloads, settings.px_per_module
+            )
+            if failed:
+                log.warning(
+                    "seal verification: %d of %d frames did not decode with %s/%s "
+                    "%dpx ECC %s; re-encoding with safer settings",
+                    len(failed),
+                    len(packed.payloads),
+                    settings.profile,
+                    settings.encoder,
+                    settings.px_per_module,
+                    settings.ecc,
+                )
+                continue
+            index = _index_of(written, settings, packed.payloads, versions)
+            data = mvi.dumps(index)
+            _write_file(tmp_mvi, data)
+            mp4_sha = _file_sha256(tmp_mp4)
+            os.replace(tmp_mp4, seg_dir / f"seg-{seg}.mp4")
+            os.replace(tmp_mvi, seg_dir / f"seg-{seg}.mvi")
+            fsync_dir(seg_dir)
+            return _Sealed(seg, index, len(data), packed.locations, settings, mp4_sha,
+                           hashlib.sha256(data).hexdigest())
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"{seg_dir}: sealing failed: {exc}") from exc
+        finally:
+            for tmp in (tmp_mp4, tmp_mvi):
+                tmp.unlink(missing_ok=True)
+    if encode_error is not None and not failed:
+        raise encode_error
+    raise CorruptionError(
+        str(seg_dir),
+        f"frames {failed[:10]} did not decode back under any {profile} setting; "
+        "nothing was published",
+    )
+
+
+def _check_written(
+    path: Path, written: codec.WrittenSegment, payloads: list[bytes], px: int
+) -> list[int]:
+    """Indexes of frames whose decoded QR payload differs from what was encoded."""
+    if len(written.packets) != len(payloads):
+        return list(range(len(payloads)))
+    data = path.read_bytes()
+    bad = []
+    for i, (offset, size, _pts) in enumerate(written.packets):
+        got = codec.decode_payload(
+            written.codec,
+            written.extradata,
+            written.width,
+            written.height,
+            data[offset : offset + size],
+            px,
+        )
+        if got != payloads[i]:
+            bad.append(i)
+    return bad

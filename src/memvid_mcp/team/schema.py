@@ -1,0 +1,89 @@
+"""The team engine's tables (schema version 1), created on first open.
+
+One row per memory in ``memvid_memories`` (its record as JSON plus the columns search filters
+on), ``live_sha`` under a partial UNIQUE index so two instances storing the same text at once
+end with one memory; bodies wait in ``memvid_pending`` until a sealed segment holds them;
+``memvid_tombstones`` remembers deleted bodies still inside a segment (compaction and purge
+rewrite those segments). A schema change bumps ``SCHEMA_VERSION`` and adds a step to
+``MIGRATIONS``; opening runs the missing steps under an advisory lock.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+SCHEMA_LOCK = 0x6D656D7669640001  # pg_advisory_xact_lock key while creating/migrating tables
+TEXT_CONFIG = "english"  # the full-text configuration (stemming, stop words)
+DIM = 384
+
+_V1 = f"""
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE IF NOT EXISTS memvid_memories (
+    scope text NOT NULL,
+    id text NOT NULL,
+    body_id text NOT NULL UNIQUE,
+    sha256 text NOT NULL,
+    live_sha text,
+    state jsonb NOT NULL,
+    kind text NOT NULL,
+    tags text[] NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    expires_at timestamptz,
+    pinned boolean NOT NULL,
+    superseded_by text,
+    tsv tsvector NOT NULL,
+    embedding vector({DIM}),
+    embed_claimed timestamptz,
+    seg text,
+    frame integer,
+    frame_offset integer,
+    frames integer,
+    body_sha256 text,
+    size integer NOT NULL,
+    PRIMARY KEY (scope, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS memvid_memories_dedup
+    ON memvid_memories (scope, live_sha) WHERE live_sha IS NOT NULL;
+CREATE INDEX IF NOT EXISTS memvid_memories_sha ON memvid_memories (scope, sha256);
+CREATE INDEX IF NOT EXISTS memvid_memories_tsv ON memvid_memories USING gin (tsv);
+CREATE INDEX IF NOT EXISTS memvid_memories_vec
+    ON memvid_memories USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX IF NOT EXISTS memvid_memories_unembedded
+    ON memvid_memories (scope) WHERE embedding IS NULL;
+CREATE INDEX IF NOT EXISTS memvid_memories_seg ON memvid_memories (seg);
+CREATE TABLE IF NOT EXISTS memvid_pending (
+    seq bigserial PRIMARY KEY,
+    body_id text NOT NULL UNIQUE REFERENCES memvid_memories (body_id) ON DELETE CASCADE,
+    scope text NOT NULL,
+    body bytea NOT NULL,
+    since timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS memvid_pending_scope ON memvid_pending (scope, seq);
+CREATE TABLE IF NOT EXISTS memvid_segments (
+    seg text PRIMARY KEY,
+    scope text NOT NULL,
+    frames integer NOT NULL,
+    mp4_bytes bigint NOT NULL,
+    mvi_bytes bigint NOT NULL,
+    bodies integer NOT NULL,
+    raw bigint NOT NULL,
+    mp4_sha256 text NOT NULL,
+    mvi_sha256 text NOT NULL,
+    sealed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS memvid_tombstones (
+    body_id text PRIMARY KEY,
+    scope text NOT NULL,
+    seg text NOT NULL,
+    size integer NOT NULL,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS memvid_tombstones_seg ON memvid_tombstones (seg);
+CREATE TABLE IF NOT EXISTS memvid_models (
+    scope text PRIMARY KEY,
+    model text NOT NULL,
+    dim integer NOT NULL
+);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1}  # version -> the DDL that reaches it from the one before

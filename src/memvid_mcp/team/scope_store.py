@@ -1,0 +1,806 @@
+"""One scope of the team engine: what ``store.scope_store.ScopeStore`` offers the manager,
+kept in PostgreSQL and an S3-compatible bucket instead of local files (ADR 0025).
+
+Write path: one transaction per store (dedup lookup, the record row with its full-text vector,
+the body in ``memvid_pending``); the store is acknowledged when it commits, and every instance
+sees it at once. Sealing: the instance holding the scope's session advisory lock takes the
+oldest pending bodies, encodes one segment with the video backend's sealer, uploads both files,
+and only then, in one transaction, points the records at the segment and drops the pending
+bodies. An instance killed anywhere in between loses nothing (the bodies are still pending;
+uploaded objects nobody references are collected by ``compact``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ulid import ULID
+
+from ..core.config import Settings
+from ..core.errors import (
+    ClosedError,
+    CorruptionError,
+    NotFoundError,
+    ReadOnlyError,
+    StorageError,
+    ValidationError,
+)
+from ..core.hashing import content_sha256
+from ..core.models import MemoryRecord, Problem, utcnow
+from ..core.validation import StoreInput, merge_tags
+from ..search.filters import SearchFilters, norm_tag
+from ..storage.base import CompactReport
+from ..storage.video import codec
+from ..storage.video.cache import ByteLRU
+from ..storage.video.store import SEGMENT_RAW_LIMIT, seal_segment
+from .database import Database
+from .schema import DIM, TEXT_CONFIG
+from .segments import SegmentBucket
+
+log = logging.getLogger(__name__)
+
+SEAL_LOCK_SPACE = "memvid-seal:"  # advisory lock per scope: one sealer/compactor at a time
+EMBED_CLAIM_SECONDS = 120  # a batch taken by an instance that died is taken again after this
+TEXT_CACHE_BYTES = 16 << 20  # texts by body id (a body id never changes its text)
+COVERAGE_TTL = 2.0  # seconds a vector-coverage count is reused (it runs on every search)
+ORPHAN_AGE_SECONDS = 3600  # unreferenced objects older than this are collected by compact
+
+_TSV = (f"to_tsvector('{TEXT_CONFIG}', coalesce(%(title)s, '') || ' ' || %(text)s)")
+# Full-text ranking (ADR 0025): PostgreSQL's ts_rank knows no term rarity, so each query term
+# is ranked on its own and weighted by its BM25 idf in this scope. Candidates are the memories
+# holding a rare query word (in at most RARE_SHARE of the scope), plus more words, rarest
+# first, until they could fill the k asked: ranking every memory that holds a common word
+# cost 20x the time for the same SciFact top 10 (plainto_tsquery would demand every word).
+RARE_SHARE = 0.05
+_LEXICAL = f"""
+WITH terms AS MATERIALIZED (
+    SELECT DISTINCT quote_literal(t)::tsquery AS q
+    FROM unnest(tsvector_to_array(to_tsvector('{TEXT_CONFIG}', %(q)s))) AS t
+    WHERE position(E'\\\\' IN t) = 0),
+total AS MATERIALIZED (SELECT count(*)::float8 AS n FROM memvid_memories WHERE scope = %(scope)s),
+weights AS MATERIALIZED (
+    SELECT terms.q, df.n AS df, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS w
+    FROM terms, total, LATERAL (SELECT count(*)::float8 AS n FROM memvid_memories d
+                                WHERE d.scope = %(scope)s AND d.tsv @@ terms.q) AS df),
+pool AS MATERIALIZED (
+    SELECT q, df, coalesce(sum(df) OVER (ORDER BY df, q::text ROWS BETWEEN UNBOUNDED PRECEDING
+                                         AND 1 PRECEDING), 0) AS rarer
+    FROM weights WHERE df > 0),
+anyterm AS MATERIALIZED (
+    SELECT string_agg(pool.q::text, ' | ')::tsquery AS q FROM pool, total
+    WHERE pool.df <= total.n * %(rare)s OR pool.rarer < %(k)s)
+SELECT m.state, (SELECT sum(weights.w * ts_rank(m.tsv, weights.q, 1)) FROM weights) AS score
+FROM memvid_memories m, anyterm
+WHERE m.scope = %(scope)s AND m.tsv @@ anyterm.q AND {{where}}
+ORDER BY score DESC, m.id DESC LIMIT %(k)s"""
+_VISIBLE = ("(m.expires_at IS NULL OR m.expires_at > %(now)s)")
+_NOT_SUPERSEDED = ("(m.superseded_by IS NULL OR NOT EXISTS (SELECT 1 FROM memvid_memories s "
+                   "WHERE s.scope = m.scope AND s.id = m.superseded_by))")
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+
+
+def _filter_sql(filters: SearchFilters, params: dict[str, Any]) -> str:
+    """SQL conditions for the search filters (the same semantics as SearchFilters.matches)."""
+    out = []
+    if filters.kind is not None:
+        out.append("m.kind = %(kind)s")
+        params["kind"] = filters.kind
+    if filters.pinned is not None:
+        out.append("m.pinned = %(pinned)s")
+        params["pinned"] = filters.pinned
+    if filters.since is not None:
+        out.append("m.created_at >= %(since)s")
+        params["since"] = filters.since
+    if filters.until is not None:
+        out.append("m.created_at < %(until)s")
+        params["until"] = filters.until
+    if filters.tags_any:
+        out.append("m.tags && %(tags_any)s")
+        params["tags_any"] = sorted({norm_tag(t) for t in filters.tags_any})
+    if filters.tags_all:
+        out.append("m.tags @> %(tags_all)s")
+        params["tags_all"] = sorted({norm_tag(t) for t in filters.tags_all})
+    return "".join(f" AND {c}" for c in out)
+
+
+class TeamScopeStore:
+    """One scope in the team database and bucket. Thread-safe; many instances share it."""
+
+    backend_name = "team"
+
+    def __init__(self, name: str, key: str, settings: Settings, db: Database,
+                 bucket: SegmentBucket, *, read_only: bool = False) -> None:
+        self.name = name
+        self.key = key  # the scope's identity in the database and the bucket
+        self.settings = settings
+        self.db = db
+        self.bucket = bucket
+        self.read_only = read_only or settings.read_only
+        self.directory = Path(f"{db.name}#{key}")  # names the scope in problems and stats
+        self.clock: Callable[[], float] = time.time
+        self._seal_lock = threading.Lock()  # one seal or rewrite per process and scope
+        self._coverage: tuple[float, tuple[int, int]] | None = None
+        self._model_in_use: str | None = None
+        self._closed = False
+        self._ladder = codec.PROFILES[settings.video_profile]
+        self._texts = ByteLRU(TEXT_CACHE_BYTES)  # snippets of repeated hits: no round trip
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"scope {self.name} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"scope {self.name} is open read-only because of --read-only "
+                                "(MEMVID_READ_ONLY); writes are refused")
+
+    def _row(self, conn: Any, memory_id: str, *, lock: bool = False) -> MemoryRecord | None:
+        row = conn.execute("SELECT state FROM memvid_memories WHERE scope = %s AND id = %s"
+                           + (" FOR UPDATE" if lock else ""), (self.key, memory_id)).fetchone()
+        return MemoryRecord.from_state(row[0]) if row else None
+
+    @staticmethod
+    def _columns(record: MemoryRecord) -> dict[str, Any]:
+        return {
+            "state": json.dumps(record.to_state()),
+            "kind": record.kind,
+            "tags": sorted({norm_tag(t) for t in record.tags}),
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "expires_at": record.expires_at,
+            "pinned": record.pinned,
+            "superseded_by": record.superseded_by,
+        }
+
+    def _save(self, conn: Any, record: MemoryRecord) -> None:
+        """Rewrite a record's fields (not its body, text index or vector)."""
+        conn.execute(
+            "UPDATE memvid_memories SET state = %(state)s::jsonb, kind = %(kind)s, "
+            "tags = %(tags)s, created_at = %(created_at)s, updated_at = %(updated_at)s, "
+            "expires_at = %(expires_at)s, pinned = %(pinned)s, superseded_by = %(superseded_by)s "
+            "WHERE scope = %(scope)s AND id = %(id)s",
+            {**self._columns(record), "scope": self.key, "id": record.id})
+
+    # ----------------------------------------------------------------- writes
+    def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None,
+              supersedes: Sequence[str] = ()) -> tuple[MemoryRecord, bool, bool]:
+        """Store one validated memory in one transaction. Returns (record, deduplicated,
+        replaced). Two instances storing the same text at once: the partial unique index
+        refuses the second insert, which retries and folds into the first."""
+        import psycopg
+
+        self._check_writable()
+        for attempt in range(5):
+            try:
+                with self.db.transaction() as conn:
+                    self._check_supersedable(conn, supersedes)
+                    record, deduplicated, replaced = self._store(conn, item, imported)
+                    older = [i for i in supersedes if i != record.id]
+                    if older:
+                        record = self._link(conn, older, record)
+                    self._coverage = None
+                    return record, deduplicated, replaced
+            except psycopg.errors.UniqueViolation:
+                if attempt == 4:
+                    raise StorageError(f"scope {self.name}: a concurrent store of the same "
+                                       "memory kept conflicting; try again") from None
+        raise AssertionError("unreachable")
+
+    def _check_supersedable(self, conn: Any, ids: Sequence[str]) -> None:
+        for memory_id in ids:
+            old = self._row(conn, memory_id, lock=True)
+            if old is None or old.expired():
+                raise ValidationError("supersedes",
+                                      f"no memory {memory_id} in scope {self.name}")
+            if old.superseded_by is not None and self._row(conn, old.superseded_by):
+                raise ValidationError("supersedes", f"memory {memory_id} is already "
+                                      f"superseded by {old.superseded_by}; supersede that one")
+
+    def _link(self, conn: Any, ids: Sequence[str], new: MemoryRecord) -> MemoryRecord:
+        for memory_id in ids:
+            old = self._row(conn, memory_id, lock=True)
+            if old is not None:
+                self._save(conn, replace(old, superseded_by=new.id))
+        new = replace(new, supersedes=tuple(dict.fromkeys([*new.supersedes, *ids])))
+        self._save(conn, new)
+        return new
+
+    def _store(self, conn: Any, item: StoreInput, imported: dict[str, Any] | None
+               ) -> tuple[MemoryRecord, bool, bool]:
+        sha = content_sha256(item.text)
+        existing = self._row(conn, item.id, lock=True) if item.id else None
+        deduplicating = item.id is None or (imported is not None and existing is None)
+        if deduplicating:
+            row = conn.execute(
+                "SELECT state FROM memvid_memories m WHERE scope = %(scope)s AND "
+                f"sha256 = %(sha)s AND {_VISIBLE} ORDER BY updated_at DESC, id DESC LIMIT 1 "
+                "FOR UPDATE", {"scope": self.key, "sha": sha, "now": utcnow()}).fetchone()
+            if row is not None:
+                return self._merge_tags(conn, MemoryRecord.from_state(row[0]), item.tags), \
+                    True, False
+        if existing is not None and not existing.expired() and existing.sha256 == sha and (
+            imported is not None or self._same_fields(existing, item)
+        ):
+            return self._merge_tags(conn, existing, item.tags), True, False
+        now = utcnow()
+        record = MemoryRecord(
+            id=item.id or str(ULID()), body_id=str(ULID()), title=item.title, kind=item.kind,
+            tags=item.tags, scope=self.name, metadata=item.metadata, source=item.source,
+            created_at=existing.created_at if existing is not None else now, updated_at=now,
+            expires_at=item.expires_at, pinned=item.pinned, sha256=sha,
+            size=len(item.text.encode("utf-8")))
+        if imported is not None:
+            record = MemoryRecord.from_state({**record.to_state(), **imported,
+                                              "body_id": record.body_id, "scope": self.name,
+                                              "sha256": sha, "size": record.size})
+        # The newest memory of a hash is the one later duplicates fold into. A store that
+        # deduplicates takes the mark only from an expired memory: a live one committed by
+        # another instance since our lookup keeps it, our insert fails and the retry folds.
+        conn.execute("UPDATE memvid_memories SET live_sha = NULL WHERE scope = %s AND "
+                     "live_sha = %s AND id <> %s AND (%s OR expires_at <= %s)",
+                     (self.key, sha, record.id, not deduplicating, utcnow()))
+        params = {**self._columns(record), "scope": self.key, "id": record.id,
+                  "body_id": record.body_id, "sha": sha, "size": record.size,
+                  "title": record.title, "text": item.text.replace("\x00", " ")}
+        if existing is not None:
+            self._retire_body(conn, existing.id)
+            conn.execute(
+                "UPDATE memvid_memories SET body_id = %(body_id)s, sha256 = %(sha)s, "
+                "live_sha = %(sha)s, state = %(state)s::jsonb, kind = %(kind)s, tags = %(tags)s, "
+                "created_at = %(created_at)s, updated_at = %(updated_at)s, "
+                "expires_at = %(expires_at)s, pinned = %(pinned)s, "
+                f"superseded_by = %(superseded_by)s, tsv = {_TSV}, embedding = NULL, "
+                "embed_claimed = NULL, seg = NULL, frame = NULL, frame_offset = NULL, "
+                "frames = NULL, body_sha256 = NULL, size = %(size)s "
+                "WHERE scope = %(scope)s AND id = %(id)s", params)
+        else:
+            conn.execute(
+                "INSERT INTO memvid_memories (scope, id, body_id, sha256, live_sha, state, kind, "
+                "tags, created_at, updated_at, expires_at, pinned, superseded_by, tsv, size) "
+                "VALUES (%(scope)s, %(id)s, %(body_id)s, %(sha)s, %(sha)s, %(state)s::jsonb, "
+                "%(kind)s, %(tags)s, %(created_at)s, %(updated_at)s, %(expires_at)s, "
+                f"%(pinned)s, %(superseded_by)s, {_TSV}, %(size)s)", params)
+        conn.execute("INSERT INTO memvid_pending (body_id, scope, body) VALUES (%s, %s, %s)",
+                     (record.body_id, self.key, item.text.encode("utf-8")))
+        return record, False, existing is not None
+
+    def _retire_body(self, conn: Any, memory_id: str) -> None:
+        """The body of a memory about to be replaced or deleted: a pending one simply goes;
+        a sealed one is tombstoned (its segment still holds the text until rewritten)."""
+        conn.execute(
+            "INSERT INTO memvid_tombstones (body_id, scope, seg, size) SELECT body_id, scope, "
+            "seg, size FROM memvid_memories WHERE scope = %s AND id = %s AND seg IS NOT NULL "
+            "ON CONFLICT DO NOTHING", (self.key, memory_id))
+        conn.execute("DELETE FROM memvid_pending WHERE body_id = (SELECT body_id FROM "
+                     "memvid_memories WHERE scope = %s AND id = %s)", (self.key, memory_id))
+
+    @staticmethod
+    def _same_fields(existing: MemoryRecord, item: StoreInput) -> bool:
+        return (existing.title, existing.kind, existing.metadata, existing.pinned,
+                existing.source) == (item.title, item.kind, item.metadata, item.pinned,
+                                     item.source)
+
+    def _merge_tags(self, conn: Any, existing: MemoryRecord, tags: tuple[str, ...]
+                    ) -> MemoryRecord:
+        merged = merge_tags(existing.tags, tags, self.settings.max_tags)
+        if merged == existing.tags:
+            return existing
+        record = existing.with_tags(merged, utcnow())
+        self._save(conn, record)
+        return record
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Delete memories (their sealed bodies are tombstoned); returns the ids found."""
+        self._check_writable()
+        wanted = list(dict.fromkeys(ids))
+        with self.db.transaction() as conn:
+            rows = conn.execute("SELECT id FROM memvid_memories WHERE scope = %s AND "
+                                "id = ANY(%s) FOR UPDATE", (self.key, wanted)).fetchall()
+            found = {r[0] for r in rows}
+            for memory_id in found:
+                self._retire_body(conn, memory_id)
+            conn.execute("DELETE FROM memvid_memories WHERE scope = %s AND id = ANY(%s)",
+                         (self.key, list(found)))
+        self._coverage = None
+        return [i for i in wanted if i in found]
+
+    # ----------------------------------------------------------------- reads
+    def record(self, memory_id: str) -> MemoryRecord | None:
+        self._check_open()
+        with self.db.connection() as conn:
+            record = self._row(conn, memory_id)
+        return None if record is None or record.expired() else record
+
+    def records(self) -> Iterator[MemoryRecord]:
+        self._check_open()
+        now = utcnow()
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT state FROM memvid_memories WHERE scope = %s",
+                                (self.key,)).fetchall()
+        records = [MemoryRecord.from_state(r[0]) for r in rows]
+        return (r for r in records if not r.expired(now))
+
+    def expired_ids(self) -> list[str]:
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT id FROM memvid_memories WHERE scope = %s AND "
+                                "expires_at <= %s", (self.key, utcnow())).fetchall()
+        return [r[0] for r in rows]
+
+    def superseded(self, record: MemoryRecord) -> bool:
+        return record.superseded_by is not None and self.record(record.superseded_by) is not None
+
+    def read_body(self, record: MemoryRecord) -> str:
+        return self.read_bodies([record])[record.body_id]
+
+    def read_bodies(self, records: Sequence[MemoryRecord]) -> dict[str, str]:
+        """body_id -> text; NotFoundError when a body is neither pending nor sealed."""
+        self._check_open()
+        out: dict[str, str] = {}
+        for record in records:
+            cached = self._texts.get(record.body_id)
+            if cached is not None:
+                out[record.body_id] = cached.decode("utf-8")
+        ids = [r.body_id for r in records if r.body_id not in out]
+        if not ids:
+            return out
+        with self.db.connection() as conn:
+            pending = dict(conn.execute("SELECT body_id, body FROM memvid_pending WHERE "
+                                        "body_id = ANY(%s)", (ids,)).fetchall())
+            rest = [i for i in ids if i not in pending]
+            sealed = conn.execute(
+                "SELECT body_id, seg, frame, frame_offset, frames, size, body_sha256 "
+                "FROM memvid_memories WHERE body_id = ANY(%s) AND seg IS NOT NULL",
+                (rest,)).fetchall() if rest else []
+        found = {b: bytes(body) for b, body in pending.items()}
+        for body_id, seg, frame, offset, frames, size, body_sha in sealed:
+            found[body_id] = self.bucket.read(self.key, seg, frame, offset, size, frames,
+                                              body_sha)
+        for body_id, data in found.items():
+            self._texts.put(body_id, data)
+            out[body_id] = data.decode("utf-8")
+        for body_id in ids:
+            if body_id not in out:
+                raise NotFoundError(f"body {body_id} of scope {self.name} not found")
+        return out
+
+    def lexical_search(self, query: str, k: int, filters: SearchFilters, *,
+                       include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
+        self._check_open()
+        params: dict[str, Any] = {"scope": self.key, "q": query, "k": k, "now": utcnow(),
+                                  "rare": RARE_SHARE}
+        where = _filter_sql(filters, params)
+        if not include_superseded:
+            where += f" AND {_NOT_SUPERSEDED}"
+        sql = _LEXICAL.replace("{where}", _VISIBLE + where)
+        with self.db.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [(MemoryRecord.from_state(state), float(score)) for state, score in rows]
+
+    def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
+                      include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
+        self._check_open()
+        if vector.shape[-1] != DIM:
+            return []
+        params: dict[str, Any] = {"scope": self.key, "v": _vector_text(vector), "k": k,
+                                  "now": utcnow()}
+        where = _filter_sql(filters, params)
+        if not include_superseded:
+            where += f" AND {_NOT_SUPERSEDED}"
+        sql = ("SELECT m.state, 1 - (m.embedding <=> %(v)s::vector) AS score "
+               "FROM memvid_memories m WHERE m.scope = %(scope)s AND m.embedding IS NOT NULL "
+               f"AND {_VISIBLE}{where} ORDER BY m.embedding <=> %(v)s::vector LIMIT %(k)s")
+        with self.db.transaction() as conn:
+            # filtered HNSW scans keep going until k rows pass (pgvector 0.8)
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}")
+            rows = conn.execute(sql, params).fetchall()
+        hits = [(MemoryRecord.from_state(state), float(score)) for state, score in rows]
+        hits.sort(key=lambda hit: hit[1], reverse=True)
+        return hits[:k]
+
+    def vector_coverage(self) -> tuple[int, int]:
+        cached = self._coverage
+        if cached is not None and time.monotonic() - cached[0] < COVERAGE_TTL:
+            return cached[1]
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT count(embedding), count(*) FROM memvid_memories "
+                               "WHERE scope = %s", (self.key,)).fetchone()
+        value = (int(row[0]), int(row[1])) if row else (0, 0)
+        self._coverage = (time.monotonic(), value)
+        return value
+
+    def use_model(self, model_id: str, dim: int) -> None:
+        """Vectors are comparable within one model only: a different one drops them all."""
+        if self._model_in_use == model_id:
+            return
+        if dim != DIM:
+            raise ValidationError("embed_model", f"the team engine stores {DIM}-dimensional "
+                                  f"vectors; {model_id} gives {dim}")
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT model, dim FROM memvid_models WHERE scope = %s "
+                               "FOR UPDATE", (self.key,)).fetchone()
+            if row is not None and tuple(row) != (model_id, dim):
+                log.info("scope %s: embedding model is now %s; re-embedding", self.name,
+                         model_id)
+                conn.execute("UPDATE memvid_memories SET embedding = NULL, embed_claimed = "
+                             "NULL WHERE scope = %s", (self.key,))
+            if row is None or tuple(row) != (model_id, dim):
+                conn.execute("INSERT INTO memvid_models (scope, model, dim) VALUES (%s, %s, %s) "
+                             "ON CONFLICT (scope) DO UPDATE SET model = excluded.model, "
+                             "dim = excluded.dim", (self.key, model_id, dim))
+        self._model_in_use = model_id
+
+    # ----------------------------------------------------------------- embedding
+    def take_embed_batch(self, size: int) -> list[tuple[str, str]]:
+        """Up to ``size`` (body_id, text) pairs still needing vectors, claimed for this
+        instance (another takes them again if no vector arrives within a while)."""
+        if self.read_only or self._closed:
+            return []
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE memvid_memories SET embed_claimed = now() WHERE body_id IN ("
+                "SELECT body_id FROM memvid_memories WHERE scope = %s AND embedding IS NULL "
+                "AND (embed_claimed IS NULL OR embed_claimed < now() - make_interval("
+                "secs => %s)) ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING state", (self.key, EMBED_CLAIM_SECONDS, size)).fetchall()
+        records = [MemoryRecord.from_state(r[0]) for r in rows]
+        out = []
+        for record in records:
+            try:
+                text = self.read_body(record)
+            except (NotFoundError, CorruptionError) as exc:
+                log.error("scope %s: cannot embed %s: %s", self.name, record.id, exc)
+                continue
+            out.append((record.body_id,
+                        f"{record.title}\n{text}" if record.title else text))
+        return out
+
+    def add_vectors(self, body_ids: list[str], vectors: np.ndarray) -> None:
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            cur.executemany("UPDATE memvid_memories SET embedding = %s::vector, "
+                            "embed_claimed = NULL WHERE body_id = %s",
+                            [(_vector_text(v), b) for b, v in zip(body_ids, vectors,
+                                                                  strict=True)])
+        self._coverage = None
+
+    def embed_waiting(self) -> int:
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT count(*) FROM memvid_memories WHERE scope = %s AND "
+                               "embedding IS NULL", (self.key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # ----------------------------------------------------------------- sealing
+    @property
+    def pending_count(self) -> int:
+        return self._pending_stats()[0]
+
+    def _pending_stats(self) -> tuple[int, int, float]:
+        """(bodies, text bytes, age of the oldest in seconds) waiting to be sealed."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(extract(epoch FROM "
+                "now() - min(since)), 0) FROM memvid_pending WHERE scope = %s",
+                (self.key,)).fetchone()
+        return (int(row[0]), int(row[1]), float(row[2])) if row else (0, 0, 0.0)
+
+    def due(self) -> bool:
+        """Seal when a segment is worth it (ADR 0018's cadence): ``seal_min_bytes`` of text
+        or ``batch_max_memories`` bodies wait, or the oldest has waited ``seal_max_seconds``
+        (until then the database holds them durably)."""
+        if self.read_only or self._closed:
+            return False
+        count, size, age = self._pending_stats()
+        return count > 0 and (count >= self.settings.batch_max_memories
+                              or size >= self.settings.seal_min_bytes
+                              or age >= self.settings.seal_max_seconds)
+
+    def _lock_id(self) -> str:
+        return SEAL_LOCK_SPACE + self.key
+
+    def write_batch(self, *, everything: bool = False) -> int:
+        """Seal pending bodies into segments; returns how many were sealed here. Only the
+        instance holding the scope's advisory lock seals (``everything``: wait for it)."""
+        if self.read_only or self._closed:
+            return 0
+        sealed = 0
+        with self._seal_lock, self.db.connection() as lock_conn:
+            if not self._advisory_lock(lock_conn, wait=everything):
+                return 0
+            try:
+                while True:
+                    done = self._seal_one()
+                    sealed += done
+                    if not done or not everything:
+                        break
+            finally:
+                self._advisory_unlock(lock_conn)
+        return sealed
+
+    def _advisory_unlock(self, conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._lock_id(),))
+
+    def _advisory_lock(self, conn: Any, *, wait: bool) -> bool:
+        if wait:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (self._lock_id(),))
+            return True
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                           (self._lock_id(),)).fetchone()
+        return bool(row and row[0])
+
+    def _take_pending(self) -> list[tuple[str, bytes]]:
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT body_id, body FROM memvid_pending WHERE scope = %s "
+                                "ORDER BY seq LIMIT %s",
+                                (self.key, self.settings.batch_max_memories)).fetchall()
+        out: list[tuple[str, bytes]] = []
+        size = 0
+        for body_id, body in rows:
+            if out and size + len(body) > SEGMENT_RAW_LIMIT:
+                break
+            out.append((body_id, bytes(body)))
+            size += len(body)
+        return out
+
+    def _seal_one(self) -> int:
+        """Seal the oldest pending bodies into one segment: encode, upload both files, then
+        publish in one transaction. Returns how many bodies it sealed."""
+        batch = self._take_pending()
+        if not batch:
+            return 0
+        self._publish_segment(batch, retiring=[])
+        return len(batch)
+
+    def _publish_segment(self, batch: list[tuple[str, bytes]], retiring: list[str]) -> str:
+        """Encode ``batch`` into a new segment, upload it, then in one transaction point the
+        bodies at it (and drop ``retiring`` segments' rows). Returns the new segment id."""
+        import hashlib
+
+        with tempfile.TemporaryDirectory(prefix="memvid-seal-") as tmp:
+            sealed = seal_segment(Path(tmp), [b for _, b in batch], self._ladder,
+                                  self.settings.video_profile)
+            mp4 = Path(tmp) / f"seg-{sealed.ulid}.mp4"
+            mvi = Path(tmp) / f"seg-{sealed.ulid}.mvi"
+            self.bucket.upload(self.key, mvi)
+            self.bucket.upload(self.key, mp4)
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO memvid_segments (seg, scope, frames, mp4_bytes, mvi_bytes, "
+                    "bodies, raw, mp4_sha256, mvi_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, "
+                    "%s, %s)", (sealed.ulid, self.key, len(sealed.seg_index.frames),
+                                sealed.seg_index.mp4_size, sealed.mvi_bytes, len(batch),
+                                sum(len(b) for _, b in batch), sealed.mp4_sha256,
+                                sealed.mvi_sha256))
+                rows = []
+                for (body_id, body), (frame, offset, frames) in zip(batch, sealed.locations,
+                                                                     strict=True):
+                    rows.append((sealed.ulid, frame, offset, frames,
+                                 hashlib.sha256(body).hexdigest(), body_id))
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE memvid_memories SET seg = %s, frame = %s, frame_offset = %s, "
+                        "frames = %s, body_sha256 = %s "
+                        "WHERE body_id = %s", rows)
+                ids = [b for b, _ in batch]
+                # bodies deleted or replaced while sealing are dead in the new segment
+                conn.execute(
+                    "INSERT INTO memvid_tombstones (body_id, scope, seg, size) SELECT b, %s, "
+                    "%s, 0 FROM unnest(%s::text[]) AS b WHERE NOT EXISTS (SELECT 1 FROM "
+                    "memvid_memories WHERE body_id = b) ON CONFLICT DO NOTHING",
+                    (self.key, sealed.ulid, ids))
+                conn.execute("DELETE FROM memvid_pending WHERE body_id = ANY(%s)", (ids,))
+                if retiring:
+                    conn.execute("DELETE FROM memvid_tombstones WHERE seg = ANY(%s)",
+                                 (retiring,))
+                    conn.execute("DELETE FROM memvid_segments WHERE seg = ANY(%s)", (retiring,))
+            self.bucket.adopt(self.key, mvi)
+            self.bucket.adopt(self.key, mp4)
+        return sealed.ulid
+
+    # ----------------------------------------------------------------- maintenance
+    def apply_deletes(self) -> int:
+        return 0  # a delete is complete when its transaction commits
+
+    def commit_indexes(self, *, force: bool = False) -> None:
+        """Nothing to do: the database indexes are current when a store commits."""
+
+    def checkpoint(self, *, force: bool = False) -> bool:
+        return False  # no WAL or snapshot: the database is the log
+
+    def changed_on_disk(self, interval: float = 1.0) -> bool:
+        return False
+
+    def compact_step(self) -> CompactReport | None:
+        """One unit of background compaction (ADR 0018's rule): rewrite one segment holding
+        text deleted more than ``purge_after_seconds`` ago or whose live share fell below
+        the threshold. None when there is none, or another instance is sealing."""
+        if self.read_only or self._closed:
+            return None
+        with self._seal_lock, self.db.connection() as lock_conn:
+            if not self._advisory_lock(lock_conn, wait=False):
+                return None
+            try:
+                victims = self._victims(self.settings.compact_live_threshold,
+                                        self.settings.purge_after_seconds, limit=1)
+                return self._rewrite_segments(victims, None) if victims else None
+            finally:
+                self._advisory_unlock(lock_conn)
+
+    def compact(self, progress: Callable[[int, int], None] | None = None) -> CompactReport:
+        """Rewrite segments holding deleted bodies below the live-share threshold, and
+        collect unreferenced old objects."""
+        return self._rewrite(self.settings.compact_live_threshold, progress)
+
+    def purge(self) -> dict[str, Any]:
+        """Remove the text of every deleted memory from the bucket now."""
+        self._check_writable()
+        self.write_batch(everything=True)
+        return self._rewrite(1.0, None).to_dict()
+
+    def _rewrite(self, threshold: float,
+                 progress: Callable[[int, int], None] | None) -> CompactReport:
+        if self.read_only or self._closed:
+            return CompactReport()
+        with self._seal_lock, self.db.connection() as lock_conn:
+            self._advisory_lock(lock_conn, wait=True)
+            try:
+                report = self._rewrite_segments(self._victims(threshold, None), progress)
+                self._collect_orphans()
+                return report
+            finally:
+                self._advisory_unlock(lock_conn)
+
+    def _victims(self, threshold: float, deleted_before: float | None,
+                 limit: int | None = None) -> list[str]:
+        """Segments holding deleted bodies whose live share is below ``threshold`` (1.0:
+        any), or (``deleted_before`` seconds) holding text deleted longer ago than that."""
+        aged = ("OR EXISTS (SELECT 1 FROM memvid_tombstones t WHERE t.seg = s.seg AND "
+                "t.deleted_at < now() - make_interval(secs => %(aged)s))"
+                if deleted_before is not None else "")
+        with self.db.connection() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT s.seg FROM memvid_segments s WHERE s.scope = %(scope)s AND EXISTS ("
+                "SELECT 1 FROM memvid_tombstones t WHERE t.seg = s.seg) AND (coalesce(("
+                "SELECT sum(size) FROM memvid_memories m WHERE m.seg = s.seg), 0) < "
+                f"%(threshold)s * s.raw {aged}) ORDER BY s.seg LIMIT %(limit)s",
+                {"scope": self.key, "threshold": threshold, "aged": deleted_before,
+                 "limit": limit}).fetchall()]
+
+    def _rewrite_segments(self, victims: list[str],
+                          progress: Callable[[int, int], None] | None) -> CompactReport:
+        """Move the live bodies of each victim into a new segment (published in one
+        transaction that also drops the victim), then delete the victim's objects."""
+        with self.db.connection() as conn:
+            before = self._stored_bytes(conn)
+        moved = 0
+        for n, seg in enumerate(victims):
+            with self.db.connection() as conn:
+                rows = conn.execute("SELECT state FROM memvid_memories WHERE seg = %s",
+                                    (seg,)).fetchall()
+            records = [MemoryRecord.from_state(r[0]) for r in rows]
+            bodies = self.read_bodies(records) if records else {}
+            batch = [(r.body_id, bodies[r.body_id].encode("utf-8")) for r in records]
+            if batch:
+                self._publish_segment(batch, retiring=[seg])
+            else:
+                with self.db.transaction() as conn:
+                    conn.execute("DELETE FROM memvid_tombstones WHERE seg = %s", (seg,))
+                    conn.execute("DELETE FROM memvid_segments WHERE seg = %s", (seg,))
+            self.bucket.delete(self.key, [f"seg-{seg}.mp4", f"seg-{seg}.mvi"])
+            moved += len(batch)
+            if progress is not None:
+                progress(n + 1, len(victims))
+        with self.db.connection() as conn:
+            after = self._stored_bytes(conn)
+        return CompactReport(segments_rewritten=len(victims), bodies_moved=moved,
+                             bytes_before=before, bytes_after=after)
+
+    def _stored_bytes(self, conn: Any) -> int:
+        row = conn.execute("SELECT coalesce(sum(mp4_bytes + mvi_bytes), 0) FROM "
+                           "memvid_segments WHERE scope = %s", (self.key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _collect_orphans(self) -> int:
+        """Delete objects no segment row names and older than ORPHAN_AGE_SECONDS (an
+        instance killed between upload and publish leaves them; younger ones may be a seal
+        in flight elsewhere)."""
+        with self.db.connection() as conn:
+            known = {r[0] for r in conn.execute("SELECT seg FROM memvid_segments WHERE "
+                                                "scope = %s", (self.key,)).fetchall()}
+        now = time.time()
+        orphans = [name for name, modified in self.bucket.names(self.key).items()
+                   if name.startswith("seg-") and name[4:30] not in known
+                   and now - modified > ORPHAN_AGE_SECONDS]
+        if orphans:
+            log.info("scope %s: removing %d unreferenced segment objects", self.name,
+                     len(orphans))
+            self.bucket.delete(self.key, orphans)
+        return len(orphans)
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+        """Every memory's body is pending or in a segment whose objects exist at their
+        sealed size."""
+        problems: list[Problem] = []
+        with self.db.connection() as conn:
+            missing = [r[0] for r in conn.execute(
+                "SELECT id FROM memvid_memories m WHERE scope = %s AND seg IS NULL AND NOT "
+                "EXISTS (SELECT 1 FROM memvid_pending p WHERE p.body_id = m.body_id)",
+                (self.key,)).fetchall()]
+            segments = conn.execute("SELECT seg, mp4_bytes, mvi_bytes FROM memvid_segments "
+                                    "WHERE scope = %s ORDER BY seg", (self.key,)).fetchall()
+        if missing:
+            problems.append(Problem(str(self.directory), "bodies missing from storage",
+                                    tuple(sorted(missing))))
+        for n, (seg, mp4_bytes, mvi_bytes) in enumerate(segments):
+            for name, size in ((f"seg-{seg}.mp4", mp4_bytes), (f"seg-{seg}.mvi", mvi_bytes)):
+                found = self.bucket.size(self.key, name)
+                if found != size:
+                    with self.db.connection() as conn:
+                        ids = tuple(sorted(r[0] for r in conn.execute(
+                            "SELECT id FROM memvid_memories WHERE seg = %s", (seg,))))
+                    problems.append(Problem(self.bucket.key(self.key, name),
+                                            "missing" if found is None else
+                                            f"size {found} differs from {size}", ids))
+            if progress is not None:
+                progress(n + 1, len(segments))
+        return problems
+
+    def repair(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Report what verify finds; memories whose body is gone are deleted so the rest
+        keeps being served (the database has no local files to quarantine)."""
+        self._check_writable()
+        problems = self.verify(progress)
+        unreadable = sorted({i for p in problems for i in p.memory_ids})
+        if unreadable:
+            self.delete(unreadable)
+        return {"problems_found": len(problems), "files_quarantined": [],
+                "memories_unreadable": unreadable, "memories_restored": [],
+                "quarantine": None, "bytes_reclaimed": 0}
+
+    def stats(self) -> dict[str, Any]:
+        with self.db.connection() as conn:
+            memories, text_bytes, vectors = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0), count(embedding) FROM "
+                "memvid_memories WHERE scope = %s", (self.key,)).fetchone()
+            segments, stored = conn.execute(
+                "SELECT count(*), coalesce(sum(mp4_bytes + mvi_bytes), 0) FROM memvid_segments "
+                "WHERE scope = %s", (self.key,)).fetchone()
+        pending, pending_bytes, _ = self._pending_stats()
+        return {
+            "backend": self.backend_name,
+            "memories": int(memories),
+            "text_bytes": int(text_bytes),
+            "stored_bytes": int(stored),
+            "pending_bodies": pending,
+            "embedding_queue": int(memories) - int(vectors),
+            "vectors": int(vectors),
+            "pending_text_bytes": pending_bytes,
+            "segments": int(segments),
+            "segment_cache_bytes": self.bucket.cached_bytes(),
+            "read_only": self.read_only,
+            "path": str(self.directory),
+            "segment_url": self.bucket.url,
+        }
+
+    def close(self) -> None:
+        """Nothing to flush: every acknowledged store is committed, and pending bodies wait
+        in the database for whichever instance seals next."""
+        self._closed = True
+

@@ -1,0 +1,233 @@
+"""The team engine (ADR 0025) against real servers: PostgreSQL 18 + pgvector and an S3 API.
+
+Several instances (managers with their own data directories, as on different hosts; real
+processes where it matters) share one memory: what one stores the others read and find at
+once, identical texts stored concurrently become one memory, and an instance killed mid-seal
+loses nothing acknowledged while another completes the seal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memvid_mcp.core.errors import StorageError
+from memvid_mcp.manager import MemoryManager
+from team_fixtures import TeamEnv
+
+WORKER = Path(__file__).with_name("team_worker.py")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _open(data_dir: Path, **overrides: object) -> MemoryManager:
+    return MemoryManager.open(data_dir, project=data_dir, embeddings=False, **overrides)
+
+
+def _psql(env: TeamEnv, sql: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(env.database_url, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def _worker(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_the_team_engine_serves_global_scope_with_nothing_but_a_cache_on_disk(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as m:
+        stored = m.store("the team engine keeps records in PostgreSQL")
+        m.flush()
+        (stats,) = m.stats()
+        assert stats.backend == "team" and stats.memories == 1 and stats.pending_bodies == 0
+        assert stats.details["segments"] == 1
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(1,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
+    files = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").rglob("*")
+             if p.is_file()}
+    assert files == {"team-cache"}  # no WAL, snapshot or index: only cached segment files
+    with _open(tmp_path / "a") as m:  # reopening finds the schema in place
+        assert m.get(stored.id).memories[0].text.startswith("the team engine")
+
+
+def test_a_memory_stored_by_one_instance_is_read_and_found_by_another(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "host-a") as a, _open(tmp_path / "host-b") as b:
+        stored = a.store("Postgres failover drill happens every second Thursday",
+                         tags=["ops"], title="drill")
+        # at once, before any seal: the body is still pending in the database
+        assert b.get(stored.id).memories[0].text.startswith("Postgres failover drill")
+        assert [h.id for h in b.search("failover drill", mode="lexical").results] == [
+            stored.id]
+        assert [h.id for h in b.search("drill", tags_any="ops").results] == [stored.id]
+        assert b.search("drill", tags_any="other").results == ()
+        unread = a.store("Backups are restored to the scratch cluster on Mondays")
+        a.flush()  # sealed into a segment in the bucket
+        assert _psql(team_env, "SELECT count(*) FROM memvid_segments") == [(1,)]
+        # host b has no copy of the segment: it downloads it on the first read
+        assert not list((tmp_path / "host-b").rglob("seg-*"))
+        assert b.get(unread.id).memories[0].text.startswith("Backups are restored")
+        assert list((tmp_path / "host-b").rglob("seg-*.mp4"))
+        assert b.get(stored.id).memories[0].text.startswith("Postgres failover drill")
+        assert b.delete(stored.id) == 1
+        assert a.get(stored.id).missing == (stored.id,)
+        assert a.search("failover drill").results == ()
+
+
+def test_identical_texts_stored_concurrently_by_two_processes_become_one_memory(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    n = 60
+    workers = [_worker("store", str(tmp_path / name), str(n), name) for name in ("a", "b")]
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-2000:]
+        outputs.append([line.split() for line in out.splitlines() if line.startswith("S ")])
+    assert [len(o) for o in outputs] == [n, n]  # every store acknowledged in both
+    ids_a = {int(i): memory_id for _, i, memory_id, _ in outputs[0]}
+    ids_b = {int(i): memory_id for _, i, memory_id, _ in outputs[1]}
+    assert ids_a == ids_b  # both were told the same memory for the same text
+    folded = sum(int(d) for o in outputs for *_, d in o)
+    assert folded == n  # each text: one store created it, the other folded into it
+    assert _psql(team_env, "SELECT count(*), count(DISTINCT sha256) FROM memvid_memories") \
+        == [(n, n)]
+    with _open(tmp_path / "c") as m:
+        got = m.get(list(ids_a.values()))
+        assert len(got.memories) == n
+        assert all(set(mem.record.tags) == {"a", "b"} for mem in got.memories)
+
+
+def test_an_instance_killed_mid_seal_loses_nothing_and_another_completes_the_seal(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = _worker("seal-and-hang", str(tmp_path / "killed"), "25")
+    acknowledged: list[str] = []
+    assert worker.stdout is not None
+    deadline = time.monotonic() + 240
+    for line in worker.stdout:
+        if line.startswith("S "):
+            acknowledged.append(line.split()[1])
+        if line.strip() == "UPLOADED" or time.monotonic() > deadline:
+            break
+    assert len(acknowledged) == 25
+    worker.send_signal(signal.SIGKILL)  # uploaded one object, published nothing
+    worker.wait(timeout=30)
+    assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(25,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_segments") == [(0,)]
+    with _open(tmp_path / "survivor") as m:
+        assert len(m.get(acknowledged).memories) == 25  # served from the pending bodies
+        m.flush()  # the killed instance's advisory lock died with its connection
+        assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
+        assert _psql(team_env, "SELECT count(*), sum(bodies) FROM memvid_segments") == [
+            (1, 25)]
+        texts = {mem.id: mem.text for mem in m.get(acknowledged).memories}
+        assert len(texts) == 25 and all(t.startswith("acknowledged") for t in texts.values())
+        assert m.verify() == []
+        store = m._scope("global")
+        names = set(store.bucket.names(store.key))  # type: ignore[attr-defined]
+        assert len(names) == 3  # the new segment's two objects + the killed seal's orphan
+        import memvid_mcp.team.scope_store as team_scope
+
+        monkeypatch.setattr(team_scope, "ORPHAN_AGE_SECONDS", 0)
+        m.compact()
+        assert len(store.bucket.names(store.key)) == 2  # type: ignore[attr-defined]
+        assert len(m.get(acknowledged).memories) == 25
+
+
+def test_purge_rewrites_segments_holding_deleted_text(team_env: TeamEnv,
+                                                      tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as m:
+        ids = [m.store(f"segment purge candidate number {i}").id for i in range(6)]
+        m.flush()
+        (before,) = _psql(team_env, "SELECT seg FROM memvid_segments")
+        assert m.delete(ids[:2], purge=True) == 2
+        segs = _psql(team_env, "SELECT seg, bodies FROM memvid_segments")
+        assert len(segs) == 1 and segs[0][0] != before[0] and segs[0][1] == 4
+        assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(0,)]
+        store = m._scope("global")
+        names = set(store.bucket.names(store.key))  # type: ignore[attr-defined]
+        assert names == {f"seg-{segs[0][0]}.mp4", f"seg-{segs[0][0]}.mvi"}
+        assert [mem.text for mem in m.get(ids[2:]).memories] == [
+            f"segment purge candidate number {i}" for i in range(2, 6)]
+        assert m.verify() == []
+
+
+def test_background_compaction_removes_deleted_text_once_it_has_aged(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a", purge_after_seconds=3600, auto_compact=False) as m:
+        ids = [m.store(f"compaction candidate {i}").id for i in range(4)]
+        m.flush()
+        store = m._scope("global")
+        m.delete(ids[0])
+        assert store.compact_step() is None  # deleted a moment ago: not yet due
+        _psql(team_env, "UPDATE memvid_tombstones SET deleted_at = now() - interval '2 hours'")
+        report = store.compact_step()
+        assert report is not None and report.segments_rewritten == 1
+        assert report.bodies_moved == 3
+        assert store.compact_step() is None
+        assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(0,)]
+        assert len(m.get(ids[1:]).memories) == 3 and m.verify() == []
+
+
+def test_sealing_waits_for_a_segment_worth_writing(team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a", seal_min_bytes=200, seal_max_seconds=900) as m:
+        store = m._scope("global")
+        m.store("short")
+        assert not store.due()  # 5 bytes wait: the database holds them durably
+        m.store("x" * 300)
+        assert store.due()
+
+
+def test_semantic_and_hybrid_search_through_pgvector(
+        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path]) -> None:
+    model, cache = converted_model
+    with MemoryManager.open(tmp_path / "a", project=tmp_path, embed_model=model,
+                            cache_dir=cache) as m:
+        cat = m.store("The cat sat on the warm windowsill all afternoon")
+        m.store("Quarterly revenue grew by twelve percent")
+        m.store("Kubernetes pods restart when the liveness probe fails")
+        m.flush()
+        assert _psql(team_env, "SELECT count(embedding) FROM memvid_memories") == [(3,)]
+        result = m.search("a kitten resting by the window", mode="semantic", k=1)
+        assert result.mode == "semantic" and [h.id for h in result.results] == [cat.id]
+        assert m.search("feline sunbathing", k=1).results[0].id == cat.id
+
+
+def test_an_unreachable_database_or_bucket_is_a_clear_error(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once closed
+    monkeypatch.setenv("MEMVID_DATABASE_URL",
+                       f"postgresql://nobody:secret@127.0.0.1:{port}/memvid?connect_timeout=1")
+    with _open(tmp_path / "a") as m, pytest.raises(StorageError, match="unreachable") as exc:
+        m.store("never stored")
+    assert "secret" not in str(exc.value)
+    monkeypatch.setenv("MEMVID_DATABASE_URL", team_env.database_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with _open(tmp_path / "b") as m, pytest.raises(StorageError, match="segment store"):
+        m.store("never stored either")
+
+
+def test_full_text_ranking_weights_rare_words_and_takes_any_query(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as m:
+        for i in range(8):
+            m.store(f"deployment notes number {i}: deployment went fine, deployment again")
+        rare = m.store("the zeppelin hangar opens at noon")
+        hits = m.search("deployment zeppelin", mode="lexical").results
+        assert hits[0].id == rare.id  # one rare word outweighs a common word said thrice
+        assert len(hits) == 9  # any word matches (not every word)
+        for odd in ("o'brien's \\ back\\slash 'quoted' & | ! <->", "the of and", "'''"):
+            assert isinstance(m.search(odd, mode="lexical").results, tuple)
