@@ -90,7 +90,7 @@ async def time_sdk_client(client: Any, args: argparse.Namespace, queries: list[s
     for mode in ("lexical", "hybrid"):
         times = out.setdefault(f"memory_search {mode}", [])
         for i, q in enumerate(queries):
-            result = await timed(times, lambda q=q, i=i: client.call_tool(
+            result = await timed(times, lambda q=q, i=i, mode=mode: client.call_tool(
                 "memory_search", search_args(q, i, mode)))
             assert not result.is_error, result.content
             assert result.structured_content["mode"] == mode, result.structured_content
