@@ -10,9 +10,10 @@ data directory's service over its Unix socket; the service runs the MCP server o
   ``tags_any`` filter (as ``bench_search_speed.py``), so hybrid pays for embedding the query.
 
 The same calls then run through a minimal standard-library client (``StdioPeer``: the same
-relay and service without the SDK client's own parsing), and in one process, labelled:
+relay and service without the SDK client's own parsing), the same client straight on the
+service's socket (no relay), and in one process, labelled:
 the same MCP server with the SDK's in-memory transport, and ``MemoryManager.search`` itself.
-The differences are the hops: client SDK, relay + socket + service, MCP server, search.
+The differences are the hops: client SDK, relay, socket + service, MCP server, search.
 
 Store: ``--quick`` builds 2,000 real texts in a temporary directory; ``--n N`` builds N
 (``corpus.py`` gives the texts and cached vectors); ``--dir D`` keeps the store in
@@ -136,6 +137,55 @@ def stdio_peer(args: argparse.Namespace, data: Path, repo: Path, env: dict[str, 
     return out
 
 
+def socket_direct(args: argparse.Namespace, data: Path, repo: Path, env: dict[str, str],
+                  queries: list[str]) -> Timings:
+    """The same JSON-RPC straight on the service's socket, without the relay: its hop cost."""
+    import json
+
+    from memvid_mcp.client.connect import open_connection
+    from memvid_mcp.core.rundir import RunDir
+
+    os.environ["MEMVID_RUN_DIR"] = env["MEMVID_RUN_DIR"]
+    found = open_connection(RunDir.for_data_dir(data), "mcp", project=str(repo), spawn=False)
+    assert found is not None, "no service runs"
+    conn = found[0]
+    next_id = 0
+
+    def request(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        nonlocal next_id
+        next_id += 1
+        conn.send(json.dumps({"jsonrpc": "2.0", "id": next_id, "method": method,
+                              "params": params}).encode() + b"\n")
+        while True:
+            reply: dict[str, Any] = json.loads(conn.readline(limit=1 << 26))
+            if reply.get("id") == next_id:
+                return reply
+
+    request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "bench", "version": "1"}})
+    conn.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+    out: Timings = {"ping": [], "tools/list": []}
+    try:
+        for _ in range(20):
+            request("ping", {})
+        for name in ("ping", "tools/list"):
+            for _ in range(args.calls):
+                t0 = time.perf_counter()
+                request(name, {})
+                out[name].append(time.perf_counter() - t0)
+        for mode in ("lexical", "hybrid"):
+            times = out.setdefault(f"memory_search {mode}", [])
+            for i, q in enumerate(queries):
+                t0 = time.perf_counter()
+                reply = request("tools/call", {"name": "memory_search",
+                                               "arguments": search_args(q + "   ", i, mode)})
+                times.append(time.perf_counter() - t0)
+                assert reply["result"]["structuredContent"]["mode"] == mode, reply
+    finally:
+        conn.close()
+    return out
+
+
 def stop_service(data: Path, env: dict[str, str]) -> None:
     subprocess.run([*launch_command(), "--data-dir", str(data), "service", "--stop"],
                    env=env, capture_output=True, check=False)
@@ -194,7 +244,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="pings and tools/list calls")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="2,000 memories, 60 queries")
-    parser.add_argument("--skip", default="", help="comma list of: sdk,peer,inproc")
+    parser.add_argument("--skip", default="", help="comma list of: sdk,peer,socket,inproc")
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -218,6 +268,9 @@ def main() -> None:
             if "peer" not in skip:
                 report("stdio: plain JSON client -> relay -> service",
                        stdio_peer(args, data, repo, env, queries))
+            if "socket" not in skip and "peer" not in skip:  # the peer's service is still up
+                report("socket: plain JSON client -> service (no relay)",
+                       socket_direct(args, data, repo, env, queries))
         finally:
             stop_service(data, env)
             shutil.rmtree(run_dir, ignore_errors=True)
