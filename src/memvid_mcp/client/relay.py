@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import selectors
 import socket
 import time
@@ -30,6 +31,33 @@ log = logging.getLogger(__name__)
 RESTART_ERROR_CODE = -32002  # in the implementation-defined server-error range
 RESTARTS_PER_MINUTE = 5
 ANSWER_WAIT_SECONDS = 120.0  # how long answers are awaited after the client closes its input
+NOT_AN_ANSWER = object()  # what ``answer_id`` returns for requests and notifications
+
+# How the SDK serialises what the service sends: an answer starts with its id, then "result"
+# or "error". Matching that head avoids parsing every answer (search results are kilobytes);
+# any other shape is parsed in full.
+_ANSWER_HEAD = re.compile(rb'\{"jsonrpc":"2\.0","id":(-?[0-9]+|"[^"\\]*"),"(result|error|method)"')
+_NOTIFICATION_HEAD = re.compile(rb'\{"jsonrpc":"2\.0","method":')
+
+
+def answer_id(line: bytes) -> Any:
+    """The id of the JSON-RPC answer on ``line``, or ``NOT_AN_ANSWER`` for anything else (a
+    request or notification from the service, or a line that is not a JSON object)."""
+    head = _ANSWER_HEAD.match(line)
+    if head is not None:
+        if head.group(2) == b"method":
+            return NOT_AN_ANSWER
+        raw = head.group(1)
+        return raw[1:-1].decode("utf-8") if raw.startswith(b'"') else int(raw)
+    if _NOTIFICATION_HEAD.match(line):
+        return NOT_AN_ANSWER
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return NOT_AN_ANSWER
+    if isinstance(message, dict) and "id" in message and "method" not in message:
+        return message["id"]
+    return NOT_AN_ANSWER
 
 
 class Relay:
@@ -85,18 +113,24 @@ class Relay:
                 self.initialized = line
         return None
 
-    def _from_service(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if isinstance(message, dict) and "id" in message and "method" not in message:
-            request_id = message["id"]
-            if request_id in self.swallow:
-                self.swallow.discard(request_id)
-                return
-            self.pending.pop(request_id, None)
-        self._write_client(line + b"\n")
+    def _from_service(self, chunk: bytes) -> None:
+        """Pass on every whole line of ``chunk``, in one write (answers that arrive
+        together leave together)."""
+        self.out_buffer += chunk
+        *lines, self.out_buffer = self.out_buffer.split(b"\n")
+        out = []
+        for line in lines:
+            if not line:
+                continue
+            request_id = answer_id(line)
+            if request_id is not NOT_AN_ANSWER:
+                if request_id in self.swallow:
+                    self.swallow.discard(request_id)
+                    continue
+                self.pending.pop(request_id, None)
+            out.append(line)
+        if out:
+            self._write_client(b"\n".join(out) + b"\n")
 
     # ------------------------------------------------------------------ restart
     def _restart(self) -> None:
@@ -160,11 +194,7 @@ class Relay:
                     except OSError:
                         chunk = b""
                     if chunk:
-                        self.out_buffer += chunk
-                        *lines, self.out_buffer = self.out_buffer.split(b"\n")
-                        for line in lines:
-                            if line:
-                                self._from_service(line)
+                        self._from_service(chunk)
                         continue
                     if not client_open:
                         return 0  # the client finished; the service ended its session
