@@ -1,6 +1,7 @@
 """Vector search over L2-normalised embeddings: exact below a size, HNSW (usearch) above.
 
-Why: exact float32 mat-vec is ~0.1 ms at 6k and ~0.5 ms at 20k, and never misses; above
+Why: exact search, one int8 pass over every row on onnxruntime's integer kernels
+(``int8_scores``, ADR 0027), is ~0.15 ms at 20k and never misses; above
 ``exact_limit`` an HNSW graph (usearch, which ships wheels, unlike hnswlib) answers in
 ~0.5 ms with recall@10 >= 0.99, its candidates rescored from the raw vectors. The raw vectors
 are kept on disk, append-only, so a rebuild never re-embeds (ADR 0006), as int8 with one
@@ -32,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..core.errors import CorruptionError, StorageError, ValidationError
+from .int8_scores import dot_columns
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ COMPACT_MIN_DEAD = 1024
 
 Matrix = npt.NDArray[np.float32]
 Codes = npt.NDArray[np.int8]
-CHUNK_ROWS = 8192  # rows dequantised at a time when no float32 copy is kept
+CHUNK_ROWS = 8192  # rows dequantised at a time (conversion, graph building)
 
 
 def _load_usearch() -> Any:
@@ -109,9 +111,8 @@ def _row_bytes(dim: int, version: int = FORMAT_VERSION) -> int:
 class VectorIndex:
     """Cosine-similarity search by id. One writer thread, any number of searcher threads.
 
-    Memory: the int8 codes and scales always; a float32 copy (``_dense``) only while no HNSW
-    graph serves, since exact search needs one contiguous float32 matrix to run at BLAS speed
-    (int8 rows converted per query cost ~3x a float32 mat-vec).
+    Memory: the int8 codes (column-major, ``dim x capacity``: the layout the int8 kernel
+    streams, ADR 0027) and one scale per row; no float32 copy.
     """
 
     def __init__(self, path: Path | None, dim: int = 384, exact_limit: int = 20_000, *,
@@ -123,10 +124,9 @@ class VectorIndex:
         self.dim = dim
         self.exact_limit = exact_limit
         self._lock = threading.RLock()
-        self._codes: Codes = np.zeros((1024, dim), dtype=np.int8)
+        self._codes_t: Codes = np.zeros((dim, 1024), dtype=np.int8)  # one column per row
         self._scales: Matrix = np.zeros(1024, dtype=np.float32)
-        self._dense: Matrix | None = np.zeros((1024, dim), dtype=np.float32)
-        self._rows = 0  # rows used in _codes
+        self._rows = 0  # columns used in _codes_t
         self._live = np.zeros(1024, dtype=bool)
         self._row_ids: list[str] = []
         self._by_id: dict[str, int] = {}
@@ -191,7 +191,7 @@ class VectorIndex:
             # a crash after a migration's meta write, before the old file's removal
             (self._path / OLD_DATA_FILE).unlink(missing_ok=True)
         capacity = rows + max(1024, rows // 8)
-        self._codes = np.zeros((capacity, self.dim), dtype=np.int8)
+        self._codes_t = np.zeros((self.dim, capacity), dtype=np.int8)
         self._scales = np.zeros(capacity, dtype=np.float32)
         if rows and version == 1:
             self._read_float32_rows(data_path, rows)
@@ -199,7 +199,7 @@ class VectorIndex:
             raw = np.zeros((rows, self.dim + 4), dtype=np.uint8)
             with open(data_path, "rb") as f:
                 f.readinto(raw.reshape(-1).data)
-            self._codes[:rows] = raw[:, 4:].view(np.int8)
+            self._codes_t[:, :rows] = raw[:, 4:].view(np.int8).T
             self._scales[:rows] = raw[:, :4].copy().view("<f4").reshape(rows)
         self._live = np.zeros(capacity, dtype=bool)
         self._row_ids = [""] * rows
@@ -232,11 +232,8 @@ class VectorIndex:
         self._log_bytes = log_bytes
         if version == 1 and not self.read_only:
             self._migrate_from_float32()
-        self._dense = None
         if len(self._by_id) >= self.exact_limit:
             self._load_graph()
-        if self._hnsw is None:
-            self._dense = self._dense_copy(capacity)
 
     def _read_float32_rows(self, data_path: Path, rows: int) -> None:
         """Format 1: float32 rows, checked against their CRC (the conversion would otherwise
@@ -248,8 +245,9 @@ class VectorIndex:
                 block = f.read(n * self.dim * 4)
                 crc = zlib.crc32(block, crc)
                 arr = np.frombuffer(block, dtype="<f4").reshape(n, self.dim)
-                self._codes[start:start + n], self._scales[start:start + n] = quantize(
+                codes, self._scales[start:start + n] = quantize(
                     np.asarray(arr, dtype=np.float32))
+                self._codes_t[:, start:start + n] = codes.T
         if crc != self._data_crc:
             raise CorruptionError(str(data_path), "checksum mismatch (damaged vectors)")
 
@@ -258,7 +256,7 @@ class VectorIndex:
         crash before the meta leaves format 1 intact (converted again), after it leaves a
         stale float32 file that the next open removes."""
         assert self._path is not None
-        payload = _encode(self._codes[: self._rows], self._scales[: self._rows])
+        payload = _encode(self._codes_t[:, : self._rows].T, self._scales[: self._rows])
         tmp = self._path / (DATA_FILE + ".tmp")
         try:
             with open(tmp, "wb") as f:
@@ -273,13 +271,6 @@ class VectorIndex:
             raise StorageError(f"{self._path}: cannot convert the vector index: {exc}") from exc
         log.info("%s: %d vectors converted from float32 to int8 (format 2)", self._path,
                  self._rows)
-
-    def _dense_copy(self, capacity: int) -> Matrix:
-        dense = np.zeros((capacity, self.dim), dtype=np.float32)
-        for start in range(0, self._rows, CHUNK_ROWS):
-            stop = min(self._rows, start + CHUNK_ROWS)
-            dense[start:stop] = dequantize(self._codes[start:stop], self._scales[start:stop])
-        return dense
 
     def _write_meta(self) -> None:
         assert self._path is not None
@@ -305,21 +296,17 @@ class VectorIndex:
 
     def _ensure_capacity(self, extra: int) -> None:
         need = self._rows + extra
-        if need <= len(self._codes):
+        if need <= self._codes_t.shape[1]:
             return
-        capacity = max(need, int(len(self._codes) * 1.5))
+        capacity = max(need, int(self._codes_t.shape[1] * 1.5))
         # replace, never mutate: searchers hold references to the old arrays
-        codes = np.zeros((capacity, self.dim), dtype=np.int8)
-        codes[: self._rows] = self._codes[: self._rows]
+        codes = np.zeros((self.dim, capacity), dtype=np.int8)
+        codes[:, : self._rows] = self._codes_t[:, : self._rows]
         scales = np.zeros(capacity, dtype=np.float32)
         scales[: self._rows] = self._scales[: self._rows]
         live = np.zeros(capacity, dtype=bool)
         live[: self._rows] = self._live[: self._rows]
-        if self._dense is not None:
-            dense = np.zeros((capacity, self.dim), dtype=np.float32)
-            dense[: self._rows] = self._dense[: self._rows]
-            self._dense = dense
-        self._codes, self._scales, self._live = codes, scales, live
+        self._codes_t, self._scales, self._live = codes, scales, live
 
     def upsert(self, ids: Sequence[str], vectors: npt.ArrayLike) -> None:
         """Add or replace vectors by id (normalised, then quantised); searchable at once.
@@ -337,10 +324,8 @@ class VectorIndex:
             self._check_writable()
             self._ensure_capacity(len(arr))
             start = self._rows
-            self._codes[start : start + len(arr)] = codes
+            self._codes_t[:, start : start + len(arr)] = codes.T
             self._scales[start : start + len(arr)] = scales
-            if self._dense is not None:
-                self._dense[start : start + len(arr)] = approx
             live = self._live.copy()
             dead_keys = []
             for i, doc_id in enumerate(ids):
@@ -396,7 +381,8 @@ class VectorIndex:
             row = self._by_id.get(doc_id)
             if row is None:
                 return None
-            out: Matrix = dequantize(self._codes[row : row + 1], self._scales[row : row + 1])[0]
+            out: Matrix = dequantize(self._codes_t[:, row : row + 1].T,
+                                     self._scales[row : row + 1])[0]
             return out
 
     def __len__(self) -> int:
@@ -431,7 +417,7 @@ class VectorIndex:
                 return
             try:
                 if self._file_rows < self._rows:
-                    chunk = _encode(self._codes[self._file_rows : self._rows],
+                    chunk = _encode(self._codes_t[:, self._file_rows : self._rows].T,
                                     self._scales[self._file_rows : self._rows])
                     self._data_crc = zlib.crc32(chunk, self._data_crc)
                     with open(self._path / DATA_FILE, "ab") as f:
@@ -462,7 +448,7 @@ class VectorIndex:
         assert self._path is not None
         items = sorted(self._by_id.items(), key=lambda item: item[1])
         rows = np.asarray([row for _, row in items], dtype=np.int64)
-        codes, scales = self._codes[rows], self._scales[rows]
+        codes, scales = self._codes_t[:, rows].T, self._scales[rows]
         lines = [json.dumps(["+", i, doc_id]) for i, (doc_id, _) in enumerate(items)]
         log_data = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
         payload = _encode(codes, scales)
@@ -476,8 +462,8 @@ class VectorIndex:
         os.replace(self._path / (DATA_FILE + ".tmp"), self._path / DATA_FILE)
         os.replace(self._path / (LOG_FILE + ".tmp"), self._path / LOG_FILE)
         capacity = max(1024, int(len(items) * 1.25))
-        self._codes = np.zeros((capacity, self.dim), dtype=np.int8)
-        self._codes[: len(items)] = codes
+        self._codes_t = np.zeros((self.dim, capacity), dtype=np.int8)
+        self._codes_t[:, : len(items)] = codes.T
         self._scales = np.zeros(capacity, dtype=np.float32)
         self._scales[: len(items)] = scales
         self._live = np.zeros(capacity, dtype=bool)
@@ -485,7 +471,6 @@ class VectorIndex:
         self._row_ids = [doc_id for doc_id, _ in items]
         self._by_id = {doc_id: i for i, doc_id in enumerate(self._row_ids)}
         self._rows = self._file_rows = len(items)
-        self._dense = self._dense_copy(capacity)
         self._log_bytes = len(log_data)
         self._data_crc = zlib.crc32(payload)
         self._log_crc = zlib.crc32(log_data)
@@ -515,9 +500,8 @@ class VectorIndex:
         )
 
     def _use_graph(self, graph: Any) -> None:
-        """Serve from ``graph`` and free the float32 copy exact search needed (lock held)."""
+        """Serve from ``graph`` (lock held)."""
         self._hnsw = graph
-        self._dense = None
 
     def _maybe_build_graph(self) -> None:
         """Start a background build once the index outgrows exact search."""
@@ -542,11 +526,11 @@ class VectorIndex:
             time.sleep(0.01)
         self._build_graph(threads)
 
-    def _add_rows(self, graph: Any, keys: npt.NDArray[np.int64], codes: Codes, scales: Matrix,
-                  threads: int) -> None:
+    def _add_rows(self, graph: Any, keys: npt.NDArray[np.int64], codes_t: Codes,
+                  scales: Matrix, threads: int) -> None:
         for start in range(0, len(keys), CHUNK_ROWS):
             part = keys[start : start + CHUNK_ROWS]
-            graph.add(part.astype(np.uint64), dequantize(codes[part], scales[part]),
+            graph.add(part.astype(np.uint64), dequantize(codes_t[:, part].T, scales[part]),
                       threads=threads)
 
     def _build_graph(self, threads: int = 1) -> None:
@@ -554,7 +538,7 @@ class VectorIndex:
         try:
             with self._lock:
                 rows, live, codes, scales, generation = (
-                    self._rows, self._live, self._codes, self._scales, self._generation)
+                    self._rows, self._live, self._codes_t, self._scales, self._generation)
             keys = np.flatnonzero(live[:rows])
             graph = self._new_graph()
             self._add_rows(graph, keys, codes, scales, threads)
@@ -580,7 +564,7 @@ class VectorIndex:
         new = np.arange(graph_rows, self._rows)
         new = new[self._live[graph_rows : self._rows]]
         if len(new):
-            self._add_rows(graph, new, self._codes, self._scales, 1)
+            self._add_rows(graph, new, self._codes_t, self._scales, 1)
 
     def _load_graph(self) -> None:
         assert self._path is not None
@@ -666,7 +650,7 @@ class VectorIndex:
     ) -> list[tuple[str, float]]:
         """Up to ``k`` ``(id, cosine)`` pairs, best first; ``allowed`` applies before the cut.
 
-        Exact search is one float32 mat-vec over the contiguous rows; with ``allowed`` it
+        Exact search is one int8 pass over the contiguous codes; with ``allowed`` it
         over-fetches (4k, 16k, 64k, ... candidates, best first) until k pass."""
         if k <= 0:
             return []
@@ -674,7 +658,7 @@ class VectorIndex:
         with self._lock:
             self._check_open()
             rows, live, row_ids = self._rows, self._live, self._row_ids
-            codes, scales, dense = self._codes, self._scales, self._dense
+            codes_t, scales = self._codes_t, self._scales
             count = len(self._by_id)
             if count == 0:
                 return []
@@ -684,14 +668,9 @@ class VectorIndex:
                     if len(found) >= min(k, count):
                         return found
                 # too few candidates passed the filter: exact over the allowed subset
-        if dense is not None:
-            scores = _matvec(dense[:rows], query)
-        else:
-            scores = np.empty(rows, dtype=np.float32)
-            for start in range(0, rows, CHUNK_ROWS):
-                stop = min(rows, start + CHUNK_ROWS)
-                block = codes[start:stop].astype(np.float32)
-                scores[start:stop] = _matvec(block, query) * scales[start:stop]
+        # every column of the contiguous array (columns past ``rows`` are zeros): one int8
+        # pass the kernel streams without a copy
+        scores = dot_columns(codes_t, query)[:rows] * scales[:rows]
         return _top(scores, live[:rows], row_ids, k, allowed)
 
     def _graph_candidates(
@@ -705,7 +684,8 @@ class VectorIndex:
         keys = np.asarray(matches.keys, dtype=np.int64)
         keys = keys[(keys >= 0) & (keys < self._rows)]
         keys = keys[self._live[keys]]
-        rescored = _matvec(self._codes[keys].astype(np.float32), query)  # from the rows
+        # from the rows; einsum, not BLAS: OpenBLAS's thread pool stalls on a busy machine
+        rescored = np.einsum("i,ij->j", query, self._codes_t[:, keys].astype(np.float32))
         scores = rescored * self._scales[keys]
         order = np.argsort(-scores, kind="stable")
         out: list[tuple[str, float]] = []
@@ -742,15 +722,6 @@ class VectorIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _matvec(matrix: Matrix, query: Matrix) -> Matrix:
-    """``matrix @ query`` in numpy's own single-threaded loops. OpenBLAS runs a mat-vec this
-    size on its thread pool, and on a busy 2-core machine its threads wait on each other:
-    measured 26 ms p50 at 20k rows against 1.0 ms here (and 30 ms p95 at 5.9k, the 3.9 ms
-    per query issue 12 saw through the manager). The product is memory-bound either way."""
-    out: Matrix = np.einsum("ij,j->i", matrix, query)
-    return out
 
 
 def _top(
