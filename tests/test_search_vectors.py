@@ -478,3 +478,26 @@ def test_reopened_index_equals_the_committed_history(ops: list[tuple[str, int]])
             assert stored is not None and float(stored @ x[row]) > 0.99
         assert again.verify() == []
         again.close()
+
+
+def test_graph_of_an_older_format_is_rebuilt_not_loaded(tmp_path: Path) -> None:
+    """ADR 0027: the graph holds int8 codes compared by cosine; a saved f16 graph (no
+    "format" in hnsw.json) is rebuilt in the background instead of being misread."""
+    path = tmp_path / "vec"
+    x = vecs(700, seed=16)
+    ids = [f"v{i}" for i in range(700)]
+    index = VectorIndex(path, dim=DIM, exact_limit=500)
+    index.upsert(ids, x)
+    index.build_graph()
+    index.commit(1)
+    index.close()
+    meta = json.loads((path / "hnsw.json").read_text(encoding="utf-8"))
+    assert meta["format"] == "i8-cos"
+    del meta["format"]
+    (path / "hnsw.json").write_text(json.dumps(meta), encoding="utf-8")
+    again = VectorIndex(path, dim=DIM, exact_limit=500)
+    assert names(again.search(x[5], 1)) == ["v5"]  # exact until the new graph serves
+    wait_graph(again)
+    assert names(again.search(x[6], 1)) == ["v6"]
+    again.close()
+    assert json.loads((path / "hnsw.json").read_text(encoding="utf-8"))["format"] == "i8-cos"

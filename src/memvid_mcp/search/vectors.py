@@ -50,6 +50,7 @@ OLD_LOG_FILE = "vectors.log"  # formats 1 and 2: JSON lines of upserts and delet
 OLD_FILES = (F32_FILE, Q8_FILE, OLD_LOG_FILE)
 GRAPH_FILE = "hnsw.usearch"
 GRAPH_META = "hnsw.json"
+GRAPH_FORMAT = "i8-cos"  # the graph holds the int8 codes and compares them by cosine
 HNSW_CONNECTIVITY = 16
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 200  # recall@10 0.990 at 100k real queries (96: 0.982), ~0.7 ms
@@ -415,7 +416,6 @@ class VectorIndex:
         if len(set(ids)) != len(ids):
             raise ValidationError("ids", "duplicate ids in one upsert")
         codes, scales = quantize(arr)
-        approx = dequantize(codes, scales)
         with self._lock:
             self._check_writable()
             self._ensure_capacity(len(arr))
@@ -439,7 +439,7 @@ class VectorIndex:
                 if dead_keys:
                     self._hnsw.remove(np.asarray(dead_keys, dtype=np.uint64))
                 keys = np.arange(start, start + len(arr), dtype=np.uint64)
-                self._hnsw.add(keys, approx, threads=1)
+                self._hnsw.add(keys, codes, threads=1)
                 self._hnsw_dirty = True
             self._maybe_build_graph()
 
@@ -593,8 +593,8 @@ class VectorIndex:
         index_cls = _load_usearch()
         return index_cls(
             ndim=self.dim,
-            metric="ip",
-            dtype="f16",  # candidates are rescored from the stored rows
+            metric="cos",
+            dtype="i8",  # the codes as stored; candidates are rescored exactly anyway
             connectivity=HNSW_CONNECTIVITY,
             expansion_add=HNSW_EF_CONSTRUCTION,
             expansion_search=HNSW_EF_SEARCH,
@@ -628,21 +628,21 @@ class VectorIndex:
         self._build_graph(threads)
 
     def _add_rows(self, graph: Any, keys: npt.NDArray[np.int64], codes_t: Codes,
-                  scales: Matrix, threads: int) -> None:
+                  threads: int) -> None:
         for start in range(0, len(keys), CHUNK_ROWS):
             part = keys[start : start + CHUNK_ROWS]
-            graph.add(part.astype(np.uint64), dequantize(codes_t[:, part].T, scales[part]),
+            graph.add(part.astype(np.uint64), np.ascontiguousarray(codes_t[:, part].T),
                       threads=threads)
 
     def _build_graph(self, threads: int = 1) -> None:
         """Background builds use one thread: the other core keeps serving queries."""
         try:
             with self._lock:
-                rows, live, codes, scales, generation = (
-                    self._rows, self._live, self._codes_t, self._scales, self._generation)
+                rows, live, codes, generation = (
+                    self._rows, self._live, self._codes_t, self._generation)
             keys = np.flatnonzero(live[:rows])
             graph = self._new_graph()
-            self._add_rows(graph, keys, codes, scales, threads)
+            self._add_rows(graph, keys, codes, threads)
             with self._lock:
                 if self._closed or generation != self._generation:
                     return
@@ -665,13 +665,15 @@ class VectorIndex:
         new = np.arange(graph_rows, self._rows)
         new = new[self._live[graph_rows : self._rows]]
         if len(new):
-            self._add_rows(graph, new, self._codes_t, self._scales, 1)
+            self._add_rows(graph, new, self._codes_t, 1)
 
     def _load_graph(self) -> None:
         assert self._path is not None
         graph_path, meta_path = self._path / GRAPH_FILE, self._path / GRAPH_META
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != GRAPH_FORMAT:  # an f16 graph of format 2: rebuilt
+                raise ValueError(f"graph format {meta.get('format')!r}")
             if meta.get("generation") != self._generation or meta.get("dim") != self.dim:
                 raise ValueError("graph of another generation")
             graph_rows = int(meta["rows"])
@@ -693,7 +695,8 @@ class VectorIndex:
             return  # uncommitted rows in the graph: do not save a graph ahead of the files
         try:
             self._hnsw.save(str(self._path / GRAPH_FILE))
-            meta = {"generation": self._generation, "rows": self._rows, "dim": self.dim}
+            meta = {"format": GRAPH_FORMAT, "generation": self._generation,
+                    "rows": self._rows, "dim": self.dim}
             (self._path / GRAPH_META).write_text(json.dumps(meta), encoding="utf-8")
             self._hnsw_dirty = False
         except (OSError, RuntimeError) as exc:
@@ -790,7 +793,7 @@ class VectorIndex:
         allowed: Callable[[str], bool] | None,
         k: int,
     ) -> list[tuple[str, float]]:
-        matches = self._hnsw.search(query, fetch)
+        matches = self._hnsw.search(quantize(query[None, :])[0][0], fetch)
         keys = np.asarray(matches.keys, dtype=np.int64)
         keys = keys[(keys >= 0) & (keys < self._rows)]
         keys = keys[self._live[keys]]
