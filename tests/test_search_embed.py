@@ -225,3 +225,20 @@ def test_documents_embedded_side_by_side_match_one_at_a_time(
     np.testing.assert_allclose(together, alone, atol=2e-4)
     serial = load_embedder(model, cache, provider="onnx", threads=1)
     np.testing.assert_allclose(serial.embed(texts), together, atol=2e-4)
+
+
+def test_heap_is_trimmed_once_after_document_embedding_goes_idle() -> None:
+    """Freed activation pages go back to the system after an idle spell, not per batch."""
+    from memvid_mcp.search.embed import HeapTrimmer
+
+    calls: list[int] = []
+    trimmer = HeapTrimmer(trim=calls.append, idle=0.2)
+    for _ in range(5):  # a bulk import: each batch restarts the wait
+        trimmer.poke()
+        time.sleep(0.02)
+    assert calls == []
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert calls == [0]
