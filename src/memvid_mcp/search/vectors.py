@@ -573,7 +573,8 @@ class VectorIndex:
             return
         full = -(-self._rows // vector_frames.FRAME_ROWS)
         dead = self._rows - len(self._by_id)
-        if self._hnsw is None and not self._hnsw_building:
+        if (self._hnsw is None and not self._hnsw_building
+                and len(self._by_id) < self.exact_limit):  # no graph to rebuild at close
             if dead or self._frames > full:
                 self._compact()
         elif self._frames > full + REPACK_MIN_FRAMES:
