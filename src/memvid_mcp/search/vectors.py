@@ -797,7 +797,9 @@ class VectorIndex:
         matches = self._hnsw.search(quantize(query[None, :])[0][0], fetch)
         keys = np.asarray(matches.keys, dtype=np.int64)
         keys = keys[(keys >= 0) & (keys < self._rows)]
-        keys = keys[self._live[keys]]
+        # sorted: the column gather from the column-major codes then walks each row forward
+        # (400 candidates: 0.10 instead of 0.16 ms at 50k rows)
+        keys = np.sort(keys[self._live[keys]])
         # from the rows; einsum, not BLAS: OpenBLAS's thread pool stalls on a busy machine
         rescored = np.einsum("i,ij->j", query, self._codes_t[:, keys].astype(np.float32))
         scores = rescored * self._scales[keys]
