@@ -804,14 +804,8 @@ class VectorIndex:
         rescored = np.einsum("i,ij->j", query, self._codes_t[:, keys].astype(np.float32))
         scores = rescored * self._scales[keys]
         order = np.argsort(-scores, kind="stable")
-        out: list[tuple[str, float]] = []
-        for i in order:
-            doc_id = self._row_ids[int(keys[i])]
-            if allowed is None or allowed(doc_id):
-                out.append((doc_id, float(scores[i])))
-                if len(out) == k:
-                    break
-        return out
+        return _first_allowed(keys[order].tolist(), scores[order].tolist(), self._row_ids,
+                              k, allowed)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -844,6 +838,22 @@ class VectorIndex:
         self.close()
 
 
+def _first_allowed(rows: list[int], scores: list[float], row_ids: list[str], k: int,
+                   allowed: Callable[[str], bool] | None) -> list[tuple[str, float]]:
+    """The first ``k`` of ``rows`` (best first) that ``allowed`` accepts, as (id, score).
+    Plain Python lists: iterating numpy scalars cost ~0.5 ms per search of 400 candidates."""
+    if allowed is None:
+        return [(row_ids[row], score) for row, score in zip(rows[:k], scores[:k], strict=True)]
+    out: list[tuple[str, float]] = []
+    for row, score in zip(rows, scores, strict=True):
+        doc_id = row_ids[row]
+        if allowed(doc_id):
+            out.append((doc_id, score))
+            if len(out) == k:
+                break
+    return out
+
+
 def _top(
     scores: Matrix,
     live: npt.NDArray[np.bool_],
@@ -865,12 +875,10 @@ def _top(
         else:
             part = np.arange(len(scores))
         order = part[np.argsort(-scores[part], kind="stable")][checked:stage]
-        for row in order:
-            doc_id = row_ids[int(row)]
-            if allowed is None or allowed(doc_id):
-                out.append((doc_id, float(scores[row])))
-                if len(out) == k:
-                    return out
+        out += _first_allowed(order.tolist(), scores[order].tolist(), row_ids, k - len(out),
+                              allowed)
+        if len(out) == k:
+            return out
         checked = stage
         stage = min(n_live, stage * 4)
     return out
