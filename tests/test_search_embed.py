@@ -229,7 +229,7 @@ def test_documents_embedded_side_by_side_match_one_at_a_time(
 
 def test_heap_is_trimmed_once_after_document_embedding_goes_idle() -> None:
     """Freed activation pages go back to the system after an idle spell, not per batch."""
-    from memvid_mcp.search.embed import HeapTrimmer
+    from memvid_mcp.search.heap import HeapTrimmer
 
     calls: list[int] = []
     trimmer = HeapTrimmer(trim=calls.append, idle=0.2)

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -36,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..core.errors import EmbeddingUnavailable, ValidationError
+from .heap import trim_soon
 from .model_cache import (
     TORCH_HINT,
     WEIGHT_NAMES,
@@ -61,45 +60,7 @@ QUERY_CACHE_SIZE = 1024
 DEFAULT_BATCH = 2
 CLOSE_WAIT_SECONDS = 60.0  # close() waits this long for a model load in flight
 
-TRIM_IDLE_SECONDS = 2.0  # document embedding idle this long: free heap pages go back
-
 Vectors = npt.NDArray[np.float32]
-
-
-def _find_malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None (other C libraries, other systems)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-class HeapTrimmer:
-    """Returns freed heap pages to the system once document embedding has been idle.
-
-    Why: onnxruntime's activations for a batch are freed after it, but glibc keeps the pages
-    (its mmap threshold rises after the first large free): a serving process stayed ~30 MB
-    larger after a bulk import for good. ``malloc_trim`` (~7 ms) after each idle spell
-    gives them back; during an import it never runs (each batch restarts the wait)."""
-
-    def __init__(self, trim: Any = None, idle: float = TRIM_IDLE_SECONDS) -> None:
-        self._trim = trim if trim is not None else _find_malloc_trim()
-        self._idle = idle
-        self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
-
-    def poke(self) -> None:
-        """Work just happened: trim ``idle`` seconds from now unless more work comes."""
-        if self._trim is None:
-            return
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(self._idle, self._trim, args=(0,))
-            self._timer.daemon = True
-            self._timer.start()
 
 
 class Embedder(Protocol):
@@ -166,7 +127,6 @@ class OnnxEmbedder:
             # second session per thread count would hold the weights twice.
             self._session = _session(ort, onnx_path)
             self.workers = max(1, threads)
-            self.trimmer = HeapTrimmer()
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EmbeddingUnavailable(f"{onnx_path}: cannot load model: {exc}") from exc
         self._inputs = {i.name for i in self._session.get_inputs()}
@@ -202,7 +162,7 @@ class OnnxEmbedder:
                                     thread_name_prefix="memvid-embed") as pool:
                 for _ in pool.map(run, batches):  # re-raises a worker's exception
                     pass
-        self.trimmer.poke()
+        trim_soon()  # the batches' activations are freed: give the pages back when idle
         return out
 
     def embed_one(self, text: str) -> Vectors:

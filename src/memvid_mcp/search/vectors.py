@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from ..core.errors import CorruptionError, StorageError, ValidationError
 from . import vector_frames
+from .heap import trim_soon
 from .int8_scores import dot_columns
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class VectorIndex:
             self._migrate(version)
         if len(self._by_id) >= self.exact_limit:
             self._load_graph()
+        trim_soon()  # the file buffers and decoded frames are freed: give the pages back
 
     def _remove_stale_files(self, keep: set[str]) -> None:
         """Files of an older format or an older rewrite, left by a crash after the meta
