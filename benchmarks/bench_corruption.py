@@ -209,6 +209,8 @@ def main() -> None:
                     files = sorted(p for p in (work / "global").glob(pattern)
                                    if p.is_file() and p.stat().st_size > 0
                                    and (meta_ok or p.name != "memvid_lexical.json"))
+                    if not files:  # e.g. no delete left in vectors-<n>.del after compaction
+                        break
                     target = rng.choice(files)
                     raw = bytearray(target.read_bytes())
                     at = rng.randrange(len(raw))
