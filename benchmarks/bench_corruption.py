@@ -49,8 +49,8 @@ KINDS: dict[str, tuple[str, str]] = {  # kind -> (template, glob under the scope
     "lexical meta": ("file", "meta/lexical/memvid_lexical.json"),
     "lexical segments (tantivy)": ("file", "meta/lexical/*.*[!k]"),
     "vectors.json": ("file", "meta/vectors/vectors.json"),
-    "vectors.q8": ("file", "meta/vectors/vectors.q8"),
-    "vectors.log": ("file", "meta/vectors/vectors.log"),
+    "vector rows (.i8)": ("file", "meta/vectors/vectors-*.i8"),
+    "vector deletes (.del)": ("file", "meta/vectors/vectors-*.del"),
     "manifest.mvm": ("video", "manifest.mvm"),
     ".mvi": ("video", "segments/*.mvi"),
     "segment .mp4": ("video", "segments/*.mp4"),
@@ -209,6 +209,8 @@ def main() -> None:
                     files = sorted(p for p in (work / "global").glob(pattern)
                                    if p.is_file() and p.stat().st_size > 0
                                    and (meta_ok or p.name != "memvid_lexical.json"))
+                    if not files:  # e.g. no delete left in vectors-<n>.del after compaction
+                        break
                     target = rng.choice(files)
                     raw = bytearray(target.read_bytes())
                     at = rng.randrange(len(raw))

@@ -33,6 +33,9 @@ ALLOWED = {
     "av": {"storage/video/codec.py"},
     "zxingcpp": {"storage/video/codec.py"},
     **{name: {"search/embed.py", "search/onnx_export.py"} for name in EMBED_RUNTIMES},
+    # onnxruntime's integer GEMM scores int8 vector rows (ADR 0027)
+    "onnxruntime": {"search/embed.py", "search/onnx_export.py", "search/int8_scores.py"},
+    "onnx": {"search/embed.py", "search/onnx_export.py", "search/int8_scores.py"},
 }
 
 

@@ -10,8 +10,8 @@ reopens, and checks:
   fix), with the damaged original preserved under ``quarantine/``.
 
 A damaged metadata snapshot is survived: the previous snapshot and the WAL back to it are kept
-(see docs/reliability.md). A flipped byte in ``vectors.q8`` is found by verify's CRC check
-and repair re-embeds the rows from the bodies.
+(see docs/reliability.md). A flipped byte in the vector rows (``vectors-<n>.i8``) is found by
+verify's CRC check and repair re-embeds the rows from the bodies.
 """
 
 from __future__ import annotations
@@ -207,13 +207,14 @@ def test_body_file_damage(tmp_path: Path, fault: str) -> None:
         ("meta/lexical/memvid_lexical.json", "truncate"),
         ("meta/vectors/vectors.json", "flip"),
         ("meta/vectors/vectors.json", "truncate"),
-        ("meta/vectors/vectors.q8", "truncate"),
-        ("meta/vectors/vectors.log", "truncate"),
+        ("meta/vectors/vectors-*.i8", "truncate"),
+        ("meta/vectors/vectors-*.i8", "flip"),
     ],
 )
 def test_index_damage_is_rebuilt_and_kept(tmp_path: Path, relative: str, fault: str) -> None:
     built = build(tmp_path, "file")
-    target = built.scope / relative
+    (target,) = built.scope.glob(relative)
+    relative = target.relative_to(built.scope).as_posix()
     at = 20 if relative.endswith(".json") and fault == "flip" else None  # inside a value
     damaged = damage(target, fault, at)
     with built.open() as m:
@@ -231,10 +232,10 @@ def test_index_damage_is_rebuilt_and_kept(tmp_path: Path, relative: str, fault: 
 
 
 def test_flipped_vector_row_is_detected_and_re_embedded(tmp_path: Path) -> None:
-    """vectors.q8 and vectors.log carry CRC-32s that verify checks; repair rebuilds the index
+    """The vector row and delete files carry CRC-32s that verify checks; repair rebuilds the index
     (the rows are recomputed from the bodies); nothing is lost or served wrongly meanwhile."""
     built = build(tmp_path, "file")
-    rows = built.scope / "meta" / "vectors" / "vectors.q8"
+    (rows,) = (built.scope / "meta" / "vectors").glob("vectors-*.i8")
     damage(rows, "flip")
     with built.open() as m:
         assert names(m.verify(), rows)
@@ -438,7 +439,7 @@ def test_read_only_verify_checks_vectors_and_lexical_and_writes_nothing(
     """`memvid-mcp --read-only verify` (and the CLI's verify, which always opens read-only)
     used to skip the vector files and the writer's lexical index: damage printed ok."""
     built = build(tmp_path, "file")
-    rows = built.scope / "meta" / "vectors" / "vectors.q8"
+    (rows,) = (built.scope / "meta" / "vectors").glob("vectors-*.i8")
     damage(rows, "flip")
     lexical_meta = built.scope / "meta" / "lexical" / META_FILE
     lexical_meta.write_text("{not json")

@@ -209,3 +209,36 @@ def test_int8_default_falls_back_to_float32_and_says_so(
     assert service.provider == "onnx" and service.model_id.startswith("onnx:")
     assert service.embed_query("still works").shape == (384,)
     service.close()
+
+
+def test_documents_embedded_side_by_side_match_one_at_a_time(
+        converted_model: tuple[str, Path]) -> None:
+    """ADR 0027: documents run as concurrent single-thread batches on one session; every
+    vector lands in its text's place and equals the text embedded alone (a query)."""
+    model, cache = converted_model
+    embedder = load_embedder(model, cache, provider="onnx", threads=2)
+    assert isinstance(embedder, OnnxEmbedder) and embedder.workers == 2
+    texts = [f"note {i}: " + "word " * (i * 7 % 40) for i in range(21)] + TEXTS
+    together = embedder.embed(texts)
+    alone = np.stack([embedder.embed_one(t) for t in texts])
+    assert together.shape == (len(texts), embedder.dim)
+    np.testing.assert_allclose(together, alone, atol=2e-4)
+    serial = load_embedder(model, cache, provider="onnx", threads=1)
+    np.testing.assert_allclose(serial.embed(texts), together, atol=2e-4)
+
+
+def test_heap_is_trimmed_once_after_document_embedding_goes_idle() -> None:
+    """Freed activation pages go back to the system after an idle spell, not per batch."""
+    from memvid_mcp.search.heap import HeapTrimmer
+
+    calls: list[int] = []
+    trimmer = HeapTrimmer(trim=calls.append, idle=0.2)
+    for _ in range(5):  # a bulk import: each batch restarts the wait
+        trimmer.poke()
+        time.sleep(0.02)
+    assert calls == []
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert calls == [0]

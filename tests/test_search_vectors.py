@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from memvid_mcp.core.errors import CorruptionError, ValidationError
@@ -34,6 +35,12 @@ def brute(x: np.ndarray, ids: list[str], q: np.ndarray, k: int) -> list[str]:
     """Exact ranking over the rows the index stores (int8 with a scale per row)."""
     scores = dequantize(*quantize(x)) @ q
     return [ids[i] for i in np.argsort(-scores)[:k]]
+
+
+def row_file(path: Path) -> Path:
+    """The one row file of a format-3 index (``vectors-<n>.i8``)."""
+    (found,) = path.glob("vectors-*.i8")
+    return found
 
 
 def wait_graph(index: VectorIndex, timeout: float = 30.0) -> None:
@@ -135,21 +142,21 @@ def test_persistence_seq_and_crash_tail(tmp_path: Path) -> None:
     assert again.committed_seq == 17 and len(again) == 39
     assert not again.has("v5") and not again.has("v45")
     assert names(again.search(x[7], 1)) == ["v7"]
-    # a crash after appending but before the meta update: the tail is dropped
-    with open(path / "vectors.q8", "ab") as f:
-        f.write(b"\x00" * (DIM + 4) * 3)
-    with open(path / "vectors.log", "ab") as f:
-        f.write(b'["+", 999, "ghost"]\n')
     again.close()
+    # a crash after appending but before the meta update: the tail is dropped
+    with open(row_file(path), "ab") as f:
+        f.write(b"\x01\x00\x00\x00" + b"\x00" * (DIM + 20))
+    with open(row_file(path).with_suffix(".del"), "ab") as f:
+        f.write(b'["-", 7]\n')
     third = VectorIndex(path, dim=DIM)
-    assert len(third) == 39 and not third.has("ghost")
+    assert len(third) == 39 and third.has("v7")
     assert third.verify() == []
-    with open(path / "vectors.q8", "r+b") as f:  # a flipped byte inside a row
-        f.seek(5 * (DIM + 4) + 7)
+    with open(row_file(path), "r+b") as f:  # a flipped byte inside the rows
+        f.seek(40)
         byte = f.read(1)
-        f.seek(5 * (DIM + 4) + 7)
+        f.seek(40)
         f.write(bytes([byte[0] ^ 0xFF]))
-    assert any("vectors.q8" in p for p in third.verify())
+    assert any(row_file(path).name in p for p in third.verify())
     with pytest.raises(CorruptionError):
         VectorIndex(path, dim=DIM + 1)
     third.close()
@@ -161,7 +168,7 @@ def test_corruption_is_reported(tmp_path: Path) -> None:
     index.upsert(["a", "b"], vecs(2))
     index.commit(1)
     index.close()
-    with open(path / "vectors.q8", "r+b") as f:
+    with open(row_file(path), "r+b") as f:
         f.truncate(10)
     with pytest.raises(CorruptionError):
         VectorIndex(path, dim=DIM)
@@ -196,7 +203,8 @@ def test_graph_saved_and_reloaded_with_compaction(tmp_path: Path) -> None:
     third = VectorIndex(path, dim=DIM, exact_limit=500)
     assert len(third) == 1200 and third.committed_seq == 2
     assert names(third.search(x[2500], 1)) == ["v2500"]
-    assert (path / "vectors.q8").stat().st_size == 1200 * (DIM + 4)
+    meta = json.loads((path / "vectors.json").read_text(encoding="utf-8"))
+    assert meta["rows"] == 1200 and row_file(path).stat().st_size < 1200 * (DIM + 8)
     assert third.verify() == []
     third.close()
 
@@ -264,8 +272,9 @@ def write_format_1(path: Path, x: np.ndarray, ids: list[str], seq: int = 5) -> N
 
 
 def test_float32_index_is_converted_to_int8_on_open(tmp_path: Path) -> None:
-    """ADR 0021: a format-1 index opens, becomes vectors.q8 (a quarter of the bytes), keeps
-    its seq and ids, searches the same, and verifies clean; the float32 file is gone."""
+    """ADR 0021/0027: a format-1 index opens, becomes format 3 (under a third of the
+    bytes), keeps its seq and ids, searches the same, and verifies clean; the float32 file
+    and its log are gone."""
     path = tmp_path / "vec"
     x = vecs(300, seed=7)
     ids = [f"v{i}" for i in range(300)]
@@ -275,8 +284,8 @@ def test_float32_index_is_converted_to_int8_on_open(tmp_path: Path) -> None:
     assert names(reader.search(x[9], 1)) == ["v9"] and reader.verify() == []
     reader.close()
     index = VectorIndex(path, dim=DIM)
-    assert not (path / "vectors.f32").exists()
-    assert (path / "vectors.q8").stat().st_size == 300 * (DIM + 4)
+    assert not (path / "vectors.f32").exists() and not (path / "vectors.log").exists()
+    assert row_file(path).stat().st_size < 300 * DIM * 4 / 3
     assert index.committed_seq == 5 and len(index) == 300 and index.verify() == []
     for i in (0, 42, 299):
         assert names(index.search(x[i], 1)) == [f"v{i}"]
@@ -311,7 +320,7 @@ def test_damaged_float32_index_is_not_converted(tmp_path: Path) -> None:
     assert VectorIndex.verify_files(path)
     with pytest.raises(CorruptionError):
         VectorIndex(path, dim=DIM)
-    assert not (path / "vectors.q8").exists()
+    assert not list(path.glob("vectors-*"))
 
 
 @given(st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=DIM, max_size=DIM))
@@ -324,3 +333,171 @@ def test_int8_rows_keep_the_direction(values: list[float]) -> None:
     approx = dequantize(*quantize(arr))
     cosine = float(approx[0] @ arr[0]) / (float(np.linalg.norm(approx)) * norm)
     assert cosine >= 0.99
+
+
+def write_format_2(path: Path, x: np.ndarray, ids: list[str], deleted: list[str],
+                   seq: int = 9) -> None:
+    """An index as ADR 0021 wrote it: rows of a float32 scale and int8 codes, JSON log."""
+    import zlib
+
+    path.mkdir(parents=True)
+    peak = np.abs(x).max(axis=1)
+    codes = np.clip(np.rint(x / (peak / 127.0)[:, None]), -127, 127).astype(np.int8)
+    rows = np.empty((len(x), DIM + 4), dtype=np.uint8)
+    rows[:, :4] = (peak / 127.0).astype("<f4").view(np.uint8).reshape(len(x), 4)
+    rows[:, 4:] = codes.view(np.uint8)
+    data = rows.tobytes()
+    lines = [json.dumps(["+", i, d]) for i, d in enumerate(ids)]
+    lines += [json.dumps(["-", d]) for d in deleted]
+    log = "".join(line + "\n" for line in lines).encode()
+    (path / "vectors.q8").write_bytes(data)
+    (path / "vectors.log").write_bytes(log)
+    meta = {"version": 2, "dim": DIM, "rows": len(x), "log_bytes": len(log),
+            "committed_seq": seq, "generation": 3, "data_crc": zlib.crc32(data),
+            "log_crc": zlib.crc32(log)}
+    (path / "vectors.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_format_2_index_is_converted_on_open(tmp_path: Path) -> None:
+    """ADR 0027: a format-2 index (vectors.q8 + vectors.log) becomes format 3 on open with
+    the same row numbers (a saved graph stays valid), ids, deletes, seq and generation; a
+    reader converts in memory only."""
+    path = tmp_path / "vec"
+    x = vecs(200, seed=11)
+    ids = [f"v{i}" for i in range(200)]
+    ids[150] = "v3"  # a replaced id: row 3 is dead, row 150 holds v3
+    write_format_2(path, x, ids, deleted=["v10", "v11"])
+    reader = VectorIndex(path, dim=DIM, read_only=True)
+    assert len(reader) == 197 and (path / "vectors.q8").exists()
+    assert reader.verify() == []
+    reader.close()
+    index = VectorIndex(path, dim=DIM)
+    assert not any((path / n).exists() for n in ("vectors.q8", "vectors.log"))
+    assert len(index) == 197 and index.committed_seq == 9 and index.verify() == []
+    assert not index.has("v10") and not index.has("v11") and index.has("v3")
+    assert names(index.search(x[150], 1)) == ["v3"]
+    assert names(index.search(x[42], 1)) == ["v42"]
+    meta = json.loads((path / "vectors.json").read_text(encoding="utf-8"))
+    assert meta["version"] == 3 and meta["rows"] == 200 and meta["generation"] == 3
+    index.upsert(["new"], vecs(1, seed=12))
+    index.commit(10)
+    index.close()  # dead rows: compacted on close (no graph)
+    again = VectorIndex(path, dim=DIM)
+    assert len(again) == 198 and again.committed_seq == 10 and again.verify() == []
+    assert sorted(again.ids()) == sorted({*ids, "new"} - {"v10", "v11"})
+    assert json.loads((path / "vectors.json").read_text(encoding="utf-8"))["rows"] == 198
+    again.close()
+
+
+def test_close_compacts_dead_rows_and_small_frames(tmp_path: Path) -> None:
+    """Notes stored one commit at a time, 10% deleted: after close the files hold the live
+    rows only, in full frames (issue 11's footprint: no dead rows, no per-row log line)."""
+    from ulid import ULID
+
+    path = tmp_path / "vec"
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((400, 384)).astype(np.float32)
+    index = VectorIndex(path, dim=384)
+    ids = [str(ULID()) for _ in range(400)]
+    for i, doc_id in enumerate(ids):
+        index.upsert([doc_id], x[i : i + 1])
+        if i % 10 == 9:
+            index.delete([ids[i - 5]])
+        index.commit(i)
+    before = sum(f.stat().st_size for f in path.iterdir())
+    index.close()
+    after = sum(f.stat().st_size for f in path.iterdir())
+    again = VectorIndex(path, dim=384)
+    assert len(again) == 360 and again.verify() == []
+    assert not again.has(ids[4]) and again.has(ids[5])
+    assert names(again.search(x[123], 1)) == [ids[123]]
+    (rows,) = (f for f in path.iterdir() if f.suffix == ".i8")
+    assert rows.stat().st_size <= 360 * (384 + 27)  # codes + a text ULID, no dead rows
+    assert after < before * 0.9
+    assert after / 360 <= 384 + 30  # whole directory per live row (was 388 + ~45 + dead)
+    again.close()
+
+
+def test_stray_files_of_an_interrupted_rewrite_are_ignored(tmp_path: Path) -> None:
+    """A crash while a rewrite wrote the next files (before the meta names them) leaves
+    the index as it was; a crash after the meta leaves the previous files, removed on open."""
+    path = tmp_path / "vec"
+    x = vecs(30, seed=14)
+    index = VectorIndex(path, dim=DIM)
+    index.upsert([f"v{i}" for i in range(30)], x)
+    index.commit(1)
+    index.close()
+    current = row_file(path)
+    (path / "vectors-99.i8").write_bytes(b"half written")
+    (path / "vectors-99.del").write_bytes(b"")
+    (path / "vectors-0.del.tmp").write_bytes(b"")
+    again = VectorIndex(path, dim=DIM)
+    assert len(again) == 30 and again.verify() == []
+    left = {p.name for p in path.glob("vectors*")}
+    assert current.name in left and "vectors.json" in left
+    assert not left - {current.name, current.with_suffix(".del").name, "vectors.json"}
+    again.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["up", "del", "commit", "reopen"]),
+                          st.integers(0, 11)), max_size=40))
+def test_reopened_index_equals_the_committed_history(ops: list[tuple[str, int]]) -> None:
+    """Any sequence of upserts, deletes, commits and reopens (with close-time compaction):
+    the reopened index holds exactly the committed ids, each with its latest vector."""
+    import tempfile
+
+    x = vecs(12 * 50, seed=15)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vec"
+        index = VectorIndex(path, dim=DIM)
+        live: dict[str, int] = {}  # id -> row of x, as committed
+        pending = dict(live)
+        for step, (op, key) in enumerate(ops):
+            doc_id = f"d{key}"
+            if op == "up":
+                index.upsert([doc_id], x[step : step + 1])
+                pending[doc_id] = step
+            elif op == "del":
+                index.delete([doc_id])
+                pending.pop(doc_id, None)
+            elif op == "commit":
+                index.commit(step)
+                live = dict(pending)
+            else:
+                index.close()  # uncommitted changes are dropped
+                index = VectorIndex(path, dim=DIM)
+                pending = dict(live)
+        index.commit(len(ops))
+        live = dict(pending)
+        index.close()
+        again = VectorIndex(path, dim=DIM)
+        assert sorted(again.ids()) == sorted(live)
+        for doc_id, row in live.items():
+            stored = again.vector(doc_id)
+            assert stored is not None and float(stored @ x[row]) > 0.99
+        assert again.verify() == []
+        again.close()
+
+
+def test_graph_of_an_older_format_is_rebuilt_not_loaded(tmp_path: Path) -> None:
+    """ADR 0027: the graph holds int8 codes compared by cosine; a saved f16 graph (no
+    "format" in hnsw.json) is rebuilt in the background instead of being misread."""
+    path = tmp_path / "vec"
+    x = vecs(700, seed=16)
+    ids = [f"v{i}" for i in range(700)]
+    index = VectorIndex(path, dim=DIM, exact_limit=500)
+    index.upsert(ids, x)
+    index.build_graph()
+    index.commit(1)
+    index.close()
+    meta = json.loads((path / "hnsw.json").read_text(encoding="utf-8"))
+    assert meta["format"] == "i8-cos"
+    del meta["format"]
+    (path / "hnsw.json").write_text(json.dumps(meta), encoding="utf-8")
+    again = VectorIndex(path, dim=DIM, exact_limit=500)
+    assert names(again.search(x[5], 1)) == ["v5"]  # exact until the new graph serves
+    wait_graph(again)
+    assert names(again.search(x[6], 1)) == ["v6"]
+    again.close()
+    assert json.loads((path / "hnsw.json").read_text(encoding="utf-8"))["format"] == "i8-cos"

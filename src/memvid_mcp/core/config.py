@@ -97,7 +97,7 @@ class Settings:
     # (float32) or "sentence-transformers" (any model it supports; the [torch] extra)
     embeddings: bool = True  # False: lexical search only, no model is ever loaded
     embed_batch: int = 8
-    embed_threads: int = 0  # onnxruntime intra-op threads; 0: min(4, CPU count)
+    embed_threads: int = 0  # document batches embedded at once; 0: min(4, CPU count)
     fusion: str = "zscore"  # how hybrid search combines the lists: "zscore" or "rrf"
     rrf_k: int = 60
     lexical_weight: float = 1.0

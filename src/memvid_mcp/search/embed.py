@@ -25,6 +25,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -33,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..core.errors import EmbeddingUnavailable, ValidationError
+from .heap import trim_soon
 from .model_cache import (
     TORCH_HINT,
     WEIGHT_NAMES,
@@ -53,7 +55,9 @@ PROVIDERS = ("onnx", "onnx-int8", "sentence-transformers")
 DEFAULT_PROVIDER = "onnx-int8"
 HUB_PROBE_TIMEOUT = 3.0
 QUERY_CACHE_SIZE = 1024
-DEFAULT_BATCH = 8  # larger batches grow onnxruntime's memory for little speed on 2 cores
+# texts per model run: CPU per text grows with the batch (int8 MiniLM, ~285-byte notes, one
+# thread: 5.1 ms at 1, 5.3 at 2, 5.5 at 4, 6.2 at 8, 9.9 at 32; ADR 0027)
+DEFAULT_BATCH = 2
 CLOSE_WAIT_SECONDS = 60.0  # close() waits this long for a model load in flight
 
 Vectors = npt.NDArray[np.float32]
@@ -115,12 +119,14 @@ class OnnxEmbedder:
             tokenizer.enable_truncation(max_length=self.max_length)
             tokenizer.no_padding()
             self._tokenizer = tokenizer
-            self._session = _session(ort, onnx_path, threads, spinning=True)
-            # One query is a small batch: a second session with one thread that never spins
-            # answers it as fast, and does not stall when other processes hold the cores
-            # (2 spinning threads: 23 ms p50 per query on a loaded 2-core machine).
-            self._query_session = (
-                _session(ort, onnx_path, 1, spinning=False) if threads > 1 else self._session)
+            # One session, one thread per run, never spinning; documents run ``threads``
+            # batches at once from as many Python threads (onnxruntime runs a session
+            # concurrently, without the GIL). Small runs side by side use 2 cores better
+            # than one run split across 2 intra-op threads, which wait on each other (and
+            # spin) on a busy machine: 79 against 37 texts/s at load 5 (ADR 0027); a
+            # second session per thread count would hold the weights twice.
+            self._session = _session(ort, onnx_path)
+            self.workers = max(1, threads)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EmbeddingUnavailable(f"{onnx_path}: cannot load model: {exc}") from exc
         self._inputs = {i.name for i in self._session.get_inputs()}
@@ -142,17 +148,29 @@ class OnnxEmbedder:
         # sort by length so each batch pads little; restore the order at the end
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        batches = [order[start : start + self.batch_size]
+                   for start in range(0, len(order), self.batch_size)]
+
+        def run(idx: list[int]) -> None:
             out[idx] = self._run([texts[i] for i in idx])
+
+        if self.workers == 1 or len(batches) == 1:
+            for idx in batches:
+                run(idx)
+        else:
+            with ThreadPoolExecutor(min(self.workers, len(batches)),
+                                    thread_name_prefix="memvid-embed") as pool:
+                for _ in pool.map(run, batches):  # re-raises a worker's exception
+                    pass
+        trim_soon()  # the batches' activations are freed: give the pages back when idle
         return out
 
     def embed_one(self, text: str) -> Vectors:
         """The vector of one text (a query), on the single-thread session."""
-        vector: Vectors = self._run([text], self._query_session)[0]
+        vector: Vectors = self._run([text])[0]
         return vector
 
-    def _run(self, texts: list[str], session: Any = None) -> Vectors:
+    def _run(self, texts: list[str]) -> Vectors:
         encodings = self._tokenizer.encode_batch(texts)
         width = max(1, max(len(e.ids) for e in encodings))
         ids = np.zeros((len(texts), width), dtype=np.int64)
@@ -165,7 +183,7 @@ class OnnxEmbedder:
             types[row, :n] = enc.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         feeds = {name: value for name, value in feeds.items() if name in self._inputs}
-        hidden = (session or self._session).run([self._output], feeds)[0]
+        hidden = self._session.run([self._output], feeds)[0]
         if hidden.ndim == 2:  # a model that pools itself
             return _l2(hidden)
         if self.pooling == "cls":
@@ -175,15 +193,14 @@ class OnnxEmbedder:
         return _l2(summed / np.clip(weights.sum(axis=1), 1e-9, None))
 
 
-def _session(ort: Any, onnx_path: Path, threads: int, *, spinning: bool) -> Any:
+def _session(ort: Any, onnx_path: Path) -> Any:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
+    options.intra_op_num_threads = 1  # parallelism comes from concurrent runs (embed)
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False  # the arena grew to GBs after big batches
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), sess_options=options,
                                 providers=["CPUExecutionProvider"])
 
@@ -344,9 +361,8 @@ class SentenceTransformerEmbedder:
 
 
 def default_threads() -> int:
-    """Intra-op threads for onnxruntime: measured on 2 cores, 2 threads double document
-    throughput (76 -> 154 memory-sized texts/s) and do not slow a single query; capped at 4 so
-    the server never takes a whole workstation."""
+    """Document batches embedded at once (one single-thread onnxruntime run each): one per
+    core, capped at 4 so the server never takes a whole workstation. A query is one run."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
