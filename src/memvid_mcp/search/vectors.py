@@ -287,6 +287,10 @@ class VectorIndex:
         would otherwise hide damage behind a fresh checksum), then quantised in chunks."""
         crc = 0
         row_bytes = self.dim * 4 if version == 1 else self.dim + 4
+        if rows == 0:
+            return  # 0.1.0 wrote no data file until the first vector
+        if not data_path.exists():
+            raise CorruptionError(str(data_path), f"missing, with {rows} vectors recorded")
         with open(data_path, "rb") as f:
             for start in range(0, rows, CHUNK_ROWS):
                 n = min(CHUNK_ROWS, rows - start)
