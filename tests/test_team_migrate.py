@@ -92,6 +92,16 @@ def test_a_scope_moves_into_the_team_engine_and_back_with_fields_links_and_vecto
         assert all(store.vectors.has(r.body_id) for r in store.records())
         assert m.get(pinned.id).memories[0].text == "never force-push main"
 
+    # edited in the team after the move: migrating the stale local copy again keeps the edit
+    with MemoryManager.open(tmp_path / "host", project=tmp_path, **team) as t:
+        t.store("never force-push main or release branches", id=pinned.id, pinned=True,
+                kind="rule")
+    with MemoryManager.open(tmp_path / "local", background_embedding=False, **local) as m:
+        again = migrate_to_database(m, database, segments, scope="global")
+        assert (again.copied, again.kept_newer, again.already_there) == (0, 1, 43)
+    with MemoryManager.open(tmp_path / "host", project=tmp_path, **team) as t:
+        assert t.get(pinned.id).memories[0].text.endswith("or release branches")
+
 
 def test_migrate_refuses_unclear_options_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": SRC, "MEMVID_DATA_DIR": str(tmp_path / "d")}

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 256  # memories read, stored and given vectors per step (one progress update)
 Progress = Callable[[int, int], None]
-Present = dict[str, tuple[str, str, bool]]  # id -> (sha256, body_id, has a vector)
+Present = dict[str, tuple[str, str, bool, datetime]]  # id -> (sha256, body_id, vector?, updated)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class TeamMigrationReport:
     copied: int  # stored in the target by this run
     already_there: int  # present from an earlier (interrupted) run
     folded: int  # the same text was already in the target under another id
+    kept_newer: int  # the target's memory of that id was changed later: not overwritten
     vectors_copied: int  # vectors carried over (not recomputed)
     sealed: int  # bodies the target sealed into segments after the copy
     seconds: float
@@ -104,18 +106,21 @@ def _transfer(source: Any, target: Any, direction: str, carry: tuple[str, int] |
     have = _present(target)
     if carry is not None:
         target.use_model(*carry)
-    copied = already = folded = vectors = 0
+    copied = already = folded = newer = vectors = 0
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
-        todo = [r for r in chunk if have.get(r.id, ("",))[0] != r.sha256]
-        texts = _texts(source, todo)
+        steps = {r.id: _step(r, have) for r in chunk}
+        texts = _texts(source, [r for r in chunk if steps[r.id] == "store"])
         needs_vector: dict[str, str] = {}  # source body_id -> target body_id
         for record in chunk:
-            mine = have.get(record.id)
-            if mine is not None and mine[0] == record.sha256:
+            if steps[record.id] == "there":
                 already += 1
-                if not mine[2]:
-                    needs_vector[record.body_id] = mine[1]
+                _, body_id, has_vector, _ = have[record.id]
+                if not has_vector:
+                    needs_vector[record.body_id] = body_id
+                continue
+            if steps[record.id] == "newer":
+                newer += 1
                 continue
             stored, _, _ = target.store(_item(record, texts[record.body_id]),
                                         imported=_kept(record))
@@ -133,11 +138,22 @@ def _transfer(source: Any, target: Any, direction: str, carry: tuple[str, int] |
     sealed = target.write_batch(everything=True)
     _verify(records, target)
     log.info("scope %s: %s: %d memories verified (%d copied, %d already there, %d folded, "
-             "%d vectors carried)", source.name, direction, len(records), copied, already,
-             folded, vectors)
+             "%d newer in the target, %d vectors carried)", source.name, direction,
+             len(records), copied, already, folded, newer, vectors)
     return TeamMigrationReport(source.name, direction, str(source.directory),
                                str(target.directory), len(records), copied, already, folded,
-                               vectors, sealed, time.monotonic() - started, "")
+                               newer, vectors, sealed, time.monotonic() - started, "")
+
+
+def _step(record: MemoryRecord, have: Present) -> str:
+    """"there" (same id and text in the target), "newer" (the target's memory of this id
+    was changed after the source's: an earlier migration, then edits; kept), or "store"."""
+    mine = have.get(record.id)
+    if mine is None:
+        return "store"
+    if mine[0] == record.sha256:
+        return "there"
+    return "newer" if mine[3] >= record.updated_at else "store"
 
 
 def _item(record: MemoryRecord, text: str) -> StoreInput:
@@ -169,7 +185,7 @@ def _texts(store: Any, records: Sequence[MemoryRecord]) -> dict[str, str]:
 def _present(store: Any) -> Present:
     if isinstance(store, TeamScopeStore):
         return inventory.present(store)
-    return {r.id: (r.sha256, r.body_id, store.vectors.has(r.body_id))
+    return {r.id: (r.sha256, r.body_id, store.vectors.has(r.body_id), r.updated_at)
             for r in store.records()}
 
 
@@ -190,15 +206,13 @@ def _verify(records: Sequence[MemoryRecord], target: Any) -> None:
     """Every source memory is in the target (by id, or folded into one with its text), and
     the target's text of it hashes to the recorded sha256."""
     have = _present(target)
-    by_sha = {sha: memory_id for memory_id, (sha, _, _) in have.items()}
-    missing = [r.id for r in records
-               if have.get(r.id, ("",))[0] != r.sha256 and r.sha256 not in by_sha]
+    by_sha = {v[0]: memory_id for memory_id, v in have.items()}
+    missing = [r.id for r in records if _step(r, have) == "store" and r.sha256 not in by_sha]
     if missing:
         raise CorruptionError(str(target.directory), f"{len(missing)} memories did not reach "
                               f"the target (first {missing[0]}); the source is untouched: run "
                               "the migration again")
-    wanted = {(r.id if have.get(r.id, ("",))[0] == r.sha256 else by_sha[r.sha256])
-              for r in records}
+    wanted = {r.id if _step(r, have) != "store" else by_sha[r.sha256] for r in records}
     held = [t for i in sorted(wanted) if (t := target.record(i)) is not None]
     for start in range(0, len(held), CHUNK):
         chunk = held[start:start + CHUNK]

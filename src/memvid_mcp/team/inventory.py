@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import numpy as np
 
 from .scope_store import TeamScopeStore
 
 
-def present(store: TeamScopeStore) -> dict[str, tuple[str, str, bool]]:
-    """memory id -> (sha256, body_id, has a vector), for every memory of the scope."""
+def present(store: TeamScopeStore) -> dict[str, tuple[str, str, bool, datetime]]:
+    """memory id -> (sha256, body_id, has a vector, updated_at), for every unexpired memory
+    of the scope."""
     with store.db.connection() as conn:
-        rows = conn.execute("SELECT id, sha256, body_id, embedding IS NOT NULL FROM "
-                            "memvid_memories WHERE scope = %s", (store.key,)).fetchall()
-    return {i: (sha, body, bool(has)) for i, sha, body, has in rows}
+        rows = conn.execute("SELECT id, sha256, body_id, embedding IS NOT NULL, updated_at "
+                            "FROM memvid_memories WHERE scope = %s AND (expires_at IS NULL "
+                            "OR expires_at > now())", (store.key,)).fetchall()
+    return {i: (sha, body, bool(has), when) for i, sha, body, has, when in rows}
 
 
 def model(store: TeamScopeStore) -> tuple[str, int] | None:
