@@ -726,7 +726,8 @@ class MemoryManager:
         store = self._scope(scope, write=True)
         if not isinstance(store, ScopeStore):
             raise ValidationError("scope", f"scope {store.name} is in the team engine; "
-                                  "migrate moves the bodies of embedded scopes only")
+                                  "'migrate --to' moves the bodies of embedded scopes only "
+                                  "('migrate --from-database' copies a team scope out)")
         if store.read_only:
             raise ReadOnlyError(f"scope {store.name} is open read-only (another process "
                                 "writes it); migrate needs the writer")
