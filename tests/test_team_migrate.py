@@ -152,3 +152,45 @@ def test_a_migration_killed_midway_is_completed_by_a_rerun_without_loss_or_dupli
     assert _psql(database, "SELECT count(*) FROM memvid_pending") == [(0,)]
     with MemoryManager.open(data, project=tmp_path, embeddings=False) as m:
         assert {r.id: r.sha256 for r in m._scope("global").records()} == ids  # source kept
+
+
+def test_a_copy_out_killed_midway_is_completed_by_a_rerun_without_loss_or_duplicates(
+        team_servers: TeamServers, tmp_path: Path) -> None:
+    database, segments = _fresh(team_servers, "out")
+    count = 600
+    team = dict(database_url=database, segment_url=segments, embeddings=False)
+    with MemoryManager.open(tmp_path / "host", project=tmp_path, **team) as t:
+        t.store_many([{"text": f"postmortem {i}: the cache stampede on node {i % 9}",
+                       "pinned": i % 50 == 0} for i in range(count)])
+        t.flush()  # sealed: the copy reads the segments from the bucket
+        ids = {r.id: r.sha256 for r in t._scope("global").records()}
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**os.environ, "PYTHONPATH": SRC, "MEMVID_DATA_DIR": str(data),
+           "MEMVID_PROJECT": str(tmp_path), "MEMVID_EMBEDDINGS": "0"}
+    argv = [sys.executable, "-m", "memvid_mcp", "--scope", "global", "migrate",
+            "--from-database", database, "--segments", segments]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wal = data / "global" / "wal"
+    deadline = time.monotonic() + 300
+    written = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        written = sum(p.stat().st_size for p in wal.glob("*") if p.is_file()) \
+            if wal.is_dir() else 0
+        if written >= 8000:  # some tens of memories stored in the local scope
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    with MemoryManager.open(data, project=tmp_path, embeddings=False) as m:
+        partial = len(list(m._scope("global").records()))
+    assert 0 < partial < count, "the kill must land midway"
+
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"{count} memories verified" in done.stdout and "next:" in done.stdout
+    with MemoryManager.open(data, project=tmp_path, embeddings=False) as m:
+        records = list(m._scope("global").records())
+        assert {r.id: r.sha256 for r in records} == ids and len(records) == count
+        assert m.verify() == []
+    assert _psql(database, "SELECT count(*) FROM memvid_memories") == [(count,)]  # untouched
