@@ -66,7 +66,7 @@ LAYERS = {
     "storage": 1, "search": 1,
     "store": 2, "team": 2,
     "manager": 3, "testing": 3,
-    "mcp": 4, "transfer": 4, "importers": 4, "client": 4,
+    "mcp": 4, "transfer": 4, "team_migrate": 4, "importers": 4, "client": 4,
     "service": 5,
     "cli": 6,
     "__init__": 6, "__main__": 6,

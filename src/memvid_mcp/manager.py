@@ -267,10 +267,13 @@ class MemoryManager:
             from .team import TeamEngine
 
             root._team = TeamEngine(root.settings)
-        # The scope's identity in the team database: its place under the data directory
-        # (global, projects/<repo>-<hash>).
-        return root._team.open_scope(scope, directory.relative_to(
-            self.settings.data_dir).as_posix())
+        return root._team.open_scope(scope, self.team_key(scope))
+
+    def team_key(self, scope: str) -> str:
+        """A scope's identity in the team database: its place under the data directory
+        (global, projects/<repo>-<hash>), so ``migrate --to-database`` lands where the
+        manager looks."""
+        return self.layout.directory(scope).relative_to(self.settings.data_dir).as_posix()
 
     def _refuse_if_a_service_owns_it(self) -> None:
         if self.service_owner or self.settings.read_only:
@@ -723,7 +726,8 @@ class MemoryManager:
         store = self._scope(scope, write=True)
         if not isinstance(store, ScopeStore):
             raise ValidationError("scope", f"scope {store.name} is in the team engine; "
-                                  "migrate moves the bodies of embedded scopes only")
+                                  "'migrate --to' moves the bodies of embedded scopes only "
+                                  "('migrate --from-database' copies a team scope out)")
         if store.read_only:
             raise ReadOnlyError(f"scope {store.name} is open read-only (another process "
                                 "writes it); migrate needs the writer")

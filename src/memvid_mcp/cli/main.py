@@ -598,11 +598,33 @@ def compact(obj: Context) -> None:
 
 
 @main.command()
-@click.option("--to", "target", type=click.Choice(BACKENDS), required=True,
-              help="The backend to move the scope's memories to.")
+@click.option("--to", "target", type=click.Choice(BACKENDS), default=None,
+              help="The backend to move the scope's memories to, in place.")
+@click.option("--to-database", metavar="URL", default=None,
+              help="Copy the scope into the team engine: its postgresql:// URL (with "
+                   "--segments).")
+@click.option("--from-database", metavar="URL", default=None,
+              help="Copy the scope out of the team engine at this postgresql:// URL into "
+                   "the local data directory (with --segments).")
+@click.option("--segments", metavar="URL", default=None,
+              help="The team's s3://bucket/prefix (AWS_* variables for endpoint and keys).")
 @click.pass_obj
-def migrate(obj: Context, target: str) -> None:
-    """Move a scope's memories to another backend in place (--scope; crash-safe)."""
+def migrate(obj: Context, target: str | None, to_database: str | None,
+            from_database: str | None, segments: str | None) -> None:
+    """Move a scope's memories to another backend in place (--to), or copy them into or out
+    of the team engine (--to-database / --from-database with --segments). Crash-safe: run it
+    again after an interruption."""
+    chosen = [o for o, v in (("--to", target), ("--to-database", to_database),
+                             ("--from-database", from_database)) if v]
+    if len(chosen) != 1:
+        raise ValidationError("migrate", "give exactly one of --to, --to-database, "
+                              "--from-database")
+    if (segments is None) == (target is None):
+        raise ValidationError("segments", "--segments goes with --to-database or "
+                              "--from-database (and only with them)")
+    if target is None:
+        _migrate_team(obj, to_database, from_database, segments or "")
+        return
     with obj.manager() as manager, _progress_callback(f"migrating to {target}") as progress:
         report = manager.migrate(target, scope=obj.scope, progress=progress)
 
@@ -616,6 +638,32 @@ def migrate(obj: Context, target: str) -> None:
                    f"{report['source']} backend to {target} ({report['copied_bytes']} bytes "
                    f"copied in {report['seconds']:.1f} s); removed {report['removed_files']} "
                    f"files of the {report['source']} backend")
+
+    obj.emit(report, human)
+
+
+def _migrate_team(obj: Context, to_database: str | None, from_database: str | None,
+                  segments: str) -> None:
+    from ..team_migrate import migrate_from_database, migrate_to_database
+
+    label = "copying into the team engine" if to_database else "copying out of the team engine"
+    with obj.manager(database_url=None, segment_url=None) as manager, \
+            _progress_callback(label) as progress:
+        if to_database:
+            result = migrate_to_database(manager, to_database, segments, scope=obj.scope,
+                                         progress=progress)
+        else:
+            result = migrate_from_database(manager, from_database or "", segments,
+                                           scope=obj.scope, progress=progress)
+    report = result.to_dict()
+
+    def human() -> None:
+        click.echo(f"[{report['scope']}] {report['memories']} memories verified in "
+                   f"{report['target']}: {report['copied']} copied, {report['already_there']} "
+                   f"already there, {report['folded']} folded into the same text, "
+                   f"{report['vectors_copied']} vectors carried over "
+                   f"({report['seconds']:.1f} s)")
+        click.echo(f"next: {report['source_next']}")
 
     obj.emit(report, human)
 
