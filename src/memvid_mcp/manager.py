@@ -374,10 +374,19 @@ class MemoryManager:
 
     def _store_prepared(self, item: StoreInput, redactions: tuple[str, ...],
                         imported: dict[str, Any] | None = None,
-                        supersedes: Sequence[str] = ()) -> StoreResult:
+                        supersedes: Sequence[str] = (),
+                        unsynced: list[ScopeStore] | None = None) -> StoreResult:
+        """Store one item; with ``unsynced`` its WAL fsync is left to the caller (the store
+        is added to the list), which syncs once for a whole batch before acknowledging."""
         store = self._scope(item.scope, write=True)
-        record, deduplicated, replaced = store.store(item, imported=imported,
-                                                     supersedes=supersedes)
+        if unsynced is not None and isinstance(store, ScopeStore):  # team: a transaction each
+            record, deduplicated, replaced = store.store(item, imported=imported,
+                                                         supersedes=supersedes, durable=False)
+            if store not in unsynced:
+                unsynced.append(store)
+        else:
+            record, deduplicated, replaced = store.store(item, imported=imported,
+                                                         supersedes=supersedes)
         self._nudge()
         return StoreResult(record.id, deduplicated, store.name, record.sha256, replaced,
                            redactions)
@@ -400,7 +409,13 @@ class MemoryManager:
                                       str(exc).split(": ", 1)[-1]) from None
         for item, _ in prepared:
             self.layout.check(item.scope or self.default_scope)
-        return [self._store_prepared(item, redactions) for item, redactions in prepared]
+        unsynced: list[ScopeStore] = []
+        try:
+            return [self._store_prepared(item, redactions, unsynced=unsynced)
+                    for item, redactions in prepared]
+        finally:  # group commit: one fsync per scope covers the whole batch
+            for store in unsynced:
+                store.sync()
 
     def import_record(self, data: Mapping[str, Any], *, scope: str | None = None) -> StoreResult:
         """Store an exported memory with its id and timestamps kept (no redaction)."""
