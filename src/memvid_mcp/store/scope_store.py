@@ -52,6 +52,7 @@ from ..search.lexical import LexicalDoc, LexicalIndex
 from ..search.vectors import META_FILE as VECTORS_META
 from ..search.vectors import VectorIndex
 from ..storage.base import CompactReport, StorageAdapter
+from .hash_ids import IdsByHash
 from .lock import ScopeLock
 from .recovery import find_texts, salvage
 from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
@@ -145,7 +146,7 @@ class ScopeStore:
     def _reset_state(self) -> None:
         """The in-memory state of the scope, empty (filled by ``_open_state``)."""
         self._records: dict[str, MemoryRecord] = {}
-        self._by_sha: dict[str, set[str]] = {}  # every record of a hash, live or expired
+        self._by_sha = IdsByHash()  # every record of a hash, live or expired
         self._by_body: dict[str, str] = {}
         self._superseded: set[str] = set()  # ids with superseded_by set (ADR 0023)
         self._pending: dict[str, _Pending] = {}
@@ -555,18 +556,14 @@ class ScopeStore:
         if old is not None:
             self._forget(old)
         self._records[record.id] = record
-        self._by_sha.setdefault(record.sha256, set()).add(record.id)
+        self._by_sha.add(record.sha256, record.id)
         self._by_body[record.body_id] = record.id
         if record.superseded_by is not None:
             self._superseded.add(record.id)
 
     def _forget(self, record: MemoryRecord) -> None:
         """Drop a record from the hash and body maps; others sharing its hash stay."""
-        same = self._by_sha.get(record.sha256)
-        if same is not None:
-            same.discard(record.id)
-            if not same:
-                del self._by_sha[record.sha256]
+        self._by_sha.discard(record.sha256, record.id)
         self._by_body.pop(record.body_id, None)
         self._superseded.discard(record.id)
 
@@ -722,7 +719,7 @@ class ScopeStore:
         """The newest live memory with this hash. Expired ones share the hash until pruned,
         and dedup never folds into them (the caller's write would vanish with them)."""
         now = utcnow()
-        live = [r for i in self._by_sha.get(sha, ()) if (r := self._records.get(i)) is not None
+        live = [r for i in self._by_sha.ids(sha) if (r := self._records.get(i)) is not None
                 and not r.expired(now)]
         return max(live, key=lambda r: (r.updated_at, r.id)) if live else None
 
