@@ -131,7 +131,6 @@ class WriteAheadLog:
         self.durable_seq = 0  # every record at or below it is fsynced
         self._durable_bytes = 0  # bytes of the current file known to be on disk
         self._lost: list[tuple[int, int, OSError]] = []  # seq ranges cut back after a failed fsync
-        self.fsyncs = 0  # record fsyncs so far (group commit makes it lower than records)
         self._files_lock = threading.Lock()  # drop_through and scrub: closed files only
         self._file: Any = None
         self._file_path: Path | None = None
@@ -289,7 +288,6 @@ class WriteAheadLog:
                 if self._file is file:  # else a rotation synced or failed them already
                     self._fail_unsynced(exc)
             return
-        self.fsyncs += 1
         self._mark_durable(target_seq, target_bytes)
         self._sync_lock.release()
 
