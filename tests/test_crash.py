@@ -74,8 +74,10 @@ def _apply(line: str, acked: dict[str, str], deleted: set[str], doubtful: set[st
 
 
 def _run_and_kill(data_dir: Path, backend: str, seed: int, min_acks: int,
-                  acked: dict[str, str], deleted: set[str], doubtful: set[str]) -> None:
-    proc = subprocess.Popen([sys.executable, str(WRITER), str(data_dir), backend, str(seed)],
+                  acked: dict[str, str], deleted: set[str], doubtful: set[str],
+                  mode: tuple[str, ...] = ()) -> None:
+    proc = subprocess.Popen([sys.executable, str(WRITER), str(data_dir), backend, str(seed),
+                             *mode],
                             stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
@@ -124,3 +126,22 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, backend: str) -> Non
             assert manager.verify() == []
             probe = f"memory probe-{trial} keyprobe{trial} written after the crash"
             acked[manager.store(probe).id] = probe  # still accepts writes
+
+
+def test_sigkill_during_group_commits_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Four sessions storing at once (single stores and batches share fsyncs): every store
+    acknowledged before SIGKILL is there afterwards, text and search."""
+    data_dir = tmp_path / "data"
+    acked: dict[str, str] = {}
+    for trial in range(3):
+        _run_and_kill(data_dir, "file", seed=trial, min_acks=60, acked=acked, deleted=set(),
+                      doubtful=set(), mode=("group",))
+        with MemoryManager.open(data_dir, backend="file", project=data_dir,
+                                embeddings=False) as manager:
+            got = manager.get(list(acked))
+            assert got.missing == ()
+            assert {m.id: m.text for m in got.memories} == acked
+            for memory_id, text in random.Random(trial).sample(sorted(acked.items()), 20):
+                hits = manager.search(text.split()[2], mode="lexical", k=3).results
+                assert memory_id in [h.id for h in hits]
+            assert manager.verify() == []

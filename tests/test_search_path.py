@@ -147,3 +147,32 @@ def test_video_page_snippets_come_from_their_own_bodies(
     assert {h.id for h in found.results} == set(ids)
     for hit in found.results:
         assert hit.snippet == ("" if hit.id == broken else ids[hit.id])
+
+
+def test_a_filtered_semantic_page_asks_each_scope_for_the_page_only(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    """Semantic mode without recency fuses nothing: each scope is asked for the page and one
+    more (not FUSION_DEPTH candidates, each checked by the filter), and its pages still join
+    up to the ranking of one long page."""
+    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
+        for i in range(12):
+            m.store(f"{NOTES[i % 4]} (note {i})", tags=["kept" if i % 2 else "other"])
+        m.flush()
+        assert m.embedder.wait_ready(120), m.embedder.state
+        store = m._scopes["global"]
+        asked: list[int] = []
+        real = store.vector_search
+
+        def vector_search(vector, k, *args, **kwargs):  # type: ignore[no-untyped-def]
+            asked.append(k)
+            return real(vector, k, *args, **kwargs)
+
+        store.vector_search = vector_search  # type: ignore[method-assign]
+        whole = m.search("pets sleeping", k=6, mode="semantic", tags_any=["kept"])
+        assert len(whole.results) == 6 and all(h.tags == ("kept",) for h in whole.results)
+        asked.clear()
+        first = m.search("pets sleeping", k=2, mode="semantic", tags_any=["kept"])
+        assert asked == [3]  # was 100
+        second = m.search("pets sleeping", k=4, mode="semantic", tags_any=["kept"],
+                          cursor=first.next_cursor)
+        assert [h.id for h in first.results + second.results] == [h.id for h in whole.results]

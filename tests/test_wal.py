@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memvid_mcp.core.errors import CorruptionError
+from memvid_mcp.core.errors import CorruptionError, StorageError
+from memvid_mcp.manager import MemoryManager
+from memvid_mcp.store import wal as wal_module
 from memvid_mcp.store.wal import FILE_MAGIC, WriteAheadLog, decode_records, encode_record
 
 json_values = st.recursive(
@@ -155,3 +163,94 @@ def test_sequence_resumes_after_the_snapshot_when_every_file_was_dropped(tmp_pat
     scope = ScopeStore("global", tmp_path / "g", settings)
     assert scope.record(first.id) is not None and scope.record(second.id) is not None
     scope.close()
+
+
+class _SlowFsync:
+    """``os`` with an fsync that takes a while and is counted: concurrent writers pile up
+    behind it, as they do behind a real disk's flush."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def fsync(self, fd: int) -> None:
+        self.calls += 1
+        time.sleep(0.02)
+        os.fsync(fd)
+
+
+def test_concurrent_appends_share_fsyncs_and_all_replay(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    log = WriteAheadLog(tmp_path / "wal")
+    log.append({"op": "first"})  # the file exists: what follows is record fsyncs only
+    slow = _SlowFsync()
+    monkeypatch.setattr(wal_module, "os", slow)
+    start = threading.Barrier(8)
+    seqs: list[int] = []
+
+    def writer(n: int) -> None:
+        start.wait()
+        for i in range(5):
+            seqs.append(log.append({"op": "put", "n": n, "i": i}))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert slow.calls < 40 / 2  # 40 acknowledged appends, far fewer fsyncs
+    assert log.durable_seq == log.last_seq == 41
+    log.close()
+    monkeypatch.undo()
+    records, report = WriteAheadLog(tmp_path / "wal").replay()
+    assert [r.seq for r in records] == list(range(1, 42)) and sorted(seqs) == list(range(2, 42))
+    assert report.problems == [] and report.torn_tail is None
+
+
+def test_a_failed_fsync_fails_every_record_it_held_and_cuts_them_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = WriteAheadLog(tmp_path / "wal")
+    kept = log.append({"op": "kept"})
+    size = log.bytes_in_current_file
+    first, second = log.write({"op": "a"}), log.write({"op": "b"})
+
+    class Failing:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def fsync(fd: int) -> None:
+            raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(wal_module, "os", Failing())
+    with pytest.raises(StorageError):
+        log.sync(second)
+    monkeypatch.undo()
+    with pytest.raises(StorageError):  # the other record of the failed group fails too
+        log.sync(first)
+    assert log.bytes_in_current_file == size
+    later = log.append({"op": "later"})
+    assert later > second  # a lost sequence number is never handed out again
+    log.close()
+    records, report = WriteAheadLog(tmp_path / "wal").replay()
+    assert [(r.seq, r.payload["op"]) for r in records] == [(kept, "kept"), (later, "later")]
+    assert report.problems == []
+
+
+def test_store_many_costs_one_record_fsync_per_batch(
+        data_dir: Path, outside_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False,
+                            batch_max_seconds=3600) as m:
+        m.store("the WAL file exists before the batch")
+        slow = _SlowFsync()
+        monkeypatch.setattr(wal_module, "os", slow)
+        results = m.store_many([{"text": f"batch note {i} about herons"} for i in range(30)])
+        assert slow.calls == 1  # one fsync acknowledges all 30 (was one per memory)
+        monkeypatch.undo()
+        assert len({r.id for r in results}) == 30
+        log = m._scope("global").wal
+        assert log.durable_seq == log.last_seq
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as again:
+        assert again.get([r.id for r in results]).missing == ()

@@ -377,10 +377,19 @@ class MemoryManager:
 
     def _store_prepared(self, item: StoreInput, redactions: tuple[str, ...],
                         imported: dict[str, Any] | None = None,
-                        supersedes: Sequence[str] = ()) -> StoreResult:
+                        supersedes: Sequence[str] = (),
+                        unsynced: list[ScopeStore] | None = None) -> StoreResult:
+        """Store one item; with ``unsynced`` its WAL fsync is left to the caller (the store
+        is added to the list), which syncs once for a whole batch before acknowledging."""
         store = self._scope(item.scope, write=True)
-        record, deduplicated, replaced = store.store(item, imported=imported,
-                                                     supersedes=supersedes)
+        if unsynced is not None and isinstance(store, ScopeStore):  # team: a transaction each
+            record, deduplicated, replaced = store.store(item, imported=imported,
+                                                         supersedes=supersedes, durable=False)
+            if store not in unsynced:
+                unsynced.append(store)
+        else:
+            record, deduplicated, replaced = store.store(item, imported=imported,
+                                                         supersedes=supersedes)
         self._nudge()
         return StoreResult(record.id, deduplicated, store.name, record.sha256, replaced,
                            redactions)
@@ -403,7 +412,13 @@ class MemoryManager:
                                       str(exc).split(": ", 1)[-1]) from None
         for item, _ in prepared:
             self.layout.check(item.scope or self.default_scope)
-        return [self._store_prepared(item, redactions) for item, redactions in prepared]
+        unsynced: list[ScopeStore] = []
+        try:
+            return [self._store_prepared(item, redactions, unsynced=unsynced)
+                    for item, redactions in prepared]
+        finally:  # group commit: one fsync per scope covers the whole batch
+            for store in unsynced:
+                store.sync()
 
     def import_record(self, data: Mapping[str, Any], *, scope: str | None = None) -> StoreResult:
         """Store an exported memory with its id and timestamps kept (no redaction)."""
@@ -570,7 +585,11 @@ class MemoryManager:
                 raise
             semantic, note = future.result()
         elif mode != "lexical":
-            semantic, note = self._semantic(query, depth, filters, stores, include_superseded)
+            # one ranking alone (no recency): only the page and one more are looked up, so a
+            # filter checks ~k candidates per scope, not FUSION_DEPTH (ADR 0027)
+            exact = None if weight else offset + k
+            semantic, note = self._semantic(query, depth, filters, stores, include_superseded,
+                                            exact=exact)
         ranked: list[tuple[MemoryRecord, float]]
         if semantic is None:
             mode_used, ranked = "lexical", lexical_hits if lexical_hits is not None else lexical()
@@ -621,10 +640,13 @@ class MemoryManager:
                             tuple(s.name for s in stores), note)
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
-                  stores: Sequence[OpenScope], include_superseded: bool = False
+                  stores: Sequence[OpenScope], include_superseded: bool = False,
+                  exact: int | None = None
                   ) -> tuple[builtins.list[tuple[MemoryRecord, float]] | None, str | None]:
-        """The vector ranking and a note on what it covered; None when it cannot contribute
-        (no model, or no memory has a vector yet), so the result says ``lexical``."""
+        """The vector ranking (``depth`` per scope, or with ``exact`` just deep enough for its
+        first ``exact`` entries to be exact) and a note on what it covered; None when it
+        cannot contribute (no model, or no memory has a vector yet): the result says
+        ``lexical``."""
         self.embedder.start()
         try:
             vector = self.embedder.embed_query(query)
@@ -639,9 +661,12 @@ class MemoryManager:
         if total and not covered:
             return None, (f"semantic search has no vectors yet (0 of {total:,} memories "
                           "embedded); lexical results only")
-        semantic = _merge_by_score(s.vector_search(vector, depth, filters,
-                                                   include_superseded=include_superseded)
-                                   for s in stores)
+        def fetch(n: int) -> builtins.list[builtins.list[tuple[MemoryRecord, float]]]:
+            return [s.vector_search(vector, n, filters, include_superseded=include_superseded)
+                    for s in stores]
+
+        semantic = (_merge_by_score(fetch(depth)) if exact is None
+                    else _exact_top(fetch, exact, exact + 1))
         note = None
         if covered < total:
             note = (f"semantic search covers {covered:,} of {total:,} memories so far; "

@@ -52,6 +52,7 @@ from ..search.lexical import LexicalDoc, LexicalIndex
 from ..search.vectors import META_FILE as VECTORS_META
 from ..search.vectors import VectorIndex
 from ..storage.base import CompactReport, StorageAdapter
+from .hash_ids import IdsByHash
 from .lock import ScopeLock
 from .recovery import find_texts, salvage
 from .scope_meta import ScopeMeta, detect_backend, read_scope_meta, write_scope_meta
@@ -123,14 +124,34 @@ class ScopeStore:
         self.read_only = read_only
         self._lock = threading.RLock()  # state, WAL order, index writes
         self._backend_lock = threading.Lock()  # one batch/compaction at a time
+        self._dim = dim
+        self.clock: Callable[[], float] = time.time  # wall clock; tests inject their own
+        self._model_in_use: str | None = None
+        self._reset_state()
+        self._scope_lock = ScopeLock(directory)
+        self._disk_signature: tuple[Any, ...] = ()
+        self._signature_checked = 0.0
+        self.unrehashed: list[str] = []  # unreadable during the identity migration
+
+        if not read_only:  # a reader needs nothing writable (a read-only mount, a backup)
+            ensure_scope_dir(name, directory)
+            self._scope_lock.acquire(settings.lock_timeout)
+        try:
+            self._open_state()
+        except BaseException:
+            self._scope_lock.release()
+            raise
+
+    # ----------------------------------------------------------------- opening
+    def _reset_state(self) -> None:
+        """The in-memory state of the scope, empty (filled by ``_open_state``)."""
         self._records: dict[str, MemoryRecord] = {}
-        self._by_sha: dict[str, set[str]] = {}  # every record of a hash, live or expired
+        self._by_sha = IdsByHash()  # every record of a hash, live or expired
         self._by_body: dict[str, str] = {}
         self._superseded: set[str] = set()  # ids with superseded_by set (ADR 0023)
         self._pending: dict[str, _Pending] = {}
         self._pending_deletes: set[str] = set()
         self._wal_text: dict[str, int] = {}  # body id -> seq of a WAL put still holding text
-        self.clock: Callable[[], float] = time.time  # wall clock; tests inject their own
         self.embed_queue: deque[str] = deque()  # body ids waiting for a vector
         self._embedding: set[str] = set()  # taken by the last embed batch, not yet added
         self.replay_report = ReplayReport()
@@ -141,52 +162,57 @@ class ScopeStore:
         self._snapshot_format = SNAPSHOT_FORMAT  # of the current snapshot as read
         self._spare_damaged = False  # verify found the spare unreadable: rewrite it
         self._fallback_problem: CorruptionError | None = None
-        self._model_in_use: str | None = None
         self._reader_coverage: int | None = None  # memories with a vector, read-only opens
         self._wal_records: list[WalRecord] = []  # held only while opening
         self._wal_bytes_at_checkpoint = 0
         self._wal_files_at_checkpoint = 0
         self._closed = False
-        self._lexical_on_disk = not read_only  # False: a reader rebuilt it in memory
-        self._scope_lock = ScopeLock(directory)
-        self._disk_signature: tuple[Any, ...] = ()
-        self._signature_checked = 0.0
-        self.unrehashed: list[str] = []  # unreadable during the identity migration
+        self._lexical_on_disk = not self.read_only  # False: a reader rebuilt it in memory
 
-        if not read_only:  # a reader needs nothing writable (a read-only mount, a backup)
-            ensure_scope_dir(name, directory)
-            self._scope_lock.acquire(settings.lock_timeout)
-        try:
-            recorded = self._read_scope_meta()
-            self.backend_name = self._choose_backend(recorded)
-            self.backend = open_backend(settings, directory, read_only=read_only,
-                                        backend=self.backend_name)
-            self.wal = WriteAheadLog(directory / "wal", read_only=read_only)
-            meta = directory / "meta" if read_only else ensure_dir(directory / "meta")
-            self._recover(meta)
-            rescued = self._rescue_missing_bodies()
-            self._fill_spare_hashes()
-            self.lexical = self._open_lexical(meta)
-            if rescued and not read_only:  # they may never have been indexed (0.1.0)
-                self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
-            # The last WAL seq whose change is in the lexical index. A commit records this,
-            # never ``wal.last_seq``: a writer appends to the WAL first and upserts after,
-            # and a commit in between must not claim the record (it would never be replayed).
-            self._indexed_seq = self.wal.last_seq
-            self.vectors = self._open_vectors(meta, dim)
-            self._reconcile_vectors()
-            self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
-            if self._records and (recorded is None or recorded.identity < IDENTITY_VERSION):
-                self._rehash()
-            if not read_only and (recorded is None or recorded.identity < IDENTITY_VERSION):
-                created = recorded.created_at if recorded else iso(utcnow()) or ""
-                write_scope_meta(directory,
-                                 ScopeMeta(self.backend_name, IDENTITY_VERSION, created))
-        except BaseException:
-            self._scope_lock.release()
-            raise
+    def _open_state(self) -> None:
+        """Read the scope from disk: snapshot, WAL replay, indexes."""
+        recorded = self._read_scope_meta()
+        self.backend_name = self._choose_backend(recorded)
+        self.backend = open_backend(self.settings, self.directory, read_only=self.read_only,
+                                    backend=self.backend_name)
+        self.wal = WriteAheadLog(self.directory / "wal", read_only=self.read_only)
+        meta = self.directory / "meta" if self.read_only else ensure_dir(self.directory / "meta")
+        self._recover(meta)
+        rescued = self._rescue_missing_bodies()
+        self._fill_spare_hashes()
+        self.lexical = self._open_lexical(meta)
+        if rescued and not self.read_only:  # they may never have been indexed (0.1.0)
+            self.lexical.upsert([lexical_doc(r, self.read_body(r)) for r in rescued])
+        # The last WAL seq whose change is in the lexical index. A commit records this,
+        # never ``wal.last_seq``: a writer appends to the WAL first and upserts after,
+        # and a commit in between must not claim the record (it would never be replayed).
+        self._indexed_seq = self.wal.last_seq
+        self.vectors = self._open_vectors(meta, self._dim)
+        self._reconcile_vectors()
+        self._wal_records = []  # replayed; the WAL may hold up to two checkpoints of text
+        if self._records and (recorded is None or recorded.identity < IDENTITY_VERSION):
+            self._rehash()
+        if not self.read_only and (recorded is None or recorded.identity < IDENTITY_VERSION):
+            created = recorded.created_at if recorded else iso(utcnow()) or ""
+            write_scope_meta(self.directory,
+                             ScopeMeta(self.backend_name, IDENTITY_VERSION, created))
 
-    # ----------------------------------------------------------------- opening
+    def _reopen_after_failed_sync(self, wal: WriteAheadLog) -> None:
+        """A failed fsync cut records out of ``wal`` that were already applied here: drop
+        every in-memory change and read the scope again from what is on disk (ADR 0003)."""
+        with self._backend_lock, self._lock:
+            if self.wal is not wal or self._closed:
+                return  # another caller reopened it already
+            log.error("scope %s: a WAL fsync failed; reading the scope again from disk",
+                      self.name)
+            for part in (self.lexical, self.vectors, self.backend, self.wal):
+                try:
+                    part.close()
+                except (OSError, StorageError, ClosedError) as exc:
+                    log.warning("scope %s: closing after the failed fsync: %s", self.name, exc)
+            self._reset_state()
+            self._open_state()
+
     def _read_scope_meta(self) -> ScopeMeta | None:
         """``scope.json``, or None for a new or 0.1.0 scope. A damaged one is rebuilt from
         what is on disk (the backend by detection, the identity by rehashing: idempotent)."""
@@ -530,18 +556,14 @@ class ScopeStore:
         if old is not None:
             self._forget(old)
         self._records[record.id] = record
-        self._by_sha.setdefault(record.sha256, set()).add(record.id)
+        self._by_sha.add(record.sha256, record.id)
         self._by_body[record.body_id] = record.id
         if record.superseded_by is not None:
             self._superseded.add(record.id)
 
     def _forget(self, record: MemoryRecord) -> None:
         """Drop a record from the hash and body maps; others sharing its hash stay."""
-        same = self._by_sha.get(record.sha256)
-        if same is not None:
-            same.discard(record.id)
-            if not same:
-                del self._by_sha[record.sha256]
+        self._by_sha.discard(record.sha256, record.id)
         self._by_body.pop(record.body_id, None)
         self._superseded.discard(record.id)
 
@@ -583,21 +605,39 @@ class ScopeStore:
 
     # ----------------------------------------------------------------- writes
     def store(self, item: StoreInput, *, imported: dict[str, Any] | None = None,
-              supersedes: Sequence[str] = ()) -> tuple[MemoryRecord, bool, bool]:
+              supersedes: Sequence[str] = (), durable: bool = True
+              ) -> tuple[MemoryRecord, bool, bool]:
         """Store one validated memory. Returns (record, deduplicated, replaced).
 
         ``supersedes``: ids of memories of this scope the new one replaces (checked before
-        anything is written; linked by one more WAL record right after the put)."""
+        anything is written; linked by one more WAL record right after the put).
+        The WAL fsync happens after the scope lock is released, shared with every store
+        written meanwhile (group commit). ``durable=False`` leaves it to a later ``sync()``
+        (a batch: one fsync for all); nothing may be acknowledged before that returns."""
         with self._lock:
             self._check_writable()
             self._check_supersedable(supersedes)
             record, deduplicated, replaced = self._store(item, imported)
             older = [i for i in supersedes if i != record.id]
             if older:
-                self.wal.append({"op": "supersede", "ids": older, "by": record.id})
+                self.wal.write({"op": "supersede", "ids": older, "by": record.id})
                 self._link(older, record.id)
                 record = self._records[record.id]
-            return record, deduplicated, replaced
+        if durable:
+            self.sync()
+        return record, deduplicated, replaced
+
+    def sync(self) -> None:
+        """Return once every WAL record written so far is fsynced (one fsync for all of
+        them, or a share of another caller's). If that fsync failed, the records it cut back
+        were already applied in memory: the scope is read again from disk, and the error
+        raised (nothing of it was acknowledged)."""
+        wal = self.wal
+        try:
+            wal.sync(wal.last_seq)
+        except StorageError:
+            self._reopen_after_failed_sync(wal)
+            raise
 
     def _check_supersedable(self, ids: Sequence[str]) -> None:
         for memory_id in ids:
@@ -661,8 +701,8 @@ class ScopeStore:
                                                   "body_id": record.body_id,
                                                   "scope": self.name, "sha256": sha,
                                                   "size": record.size})
-            seq = self.wal.append({"op": "put", "record": record.to_state(),
-                                   "text": item.text})
+            seq = self.wal.write({"op": "put", "record": record.to_state(),
+                                  "text": item.text})
             self._wal_text[record.body_id] = seq
             replaced = existing is not None
             if existing is not None:
@@ -679,7 +719,7 @@ class ScopeStore:
         """The newest live memory with this hash. Expired ones share the hash until pruned,
         and dedup never folds into them (the caller's write would vanish with them)."""
         now = utcnow()
-        live = [r for i in self._by_sha.get(sha, ()) if (r := self._records.get(i)) is not None
+        live = [r for i in self._by_sha.ids(sha) if (r := self._records.get(i)) is not None
                 and not r.expired(now)]
         return max(live, key=lambda r: (r.updated_at, r.id)) if live else None
 
@@ -694,8 +734,8 @@ class ScopeStore:
         if merged == existing.tags:
             return existing
         now = utcnow()
-        seq = self.wal.append({"op": "tags", "id": existing.id, "tags": list(merged),
-                               "updated_at": now.isoformat()})
+        seq = self.wal.write({"op": "tags", "id": existing.id, "tags": list(merged),
+                              "updated_at": now.isoformat()})
         record = existing.with_tags(merged, now)
         self._records[record.id] = record
         try:

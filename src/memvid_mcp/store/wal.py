@@ -1,5 +1,10 @@
 """Append-only write-ahead log: a write is acknowledged once its record is fsynced here.
 
+Group commit: ``write`` frames a record into the file (no fsync) and ``sync`` waits until an
+fsync covers it. One caller at a time becomes the leader and fsyncs everything written so
+far; the others wait for it, so N concurrent or batched writes cost one fsync, not N. A
+failed fsync cuts the file back to the last synced byte and fails every record it held.
+
 Files ``wal/<first_seq:020d>.log`` start with an 8-byte header (``MVWAL`` + version 1 + two
 reserved bytes); each record is framed as (ADR 0003)::
 
@@ -120,6 +125,12 @@ class WriteAheadLog:
         self._dir = directory if read_only else ensure_dir(directory)
         self._read_only = read_only
         self._lock = threading.Lock()  # appends
+        self._sync_lock = threading.Lock()  # one fsync of the current file at a time
+        self._synced = threading.Condition()  # guards the durable state below
+        self._syncing = False  # a leader is fsyncing
+        self.durable_seq = 0  # every record at or below it is fsynced
+        self._durable_bytes = 0  # bytes of the current file known to be on disk
+        self._lost: list[tuple[int, int, OSError]] = []  # seq ranges cut back after a failed fsync
         self._files_lock = threading.Lock()  # drop_through and scrub: closed files only
         self._file: Any = None
         self._file_path: Path | None = None
@@ -163,6 +174,8 @@ class WriteAheadLog:
                     report.problems.append((str(path), stopped))
                     log.error("write-ahead log %s is damaged: %s", path, stopped)
         report.records = len(out)
+        with self._synced:  # what replay read is on disk
+            self.durable_seq = max(self.durable_seq, self.last_seq)
         return out, report
 
     def advance_to(self, seq: int) -> None:
@@ -170,9 +183,21 @@ class WriteAheadLog:
         checkpoint dropped every file, replay alone would restart at 1."""
         with self._lock:
             self.last_seq = max(self.last_seq, seq)
+            with self._synced:
+                self.durable_seq = max(self.durable_seq, seq)
 
     def _open_new_file(self) -> None:
+        """Start a file (under ``_lock``); what the old one holds unsynced is fsynced first,
+        so a rotation never leaves an acknowledged-to-be record behind in a closed file."""
         if self._file is not None:
+            with self._sync_lock:
+                if self._durable_bytes < self._file_bytes:
+                    try:
+                        os.fsync(self._file.fileno())
+                    except OSError as exc:
+                        self._fail_unsynced(exc)
+                        raise storage_error(self._file_path or self._dir, exc) from exc
+                    self._mark_durable(self.last_seq, self._file_bytes)
             self._file.close()
         path = self._dir / f"{self.last_seq + 1:020d}.log"
         if path.exists():  # a torn file starting at this seq: keep it as evidence
@@ -187,9 +212,19 @@ class WriteAheadLog:
             raise storage_error(path, exc) from exc
         self._file_path = path
         self._file_bytes = len(FILE_MAGIC)
+        with self._synced:
+            self._durable_bytes = self._file_bytes
+            self.durable_seq = max(self.durable_seq, self.last_seq)
 
     def append(self, payload: dict[str, Any]) -> int:
         """Append and fsync one record; returns its sequence number."""
+        seq = self.write(payload)
+        self.sync(seq)
+        return seq
+
+    def write(self, payload: dict[str, Any]) -> int:
+        """Frame one record into the file, not yet fsynced: the caller acknowledges it only
+        after ``sync(seq)`` returned. Returns its sequence number."""
         with self._lock:
             if self._closed:
                 raise ClosedError("the write-ahead log is closed")
@@ -200,7 +235,6 @@ class WriteAheadLog:
             try:
                 self._file.write(frame)
                 self._file.flush()
-                os.fsync(self._file.fileno())
             except OSError as exc:
                 # Cut back to the last good record so the file never holds a half frame.
                 self._truncate_to(self._file_bytes)
@@ -208,6 +242,69 @@ class WriteAheadLog:
             self._file_bytes += len(frame)
             self.last_seq = seq
             return seq
+
+    def sync(self, seq: int) -> None:
+        """Return once an fsync covers record ``seq``: lead one covering everything written so
+        far, or wait for the leader's. Raises StorageError if the record was cut back after a
+        failed fsync, ClosedError if the log closed before it was synced."""
+        while True:
+            with self._synced:
+                while True:
+                    self._check_lost(seq)
+                    if self.durable_seq >= seq:
+                        return
+                    if self._closed:
+                        raise ClosedError("the write-ahead log closed before the record "
+                                          "was synced")
+                    if not self._syncing:
+                        self._syncing = True
+                        break
+                    self._synced.wait()
+            try:
+                self._lead_sync()
+            finally:
+                with self._synced:
+                    self._syncing = False
+                    self._synced.notify_all()
+
+    def _check_lost(self, seq: int) -> None:
+        for first, last, exc in self._lost:
+            if first <= seq <= last:
+                raise storage_error(self._file_path or self._dir, exc) from exc
+
+    def _lead_sync(self) -> None:
+        with self._lock:
+            if self._file is None:
+                return
+            self._sync_lock.acquire()
+            file, fd = self._file, self._file.fileno()
+            target_seq, target_bytes = self.last_seq, self._file_bytes
+        try:  # other writers go on appending while this fsync runs
+            os.fsync(fd)
+        except OSError as exc:
+            self._sync_lock.release()
+            log.error("write-ahead log %s: fsync failed: %s", self._file_path, exc)
+            with self._lock:
+                if self._file is file:  # else a rotation synced or failed them already
+                    self._fail_unsynced(exc)
+            return
+        self._mark_durable(target_seq, target_bytes)
+        self._sync_lock.release()
+
+    def _mark_durable(self, seq: int, size: int) -> None:
+        with self._synced:
+            self.durable_seq = max(self.durable_seq, seq)
+            self._durable_bytes = max(self._durable_bytes, size)
+
+    def _fail_unsynced(self, exc: OSError) -> None:
+        """After a failed fsync (under ``_lock``): cut the file back to its last synced byte and
+        fail every record written since. Their sequence numbers are never handed out again."""
+        with self._synced:
+            if self.last_seq > self.durable_seq:
+                self._lost.append((self.durable_seq + 1, self.last_seq, exc))
+            size = self._durable_bytes
+        self._truncate_to(size)
+        self._file_bytes = size
 
     def _truncate_to(self, size: int) -> None:
         try:
@@ -306,7 +403,18 @@ class WriteAheadLog:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            if self._file is not None and self._durable_bytes < self._file_bytes:
+                with self._sync_lock:
+                    try:
+                        os.fsync(self._file.fileno())
+                        self._mark_durable(self.last_seq, self._file_bytes)
+                    except OSError as exc:
+                        log.error("write-ahead log %s: fsync at close failed: %s",
+                                  self._file_path, exc)
+                        self._fail_unsynced(exc)
+            with self._synced:
+                self._closed = True
+                self._synced.notify_all()
             if self._file is not None:
                 self._file.close()
                 self._file = None
