@@ -19,6 +19,7 @@ import pytest
 
 from memvid_mcp.core.errors import StorageError
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.search.filters import SearchFilters
 from team_fixtures import TeamEnv
 
 WORKER = Path(__file__).with_name("team_worker.py")
@@ -231,3 +232,32 @@ def test_full_text_ranking_weights_rare_words_and_takes_any_query(
         assert len(hits) == 9  # any word matches (not every word)
         for odd in ("o'brien's \\ back\\slash 'quoted' & | ! <->", "the of and", "'''"):
             assert isinstance(m.search(odd, mode="lexical").results, tuple)
+
+
+def test_full_text_search_finds_new_memories_while_word_counts_are_cached(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    """Document counts per word are kept in memory (ADR 0025, search speed at 100k): a
+    memory stored since, by this or another instance, is still found at once."""
+    with _open(tmp_path / "a") as a, _open(tmp_path / "b") as b:
+        first = a.store("the zeppelin hangar opens at noon")
+        assert [h.id for h in b.search("zeppelin blimp", mode="lexical").results] == [first.id]
+        second = a.store("a second zeppelin moored by the hangar")
+        blimp = a.store("the blimp landed in the rain")  # a word counted 0 a moment ago
+        found = {h.id for h in b.search("zeppelin blimp", mode="lexical").results}
+        assert found == {first.id, second.id, blimp.id}
+        hits = b.search("blimp", mode="lexical").results
+        assert [h.id for h in hits] == [blimp.id] and "blimp landed" in hits[0].snippet
+
+
+def test_search_hits_carry_their_pending_text_so_snippets_need_no_more_queries(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as a, _open(tmp_path / "b") as b:
+        stored = {a.store(f"lighthouse keeper log entry {i}: the lamp was trimmed").id
+                  for i in range(5)}
+        b.search("warm up", mode="lexical")
+        (store,) = [s for s in b._scopes.values() if s.name == "global"]
+        records = [r for r, _ in store.lexical_search("lighthouse lamp", 10, SearchFilters())]
+        assert {r.id for r in records} == stored
+        store.db.pool.close()  # any query from now on fails: the texts came with the hits
+        texts = store.read_bodies(records)
+        assert all(t.startswith("lighthouse keeper log entry") for t in texts.values())
