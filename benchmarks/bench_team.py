@@ -30,8 +30,8 @@ import contextlib
 import json
 import os
 import random
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
