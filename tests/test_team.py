@@ -52,7 +52,7 @@ def test_the_team_engine_serves_global_scope_with_nothing_but_a_cache_on_disk(
         (stats,) = m.stats()
         assert stats.backend == "team" and stats.memories == 1 and stats.pending_bodies == 0
         assert stats.details["segments"] == 1
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(1,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(2,)]
     assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
     files = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").rglob("*")
              if p.is_file()}
@@ -261,3 +261,24 @@ def test_search_hits_carry_their_pending_text_so_snippets_need_no_more_queries(
         store.db.pool.close()  # any query from now on fails: the texts came with the hits
         texts = store.read_bodies(records)
         assert all(t.startswith("lighthouse keeper log entry") for t in texts.values())
+
+
+def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    from memvid_mcp.team.schema import MIGRATIONS
+
+    _psql(team_env, MIGRATIONS[1] + "CREATE TABLE memvid_schema (version integer NOT NULL);"
+          "INSERT INTO memvid_schema VALUES (1);")
+    _psql(team_env, "INSERT INTO memvid_memories (scope, id, body_id, sha256, live_sha, state, "
+          "kind, tags, created_at, updated_at, pinned, tsv, size) SELECT 'global', id, b, "
+          "'s', 's', jsonb_build_object('id', id), 'note', '{}', now(), now(), false, "
+          "to_tsvector('english', 'old row'), 7 FROM (VALUES ('01J0000000000000000000000A', "
+          "'01J0000000000000000000000B')) AS v(id, b)")
+    with _open(tmp_path / "a") as m:
+        stored = m.store("a kestrel hovered over the old quarry")
+        assert [h.id for h in m.search("kestrel", mode="lexical").results] == [stored.id]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(2,)]
+    indexes = {r[0] for r in _psql(team_env, "SELECT indexname FROM pg_indexes WHERE "
+                                   "tablename = 'memvid_memories'")}
+    assert "memvid_memories_scope_tsv" in indexes and "memvid_memories_tsv" not in indexes
+    assert _psql(team_env, "SELECT count(*) FROM memvid_memories") == [(2,)]

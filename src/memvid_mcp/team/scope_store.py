@@ -64,6 +64,7 @@ _TSV = (f"to_tsvector('{TEXT_CONFIG}', coalesce(%(title)s, '') || ' ' || %(text)
 # Document frequencies are counted once per term and kept in memory (DF_TTL): counting a
 # common word's posting list on every search was most of a lexical search at 100k memories.
 RARE_SHARE = 0.05
+CANDIDATES = 2000  # rare words join the candidates, rarest first, while their counts fit this
 DF_TTL = 60.0  # seconds a term's document count (and the scope's size) is reused
 DF_CACHE_TERMS = 200_000  # the per-scope cache of document counts is cleared beyond this
 _TERMS = f"""
@@ -79,13 +80,17 @@ WITH weights AS MATERIALIZED (
     FROM unnest(%(terms)s::text[], %(weights)s::float8[]) AS x(t, w)),
 anyterm AS MATERIALIZED (
     SELECT array_to_string(array(SELECT quote_literal(t) FROM unnest(%(pool)s::text[]) AS t),
-                           ' | ')::tsquery AS q)
-SELECT m.state, (SELECT sum(weights.w * ts_rank(m.tsv, weights.q, 1)) FROM weights) AS score,
-       p.body
-FROM memvid_memories m CROSS JOIN anyterm
-LEFT JOIN memvid_pending p ON p.body_id = m.body_id
-WHERE m.scope = %(scope)s AND m.tsv @@ anyterm.q AND {where}
-ORDER BY score DESC, m.id DESC LIMIT %(k)s"""
+                           ' | ')::tsquery AS q),
+top AS MATERIALIZED (
+    SELECT m.id, m.body_id,
+           (SELECT sum(weights.w * ts_rank(m.tsv, weights.q, 1)) FROM weights) AS score
+    FROM memvid_memories m CROSS JOIN anyterm
+    WHERE m.scope = %(scope)s AND m.tsv @@ anyterm.q AND {where}
+    ORDER BY score DESC, m.id DESC LIMIT %(k)s)
+SELECT m.state, top.score, p.body
+FROM top JOIN memvid_memories m ON m.scope = %(scope)s AND m.id = top.id
+LEFT JOIN memvid_pending p ON p.body_id = top.body_id
+ORDER BY top.score DESC, top.id DESC"""
 _VISIBLE = ("(m.expires_at IS NULL OR m.expires_at > %(now)s)")
 _NOT_SUPERSEDED = ("(m.superseded_by IS NULL OR NOT EXISTS (SELECT 1 FROM memvid_memories s "
                    "WHERE s.scope = m.scope AND s.id = m.superseded_by))")
@@ -401,7 +406,7 @@ class TeamScopeStore:
                 return []
             pool, rarer = [], 0
             for df, term in found:  # rare words, then more, rarest first, until k could fill
-                if df <= total * RARE_SHARE or rarer < k:
+                if (df <= total * RARE_SHARE and rarer + df <= CANDIDATES) or rarer < k:
                     pool.append(term)
                 rarer += df
             params: dict[str, Any] = {
