@@ -472,11 +472,13 @@ class TeamScopeStore:
                "FROM memvid_memories m WHERE m.scope = %(scope)s AND m.embedding IS NOT NULL "
                f"AND {_VISIBLE}{where} ORDER BY m.embedding <=> %(v)s::vector LIMIT %(k)s) h "
                "LEFT JOIN memvid_pending p ON p.body_id = h.body_id")
-        with self.db.transaction() as conn:
-            # filtered HNSW scans keep going until k rows pass (pgvector 0.8)
+        with self.db.connection() as conn, conn.pipeline(), conn.transaction():
+            # filtered HNSW scans keep going until k rows pass (pgvector 0.8); the settings,
+            # the query and the commit go in one pipeline: one round trip, not five
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}")
-            rows = conn.execute(sql, params).fetchall()
+            cursor = conn.execute(sql, params)
+        rows = cursor.fetchall()
         hits = [(self._hit(state, body), float(score)) for state, score, body in rows]
         hits.sort(key=lambda hit: hit[1], reverse=True)
         return hits[:k]
