@@ -17,7 +17,10 @@ and embedded by ``catch_up_embeddings`` from the corpus vector cache. ``--keep D
 PostgreSQL data directory and the manager's data there, so a second run skips the fill. Then
 ``MemoryManager.search`` is timed per mode on the 300 SciFact claims + 99 MemoryBank questions
 with a two-tag ``tags_any`` filter, the query-vector cache cleared before each mode (every
-semantic/hybrid figure embeds its query), and the same queries without a filter. Bodies stay
+semantic/hybrid figure embeds its query), and the same queries without a filter.
+``--shared-buffers 1GB`` sizes PostgreSQL's buffer cache as a deployment would (the default
+128 MB holds less than the 100k memories' table and HNSW index); it applies from the server's
+next start, so run once more with the same ``--keep``. Bodies stay
 pending (never sealed: moto keeps objects in memory only, so a kept run could not read them
 back), so snippets come from the pending table, not from decoded video frames.
 
@@ -154,7 +157,8 @@ def fill(m: MemoryManager, n: int) -> None:
           f"{waiting} waiting; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
-def run_scale(model: str, n: int, keep: Path | None, queries_n: int) -> None:
+def run_scale(model: str, n: int, keep: Path | None, queries_n: int,
+              shared_buffers: str | None) -> None:
     """Search speed through MemoryManager on the team engine at ``n`` memories."""
     root = keep or Path(tempfile.mkdtemp(prefix="mvbench-team-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -168,6 +172,14 @@ def run_scale(model: str, n: int, keep: Path | None, queries_n: int) -> None:
             create_database(servers, "bench")
         os.environ.update(MEMVID_DATABASE_URL=servers.database_url("bench"),
                           MEMVID_SEGMENT_URL=f"s3://{BUCKET}/bench")
+        if shared_buffers:
+            import psycopg
+
+            with psycopg.connect(servers.admin_url, autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+                now = conn.execute("SHOW shared_buffers").fetchone()
+            print(f"PostgreSQL shared_buffers {now[0] if now else '?'} now; {shared_buffers} "
+                  "from the server's next start (--keep and run again)", flush=True)
         with MemoryManager.open(data, project=repo, embed_model=model, seal_min_bytes=1 << 40,
                                 batch_max_memories=1 << 30, seal_max_seconds=1e9) as m:
             cache = corpus.CachedEmbeddings(m.embedder.model_id)
@@ -213,13 +225,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=0, help="search speed at n memories (team)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the filled servers here")
     parser.add_argument("--queries", type=int, default=399)
+    parser.add_argument("--shared-buffers", default=None,
+                        help="PostgreSQL shared_buffers (e.g. 1GB), set for the next start")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = corpus.default_model()
     print(f"load {os.getloadavg()[0]:.2f} (2 cores shared: latencies are indicative)",
           flush=True)
     if args.n:
-        run_scale(model, args.n, args.keep, args.queries)
+        run_scale(model, args.n, args.keep, args.queries, args.shared_buffers)
         return
     with tempfile.TemporaryDirectory(prefix="mvbench-") as tmp:
         root = Path(tmp)

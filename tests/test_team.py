@@ -203,6 +203,40 @@ def test_semantic_and_hybrid_search_through_pgvector(
         assert m.search("feline sunbathing", k=1).results[0].id == cat.id
 
 
+def test_project_and_global_team_scopes_are_searched_side_by_side(
+        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path]) -> None:
+    """Each team scope's list is a database query; the manager asks them at once, on their
+    own connections, and merges them as before."""
+    import threading
+
+    model, cache = converted_model
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with MemoryManager.open(tmp_path / "a", project=repo, embed_model=model,
+                            cache_dir=cache) as m:
+        cat = m.store("The cat sat on the warm windowsill all afternoon", scope="project")
+        dog = m.store("A dog dozed on the sunny windowsill", scope="global")
+        m.store("Quarterly revenue grew by twelve percent", scope="global")
+        m.flush()
+        threads: set[str] = set()
+        for store in m._scopes.values():
+            for name in ("lexical_search", "vector_search"):
+                method = getattr(store, name)
+
+                def spy(*args: object, _method: object = method, **kwargs: object) -> object:
+                    threads.add(threading.current_thread().name)
+                    return _method(*args, **kwargs)  # type: ignore[operator]
+
+                setattr(store, name, spy)
+        for mode in ("lexical", "semantic", "hybrid"):
+            result = m.search("windowsill pet resting", mode=mode, k=2)
+            assert result.mode == mode
+            assert {h.id for h in result.results} == {cat.id, dog.id}
+            assert {h.scope for h in result.results} == {"project", "global"}
+        assert threads and all(t.startswith("memvid-scope") for t in threads)
+
+
 def test_an_unreachable_database_or_bucket_is_a_clear_error(
         team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
