@@ -65,7 +65,7 @@ _TSV = (f"to_tsvector('{TEXT_CONFIG}', coalesce(%(title)s, '') || ' ' || %(text)
 # common word's posting list on every search was most of a lexical search at 100k memories.
 RARE_SHARE = 0.05
 CANDIDATES = 500  # rare words join the candidates, rarest first, while their counts fit this
-DF_TTL = 60.0  # seconds a term's document count (and the scope's size) is reused
+DF_TTL = 300.0  # seconds a term's document count (and the scope's size) is reused
 DF_CACHE_TERMS = 200_000  # the per-scope cache of document counts is cleared beyond this
 _TERMS = f"""
 SELECT DISTINCT t FROM unnest(tsvector_to_array(to_tsvector('{TEXT_CONFIG}', %(q)s))) AS t
