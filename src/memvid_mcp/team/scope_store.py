@@ -404,6 +404,7 @@ class TeamScopeStore:
             found = sorted((df, t) for t, df in counts.items() if df > 0)
             if not found:
                 return []
+            total = max(total, float(found[-1][0]))  # a size counted before a word's rise
             pool, rarer = [], 0
             for df, term in found:  # rare words, then more, rarest first, until k could fill
                 if (df <= total * RARE_SHARE and rarer + df <= CANDIDATES) or rarer < k:
