@@ -19,6 +19,7 @@ import pytest
 
 from memvid_mcp.core.errors import StorageError
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.search.filters import SearchFilters
 from team_fixtures import TeamEnv
 
 WORKER = Path(__file__).with_name("team_worker.py")
@@ -51,7 +52,7 @@ def test_the_team_engine_serves_global_scope_with_nothing_but_a_cache_on_disk(
         (stats,) = m.stats()
         assert stats.backend == "team" and stats.memories == 1 and stats.pending_bodies == 0
         assert stats.details["segments"] == 1
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(1,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(2,)]
     assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
     files = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").rglob("*")
              if p.is_file()}
@@ -202,6 +203,40 @@ def test_semantic_and_hybrid_search_through_pgvector(
         assert m.search("feline sunbathing", k=1).results[0].id == cat.id
 
 
+def test_project_and_global_team_scopes_are_searched_side_by_side(
+        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path]) -> None:
+    """Each team scope's list is a database query; the manager asks them at once, on their
+    own connections, and merges them as before."""
+    import threading
+
+    model, cache = converted_model
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with MemoryManager.open(tmp_path / "a", project=repo, embed_model=model,
+                            cache_dir=cache) as m:
+        cat = m.store("The cat sat on the warm windowsill all afternoon", scope="project")
+        dog = m.store("A dog dozed on the sunny windowsill", scope="global")
+        m.store("Quarterly revenue grew by twelve percent", scope="global")
+        m.flush()
+        threads: set[str] = set()
+        for store in m._scopes.values():
+            for name in ("lexical_search", "vector_search"):
+                method = getattr(store, name)
+
+                def spy(*args: object, _method: object = method, **kwargs: object) -> object:
+                    threads.add(threading.current_thread().name)
+                    return _method(*args, **kwargs)  # type: ignore[operator]
+
+                setattr(store, name, spy)
+        for mode in ("lexical", "semantic", "hybrid"):
+            result = m.search("windowsill pet resting", mode=mode, k=2)
+            assert result.mode == mode
+            assert {h.id for h in result.results} == {cat.id, dog.id}
+            assert {h.scope for h in result.results} == {"project", "global"}
+        assert threads and all(t.startswith("memvid-scope") for t in threads)
+
+
 def test_an_unreachable_database_or_bucket_is_a_clear_error(
         team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
@@ -231,3 +266,53 @@ def test_full_text_ranking_weights_rare_words_and_takes_any_query(
         assert len(hits) == 9  # any word matches (not every word)
         for odd in ("o'brien's \\ back\\slash 'quoted' & | ! <->", "the of and", "'''"):
             assert isinstance(m.search(odd, mode="lexical").results, tuple)
+
+
+def test_full_text_search_finds_new_memories_while_word_counts_are_cached(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    """Document counts per word are kept in memory (ADR 0025, search speed at 100k): a
+    memory stored since, by this or another instance, is still found at once."""
+    with _open(tmp_path / "a") as a, _open(tmp_path / "b") as b:
+        first = a.store("the zeppelin hangar opens at noon")
+        assert [h.id for h in b.search("zeppelin blimp", mode="lexical").results] == [first.id]
+        second = a.store("a second zeppelin moored by the hangar")
+        blimp = a.store("the blimp landed in the rain")  # a word counted 0 a moment ago
+        found = {h.id for h in b.search("zeppelin blimp", mode="lexical").results}
+        assert found == {first.id, second.id, blimp.id}
+        hits = b.search("blimp", mode="lexical").results
+        assert [h.id for h in hits] == [blimp.id] and "blimp landed" in hits[0].snippet
+
+
+def test_search_hits_carry_their_pending_text_so_snippets_need_no_more_queries(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as a, _open(tmp_path / "b") as b:
+        stored = {a.store(f"lighthouse keeper log entry {i}: the lamp was trimmed").id
+                  for i in range(5)}
+        b.search("warm up", mode="lexical")
+        (store,) = [s for s in b._scopes.values() if s.name == "global"]
+        records = [r for r, _ in store.lexical_search("lighthouse lamp", 10, SearchFilters())]
+        assert {r.id for r in records} == stored
+        store.db.pool.close()  # any query from now on fails: the texts came with the hits
+        texts = store.read_bodies(records)
+        assert all(t.startswith("lighthouse keeper log entry") for t in texts.values())
+
+
+def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    from memvid_mcp.team.schema import MIGRATIONS
+
+    _psql(team_env, MIGRATIONS[1] + "CREATE TABLE memvid_schema (version integer NOT NULL);"
+          "INSERT INTO memvid_schema VALUES (1);")
+    _psql(team_env, "INSERT INTO memvid_memories (scope, id, body_id, sha256, live_sha, state, "
+          "kind, tags, created_at, updated_at, pinned, tsv, size) SELECT 'global', id, b, "
+          "'s', 's', jsonb_build_object('id', id), 'note', '{}', now(), now(), false, "
+          "to_tsvector('english', 'old row'), 7 FROM (VALUES ('01J0000000000000000000000A', "
+          "'01J0000000000000000000000B')) AS v(id, b)")
+    with _open(tmp_path / "a") as m:
+        stored = m.store("a kestrel hovered over the old quarry")
+        assert [h.id for h in m.search("kestrel", mode="lexical").results] == [stored.id]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(2,)]
+    indexes = {r[0] for r in _psql(team_env, "SELECT indexname FROM pg_indexes WHERE "
+                                   "tablename = 'memvid_memories'")}
+    assert "memvid_memories_scope_tsv" in indexes and "memvid_memories_tsv" not in indexes
+    assert _psql(team_env, "SELECT count(*) FROM memvid_memories") == [(2,)]

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -85,6 +85,7 @@ MAX_K = 1000
 FLUSH_MODEL_WAIT_SECONDS = 300.0
 COMPACT_INTERVAL_SECONDS = 5.0  # how often the compactor looks for work when not woken
 FUSION_DEPTH = 100  # candidates each list contributes to a search at least
+_T = TypeVar("_T")
 
 
 class OpenScope(Protocol):
@@ -161,6 +162,9 @@ class MemoryManager:
         self._closed = False
         # hybrid search embeds the query here while the calling thread searches lexically
         self._search_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memvid-query")
+        # team scopes' lists (a database query each) are fetched side by side here; only leaf
+        # work runs in it, so a task never waits on another in the same pool
+        self._scope_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memvid-scope")
         self.embedder = EmbeddingService(
             self.settings.embed_model,
             self.settings.cache_dir or default_cache_dir(),
@@ -563,8 +567,8 @@ class MemoryManager:
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
             def fetch(n: int) -> list[list[tuple[MemoryRecord, float]]]:
-                return [s.lexical_search(query, n, filters, include_superseded=include_superseded)
-                        for s in stores]
+                return self._each_scope(stores, lambda s: s.lexical_search(
+                    query, n, filters, include_superseded=include_superseded))
 
             if mode == "hybrid" or weight:  # fusion and recency place the whole candidate list
                 return _merge_by_score(fetch(depth))
@@ -662,8 +666,8 @@ class MemoryManager:
             return None, (f"semantic search has no vectors yet (0 of {total:,} memories "
                           "embedded); lexical results only")
         def fetch(n: int) -> builtins.list[builtins.list[tuple[MemoryRecord, float]]]:
-            return [s.vector_search(vector, n, filters, include_superseded=include_superseded)
-                    for s in stores]
+            return self._each_scope(stores, lambda s: s.vector_search(
+                vector, n, filters, include_superseded=include_superseded))
 
         semantic = (_merge_by_score(fetch(depth)) if exact is None
                     else _exact_top(fetch, exact, exact + 1))
@@ -672,6 +676,14 @@ class MemoryManager:
             note = (f"semantic search covers {covered:,} of {total:,} memories so far; "
                     "the rest are found by keywords only")
         return semantic, note
+
+    def _each_scope(self, stores: Sequence[OpenScope], fetch: Callable[[OpenScope], _T]
+                    ) -> builtins.list[_T]:
+        """``fetch`` for every scope; team scopes (a database round trip each, ADR 0025) side
+        by side on their own connections, embedded ones in turn (in-process work)."""
+        if len(stores) > 1 and all(s.backend_name == "team" for s in stores):
+            return list(self._scope_pool.map(fetch, stores))
+        return [fetch(s) for s in stores]
 
     def catch_up_embeddings(self, seconds: float,
                             scopes: str | Sequence[str] | None = None) -> int:
@@ -797,6 +809,7 @@ class MemoryManager:
         self._stop.set()
         self._nudge()
         self._search_pool.shutdown(wait=True)
+        self._scope_pool.shutdown(wait=True)
         self.embedder.close()  # stop a conversion; wait (bounded) for a load in flight
         for thread in self._threads:
             thread.join(timeout=60)

@@ -1,4 +1,4 @@
-"""The team engine's tables (schema version 1), created on first open.
+"""The team engine's tables (schema version 2), created on first open.
 
 One row per memory in ``memvid_memories`` (its record as JSON plus the columns search filters
 on), ``live_sha`` under a partial UNIQUE index so two instances storing the same text at once
@@ -6,11 +6,15 @@ end with one memory; bodies wait in ``memvid_pending`` until a sealed segment ho
 ``memvid_tombstones`` remembers deleted bodies still inside a segment (compaction and purge
 rewrite those segments). A schema change bumps ``SCHEMA_VERSION`` and adds a step to
 ``MIGRATIONS``; opening runs the missing steps under an advisory lock.
+
+Version 2 (ADR 0025, search speed at 100k): the full-text index covers (scope, tsv) with
+``btree_gin``, so a search reads only its own scope's posting lists and rows, however many
+scopes share the database.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_LOCK = 0x6D656D7669640001  # pg_advisory_xact_lock key while creating/migrating tables
 TEXT_CONFIG = "english"  # the full-text configuration (stemming, stop words)
 DIM = 384
@@ -86,4 +90,11 @@ CREATE TABLE IF NOT EXISTS memvid_models (
 );
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1}  # version -> the DDL that reaches it from the one before
+_V2 = """
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX IF NOT EXISTS memvid_memories_scope_tsv ON memvid_memories USING gin (scope, tsv);
+DROP INDEX IF EXISTS memvid_memories_tsv;
+"""
+
+# version -> the DDL that reaches it from the one before
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}

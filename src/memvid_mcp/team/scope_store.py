@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -60,28 +61,36 @@ _TSV = (f"to_tsvector('{TEXT_CONFIG}', coalesce(%(title)s, '') || ' ' || %(text)
 # holding a rare query word (in at most RARE_SHARE of the scope), plus more words, rarest
 # first, until they could fill the k asked: ranking every memory that holds a common word
 # cost 20x the time for the same SciFact top 10 (plainto_tsquery would demand every word).
+# Document frequencies are counted once per term and kept in memory (DF_TTL): counting a
+# common word's posting list on every search was most of a lexical search at 100k memories.
 RARE_SHARE = 0.05
-_LEXICAL = f"""
-WITH terms AS MATERIALIZED (
-    SELECT DISTINCT quote_literal(t)::tsquery AS q
-    FROM unnest(tsvector_to_array(to_tsvector('{TEXT_CONFIG}', %(q)s))) AS t
-    WHERE position(E'\\\\' IN t) = 0),
-total AS MATERIALIZED (SELECT count(*)::float8 AS n FROM memvid_memories WHERE scope = %(scope)s),
-weights AS MATERIALIZED (
-    SELECT terms.q, df.n AS df, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS w
-    FROM terms, total, LATERAL (SELECT count(*)::float8 AS n FROM memvid_memories d
-                                WHERE d.scope = %(scope)s AND d.tsv @@ terms.q) AS df),
-pool AS MATERIALIZED (
-    SELECT q, df, coalesce(sum(df) OVER (ORDER BY df, q::text ROWS BETWEEN UNBOUNDED PRECEDING
-                                         AND 1 PRECEDING), 0) AS rarer
-    FROM weights WHERE df > 0),
+CANDIDATES = 500  # rare words join the candidates, rarest first, while their counts fit this
+DF_TTL = 300.0  # seconds a term's document count (and the scope's size) is reused
+DF_CACHE_TERMS = 200_000  # the per-scope cache of document counts is cleared beyond this
+_TERMS = f"""
+SELECT DISTINCT t FROM unnest(tsvector_to_array(to_tsvector('{TEXT_CONFIG}', %(q)s))) AS t
+WHERE position(E'\\\\' IN t) = 0"""
+_COUNTS = """
+SELECT t, (SELECT count(*) FROM memvid_memories d WHERE d.scope = %(scope)s
+           AND d.tsv @@ quote_literal(t)::tsquery)
+FROM unnest(%(terms)s::text[]) AS t"""
+_LEXICAL = """
+WITH weights AS MATERIALIZED (
+    SELECT quote_literal(t)::tsquery AS q, w
+    FROM unnest(%(terms)s::text[], %(weights)s::float8[]) AS x(t, w)),
 anyterm AS MATERIALIZED (
-    SELECT string_agg(pool.q::text, ' | ')::tsquery AS q FROM pool, total
-    WHERE pool.df <= total.n * %(rare)s OR pool.rarer < %(k)s)
-SELECT m.state, (SELECT sum(weights.w * ts_rank(m.tsv, weights.q, 1)) FROM weights) AS score
-FROM memvid_memories m, anyterm
-WHERE m.scope = %(scope)s AND m.tsv @@ anyterm.q AND {{where}}
-ORDER BY score DESC, m.id DESC LIMIT %(k)s"""
+    SELECT array_to_string(array(SELECT quote_literal(t) FROM unnest(%(pool)s::text[]) AS t),
+                           ' | ')::tsquery AS q),
+top AS MATERIALIZED (
+    SELECT m.id, m.body_id,
+           (SELECT sum(weights.w * ts_rank(m.tsv, weights.q, 1)) FROM weights) AS score
+    FROM memvid_memories m CROSS JOIN anyterm
+    WHERE m.scope = %(scope)s AND m.tsv @@ anyterm.q AND {where}
+    ORDER BY score DESC, m.id DESC LIMIT %(k)s)
+SELECT m.state, top.score, p.body
+FROM top JOIN memvid_memories m ON m.scope = %(scope)s AND m.id = top.id
+LEFT JOIN memvid_pending p ON p.body_id = top.body_id
+ORDER BY top.score DESC, top.id DESC"""
 _VISIBLE = ("(m.expires_at IS NULL OR m.expires_at > %(now)s)")
 _NOT_SUPERSEDED = ("(m.superseded_by IS NULL OR NOT EXISTS (SELECT 1 FROM memvid_memories s "
                    "WHERE s.scope = m.scope AND s.id = m.superseded_by))")
@@ -136,6 +145,9 @@ class TeamScopeStore:
         self._closed = False
         self._ladder = codec.PROFILES[settings.video_profile]
         self._texts = ByteLRU(TEXT_CACHE_BYTES)  # snippets of repeated hits: no round trip
+        self._df: dict[str, tuple[float, int]] = {}  # term -> (counted at, document count)
+        self._df_total: tuple[float, int] | None = None  # (counted at, memories in the scope)
+        self._df_lock = threading.Lock()
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -384,15 +396,67 @@ class TeamScopeStore:
     def lexical_search(self, query: str, k: int, filters: SearchFilters, *,
                        include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
         self._check_open()
-        params: dict[str, Any] = {"scope": self.key, "q": query, "k": k, "now": utcnow(),
-                                  "rare": RARE_SHARE}
-        where = _filter_sql(filters, params)
-        if not include_superseded:
-            where += f" AND {_NOT_SUPERSEDED}"
-        sql = _LEXICAL.replace("{where}", _VISIBLE + where)
         with self.db.connection() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [(MemoryRecord.from_state(state), float(score)) for state, score in rows]
+            terms = [r[0] for r in conn.execute(_TERMS, {"q": query}).fetchall()]
+            if not terms:
+                return []
+            total, counts = self._document_counts(conn, terms)
+            found = sorted((df, t) for t, df in counts.items() if df > 0)
+            if not found:
+                return []
+            total = max(total, float(found[-1][0]))  # a size counted before a word's rise
+            pool, rarer = [], 0
+            for df, term in found:  # rare words, then more, rarest first, until k could fill
+                if (df <= total * RARE_SHARE and rarer + df <= CANDIDATES) or rarer < k:
+                    pool.append(term)
+                rarer += df
+            params: dict[str, Any] = {
+                "scope": self.key, "k": k, "now": utcnow(), "pool": pool,
+                "terms": [t for _, t in found],
+                "weights": [math.log(1 + (total - df + 0.5) / (df + 0.5)) for df, _ in found]}
+            where = _filter_sql(filters, params)
+            if not include_superseded:
+                where += f" AND {_NOT_SUPERSEDED}"
+            rows = conn.execute(_LEXICAL.replace("{where}", _VISIBLE + where),
+                                params).fetchall()
+        return [(self._hit(state, body), float(score)) for state, score, body in rows]
+
+    def _document_counts(self, conn: Any, terms: list[str]) -> tuple[float, dict[str, int]]:
+        """The scope's size and each term's document count, from the in-memory cache when
+        counted less than DF_TTL ago (a cached 0 is always counted again: a memory stored
+        since must be found)."""
+        now = time.monotonic()
+        with self._df_lock:
+            if self._df_total is None or now - self._df_total[0] >= DF_TTL:
+                self._df_total = None
+            cached = {t: self._df[t][1] for t in terms
+                      if t in self._df and self._df[t][1] > 0 and now - self._df[t][0] < DF_TTL}
+            total = self._df_total[1] if self._df_total is not None else None
+        missing = [t for t in terms if t not in cached]
+        if missing:
+            counted = {t: int(n) for t, n in conn.execute(
+                _COUNTS, {"scope": self.key, "terms": missing}).fetchall()}
+            cached.update(counted)
+        if total is None:
+            row = conn.execute("SELECT count(*) FROM memvid_memories WHERE scope = %s",
+                               (self.key,)).fetchone()
+            total = int(row[0]) if row else 0
+        with self._df_lock:
+            if len(self._df) > DF_CACHE_TERMS:
+                self._df.clear()
+            for t in missing:
+                self._df[t] = (now, cached[t])
+            if self._df_total is None:
+                self._df_total = (now, total)
+        return float(max(total, 1)), cached
+
+    def _hit(self, state: dict[str, Any], body: bytes | None) -> MemoryRecord:
+        """A search hit's record; its pending body (fetched with it) goes to the text cache,
+        so the snippet the manager reads next costs no round trip."""
+        record = MemoryRecord.from_state(state)
+        if body is not None:
+            self._texts.put(record.body_id, bytes(body))
+        return record
 
     def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
                       include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
@@ -404,15 +468,19 @@ class TeamScopeStore:
         where = _filter_sql(filters, params)
         if not include_superseded:
             where += f" AND {_NOT_SUPERSEDED}"
-        sql = ("SELECT m.state, 1 - (m.embedding <=> %(v)s::vector) AS score "
+        sql = ("SELECT h.state, h.score, p.body FROM (SELECT m.state, m.body_id, "
+               "1 - (m.embedding <=> %(v)s::vector) AS score "
                "FROM memvid_memories m WHERE m.scope = %(scope)s AND m.embedding IS NOT NULL "
-               f"AND {_VISIBLE}{where} ORDER BY m.embedding <=> %(v)s::vector LIMIT %(k)s")
-        with self.db.transaction() as conn:
-            # filtered HNSW scans keep going until k rows pass (pgvector 0.8)
+               f"AND {_VISIBLE}{where} ORDER BY m.embedding <=> %(v)s::vector LIMIT %(k)s) h "
+               "LEFT JOIN memvid_pending p ON p.body_id = h.body_id")
+        with self.db.connection() as conn, conn.pipeline(), conn.transaction():
+            # filtered HNSW scans keep going until k rows pass (pgvector 0.8); the settings,
+            # the query and the commit go in one pipeline: one round trip, not five
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}")
-            rows = conn.execute(sql, params).fetchall()
-        hits = [(MemoryRecord.from_state(state), float(score)) for state, score in rows]
+            cursor = conn.execute(sql, params)
+        rows = cursor.fetchall()
+        hits = [(self._hit(state, body), float(score)) for state, score, body in rows]
         hits.sort(key=lambda hit: hit[1], reverse=True)
         return hits[:k]
 
