@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,27 @@ def test_purge_leaves_no_deleted_text_in_a_segment_dictionary(
         leaks = [p for p, data in every_file_text(scope).items() if marker in data]
         assert leaks == []
         assert len(m.list(limit=500).memories) == 240
+
+
+def test_frames_of_one_segment_decode_side_by_side_with_one_dictionary() -> None:
+    """Regression: a page's frames are decoded on several threads (ADR 0028) with the one
+    ``SegmentDictionary`` the store keeps per segment; a shared zstandard decompressor is not
+    thread-safe and garbled frames ("zstd: Data corruption detected" in a service's log)."""
+    bodies = _notes(600, seed=11)
+    packed = framing.Packer(2951).pack(bodies)
+    dictionary = _dictionary(packed)
+    payloads = packed.payloads[packed.dictionary_frames:]
+    expected = [framing.decode_frame(p, dictionary=dictionary).content for p in payloads]
+    start = threading.Barrier(8)
+
+    def decode_all(offset: int) -> list[bytes]:
+        start.wait()
+        order = payloads[offset:] + payloads[:offset]
+        got = [framing.decode_frame(p, dictionary=dictionary).content for _ in range(20)
+               for p in order]
+        return got[: len(order)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(decode_all, range(8)))
+    for offset, got in enumerate(results):
+        assert got == expected[offset:] + expected[:offset]

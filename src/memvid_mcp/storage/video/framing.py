@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,12 +71,22 @@ class DictionaryNeeded(CorruptionError):
 
 
 class SegmentDictionary:
-    """A segment's zstd dictionary and the decompressor built from it (built once)."""
+    """A segment's zstd dictionary and the decompressors built from it: one per thread,
+    since a zstandard decompressor is not thread-safe (a page's frames decode side by side,
+    and one shared decompressor garbles them)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self._dict = zstandard.ZstdCompressionDict(data)
-        self.decompressor = zstandard.ZstdDecompressor(dict_data=self._dict)
+        self._local = threading.local()
+
+    @property
+    def decompressor(self) -> zstandard.ZstdDecompressor:
+        """This thread's decompressor (built once per thread)."""
+        mine: zstandard.ZstdDecompressor | None = getattr(self._local, "d", None)
+        if mine is None:
+            mine = self._local.d = zstandard.ZstdDecompressor(dict_data=self._dict)
+        return mine
 
     def compressor(self, level: int) -> zstandard.ZstdCompressor:
         return zstandard.ZstdCompressor(level=level, dict_data=self._dict, write_checksum=False,
