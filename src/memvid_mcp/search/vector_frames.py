@@ -21,24 +21,14 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
+from ..core.varint import varint as _varint
+
 HEADER = struct.Struct("<IIB")
 RAW, ZSTD = 0, 1
 FRAME_ROWS = 4096  # rows per frame when a whole file is (re)written
 ZSTD_LEVEL = 3  # level 9 saves nothing more on codes and is 4x slower
 
 Codes = npt.NDArray[np.int8]
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def encode(codes: Codes, ids: Sequence[str], frame_rows: int = FRAME_ROWS) -> bytes:

@@ -25,6 +25,7 @@ from ulid import ULID
 
 from ..core.errors import CorruptionError
 from ..core.models import DEFAULT_KIND, MemoryRecord, iso
+from ..core.varint import append_varint as _varint
 
 ID_ULID = 0x01  # the id is a canonical ULID, in the id column
 BODY_DELTA = 0x02  # the body id is a ULID at a small distance from the id: a varint
@@ -36,17 +37,6 @@ _MS = timedelta(milliseconds=1)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DELTA_LIMIT = 1 << 62
 UNKNOWN_SHA = ""  # a spare's records: the hash is recomputed from the body
-
-
-def _varint(value: int, out: bytearray) -> None:
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
 
 
 def _zigzag(value: int) -> int:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import zstandard
 
 from ...core.errors import CorruptionError
+from ...core.varint import varint as _varint
 
 MAGIC = b"MV"
 VERSION = 1  # frames of a segment without a dictionary
@@ -110,18 +111,6 @@ def assemble_dictionary(pieces: dict[int, Frame], path: str) -> SegmentDictionar
         return SegmentDictionary(b"".join(parts))
     except zstandard.ZstdError as exc:
         raise CorruptionError(path, f"segment dictionary: {exc}") from None
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:

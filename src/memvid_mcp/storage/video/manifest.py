@@ -37,6 +37,7 @@ from typing import Any
 
 from ...core.errors import StorageError
 from ...core.fsutil import fsync_dir
+from ...core.varint import varint as _varint
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +151,6 @@ def parse_lines(data: bytes) -> Parsed:
 
 
 # ------------------------------------------------------------------ compact records
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 class _Reader:
