@@ -264,12 +264,8 @@ class VectorIndex:
             self._live[row] = True
 
     def _replay_deletes(self, log_path: Path, log_bytes: int) -> None:
-        raw_log = b""
-        if log_bytes:
-            with open(log_path, "rb") as f:
-                raw_log = f.read(log_bytes)
         try:
-            for line in raw_log.decode("utf-8").splitlines():
+            for line in _committed_lines(log_path, log_bytes):
                 entry = json.loads(line)
                 if entry[0] != "-":
                     raise ValueError(f"unknown entry {entry[0]!r}")
@@ -308,12 +304,8 @@ class VectorIndex:
 
     def _replay_old_log(self, log_path: Path, log_bytes: int, rows: int) -> None:
         self._row_ids = [""] * rows
-        raw_log = b""
-        if log_bytes:
-            with open(log_path, "rb") as f:
-                raw_log = f.read(log_bytes)
         try:
-            for line in raw_log.decode("utf-8").splitlines():
+            for line in _committed_lines(log_path, log_bytes):
                 entry = json.loads(line)
                 if entry[0] == "+":
                     row, doc_id = int(entry[1]), str(entry[2])
@@ -914,3 +906,12 @@ def _check_files(checks: Iterable[tuple[Path, int, int]]) -> list[str]:
         elif crc != expected:
             problems.append(f"{file}: checksum mismatch (damaged vectors)")
     return problems
+
+
+def _committed_lines(log_path: Path, log_bytes: int) -> list[str]:
+    """The committed part of a JSON-lines log (its first ``log_bytes``); a UnicodeDecodeError
+    is left to the caller, which reports the log as damaged."""
+    if not log_bytes:
+        return []
+    with open(log_path, "rb") as f:
+        return f.read(log_bytes).decode("utf-8").splitlines()
