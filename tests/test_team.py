@@ -255,6 +255,37 @@ def test_an_unreachable_database_or_bucket_is_a_clear_error(
         m.store("never stored either")
 
 
+@pytest.mark.parametrize(("url", "named"), [
+    ("postgresql://nobody:s3cretpw@127.0.0.1:notaport/memvid", "port 'notaport'"),
+    ("postgresql://nobody:s3cretpw@127.0.0.1/memvid?sslmod=off", 'parameter: "sslmod"'),
+])
+def test_a_malformed_database_url_fails_at_once_naming_the_fault(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, url: str, named: str) -> None:
+    """Issue 14: the pool used to retry a malformed URL, a warning per attempt, then call it
+    "unreachable"; now it is one error naming what is wrong, without the password."""
+    monkeypatch.setenv("MEMVID_DATABASE_URL", url)
+    with _open(tmp_path / "a") as m, pytest.raises(StorageError, match="malformed") as exc:
+        m.store("never stored")
+    assert named in str(exc.value) and "s3cretpw" not in str(exc.value)
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+
+
+def test_a_wrong_user_is_one_clear_error_without_the_password(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import re
+
+    wrong = re.sub(r"://[^@/]*@", "://nobody:s3cretpw@", team_env.database_url)
+    if "@" not in wrong:
+        wrong = wrong.replace("://", "://nobody:s3cretpw@", 1)
+    monkeypatch.setenv("MEMVID_DATABASE_URL", wrong)
+    with _open(tmp_path / "a") as m, pytest.raises(StorageError, match="unreachable") as exc:
+        m.store("never stored")
+    assert "nobody" in str(exc.value) and "s3cretpw" not in str(exc.value)
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+
+
 def test_full_text_ranking_weights_rare_words_and_takes_any_query(
         team_env: TeamEnv, tmp_path: Path) -> None:
     with _open(tmp_path / "a") as m:
