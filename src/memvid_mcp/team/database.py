@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.errors import StorageError
-from .schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA_LOCK, SCHEMA_VERSION, scope_index_name, scope_index_sql
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,18 @@ class Database:
                 conn.execute(MIGRATIONS[version])
                 conn.execute("DELETE FROM memvid_schema")
                 conn.execute("INSERT INTO memvid_schema (version) VALUES (%s)", (version,))
+
+    def ensure_scope_index(self, key: str) -> None:
+        """Scope ``key``'s vector index (schema version 3), made on the scope's first open;
+        instances opening it at once wait for the one that makes it."""
+        with self.connection() as conn:
+            if conn.execute("SELECT to_regclass(%s)", (scope_index_name(key),)).fetchone()[0]:
+                return
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            log.info("database %s: creating the vector index of scope %s", self.name, key)
+            conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            conn.execute(scope_index_sql(key))
 
     def close(self) -> None:
         self.pool.close()
