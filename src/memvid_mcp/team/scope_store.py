@@ -470,7 +470,7 @@ class TeamScopeStore:
             # plan sees the scope's value, so it can use the scope's partial index.
             conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, 2 * k))}")
             cursor = conn.execute(sql, params)
         rows = cursor.fetchall()
         hits = [(self._hit(state, body), float(score)) for state, score, body in rows]
