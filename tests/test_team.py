@@ -52,7 +52,7 @@ def test_the_team_engine_serves_global_scope_with_nothing_but_a_cache_on_disk(
         (stats,) = m.stats()
         assert stats.backend == "team" and stats.memories == 1 and stats.pending_bodies == 0
         assert stats.details["segments"] == 1
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(2,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(3,)]
     assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
     files = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").rglob("*")
              if p.is_file()}
@@ -255,6 +255,37 @@ def test_an_unreachable_database_or_bucket_is_a_clear_error(
         m.store("never stored either")
 
 
+@pytest.mark.parametrize(("url", "named"), [
+    ("postgresql://nobody:s3cretpw@127.0.0.1:notaport/memvid", "port 'notaport'"),
+    ("postgresql://nobody:s3cretpw@127.0.0.1/memvid?sslmod=off", 'parameter: "sslmod"'),
+])
+def test_a_malformed_database_url_fails_at_once_naming_the_fault(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, url: str, named: str) -> None:
+    """Issue 14: the pool used to retry a malformed URL, a warning per attempt, then call it
+    "unreachable"; now it is one error naming what is wrong, without the password."""
+    monkeypatch.setenv("MEMVID_DATABASE_URL", url)
+    with _open(tmp_path / "a") as m, pytest.raises(StorageError, match="malformed") as exc:
+        m.store("never stored")
+    assert named in str(exc.value) and "s3cretpw" not in str(exc.value)
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+
+
+def test_a_wrong_user_is_one_clear_error_without_the_password(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import re
+
+    wrong = re.sub(r"://[^@/]*@", "://nobody:s3cretpw@", team_env.database_url)
+    if "@" not in wrong:
+        wrong = wrong.replace("://", "://nobody:s3cretpw@", 1)
+    monkeypatch.setenv("MEMVID_DATABASE_URL", wrong)
+    with _open(tmp_path / "a") as m, pytest.raises(StorageError, match="unreachable") as exc:
+        m.store("never stored")
+    assert "nobody" in str(exc.value) and "s3cretpw" not in str(exc.value)
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+
+
 def test_full_text_ranking_weights_rare_words_and_takes_any_query(
         team_env: TeamEnv, tmp_path: Path) -> None:
     with _open(tmp_path / "a") as m:
@@ -299,7 +330,7 @@ def test_search_hits_carry_their_pending_text_so_snippets_need_no_more_queries(
 
 def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
         team_env: TeamEnv, tmp_path: Path) -> None:
-    from memvid_mcp.team.schema import MIGRATIONS
+    from memvid_mcp.team.schema import MIGRATIONS, scope_index_name
 
     _psql(team_env, MIGRATIONS[1] + "CREATE TABLE memvid_schema (version integer NOT NULL);"
           "INSERT INTO memvid_schema VALUES (1);")
@@ -311,8 +342,46 @@ def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
     with _open(tmp_path / "a") as m:
         stored = m.store("a kestrel hovered over the old quarry")
         assert [h.id for h in m.search("kestrel", mode="lexical").results] == [stored.id]
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(2,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(3,)]
     indexes = {r[0] for r in _psql(team_env, "SELECT indexname FROM pg_indexes WHERE "
                                    "tablename = 'memvid_memories'")}
     assert "memvid_memories_scope_tsv" in indexes and "memvid_memories_tsv" not in indexes
+    assert scope_index_name("global") in indexes and "memvid_memories_vec" not in indexes
     assert _psql(team_env, "SELECT count(*) FROM memvid_memories") == [(2,)]
+
+
+def test_each_scope_has_its_own_vector_index_and_semantic_search_uses_it(
+        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path]) -> None:
+    """Schema 3 (ADR 0025): one partial halfvec HNSW index per scope, made on first open; a
+    filtered scan no longer walks the other scopes' vectors (semantic p50 at 100k)."""
+    from memvid_mcp.team.schema import scope_index_name
+
+    model, cache = converted_model
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    with MemoryManager.open(tmp_path / "a", project=repo, embed_model=model,
+                            cache_dir=cache) as m:
+        m.store("the kestrel hovered over the quarry", scope="global")
+        m.store("a heron waited by the weir", scope="project")
+        m.flush()
+        keys = {s.key for s in m._scopes.values()}
+        assert len(keys) == 2
+        indexes = {r[0] for r in _psql(team_env, "SELECT indexname FROM pg_indexes WHERE "
+                                       "tablename = 'memvid_memories'")}
+        assert {scope_index_name(k) for k in keys} <= indexes
+        assert "memvid_memories_vec" not in indexes
+
+        for mode in ("semantic", "hybrid"):
+            result = m.search("a bird of prey hovering", mode=mode, k=2)
+            assert result.mode == mode and len(result.results) == 2
+        vector = m.embedder.embed_query("a bird of prey hovering")
+        for store in m._scopes.values():
+            # a two-row table is scanned whole by choice; forbidding that shows the query
+            # matches its scope's index (the planner uses it at 100k), filters and all
+            sql, params = store.vector_query(vector, 10, SearchFilters(tags_any=("x", "y")))
+            with store.db.transaction() as conn:
+                conn.execute("SET LOCAL enable_seqscan = off")
+                conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                plan = " ".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+            assert f"Index Scan using {scope_index_name(store.key)}" in plan, plan

@@ -43,6 +43,8 @@ class TeamEngine:
 
     def open_scope(self, name: str, key: str) -> TeamScopeStore:
         """The scope ``name`` (global, project) stored under ``key`` in the team database."""
+        if not self.settings.read_only:
+            self.db.ensure_scope_index(key)
         return TeamScopeStore(name, key, self.settings, self.db, self.bucket)
 
     def close(self) -> None:

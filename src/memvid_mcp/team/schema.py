@@ -1,4 +1,4 @@
-"""The team engine's tables (schema version 2), created on first open.
+"""The team engine's tables (schema version 3), created on first open.
 
 One row per memory in ``memvid_memories`` (its record as JSON plus the columns search filters
 on), ``live_sha`` under a partial UNIQUE index so two instances storing the same text at once
@@ -10,11 +10,19 @@ rewrite those segments). A schema change bumps ``SCHEMA_VERSION`` and adds a ste
 Version 2 (ADR 0025, search speed at 100k): the full-text index covers (scope, tsv) with
 ``btree_gin``, so a search reads only its own scope's posting lists and rows, however many
 scopes share the database.
+
+Version 3 (ADR 0025, vector search at 100k): one HNSW index per scope, on the vector as
+``halfvec`` (half the pages) with ``WHERE scope = '<key>'``, instead of one index over every
+scope, whose filtered scans visited the other scopes' rows and dropped them. A scope's index
+is made when the scope is first opened (``ensure_scope_index``); the migration makes them for
+the scopes already stored and drops the shared index.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+import hashlib
+
+SCHEMA_VERSION = 3
 SCHEMA_LOCK = 0x6D656D7669640001  # pg_advisory_xact_lock key while creating/migrating tables
 TEXT_CONFIG = "english"  # the full-text configuration (stemming, stop words)
 DIM = 384
@@ -96,5 +104,38 @@ CREATE INDEX IF NOT EXISTS memvid_memories_scope_tsv ON memvid_memories USING gi
 DROP INDEX IF EXISTS memvid_memories_tsv;
 """
 
+# halfvec: the index's copy of each vector in 2 bytes a dimension; distances and scores are
+# then computed from the full vector on the row
+HALFVEC = f"(embedding::halfvec({DIM}))"
+
+
+def scope_index_name(key: str) -> str:
+    """The name of scope ``key``'s vector index (the same md5 the migration uses in SQL)."""
+    return "memvid_vec_" + hashlib.md5(key.encode()).hexdigest()[:16]
+
+
+def scope_index_sql(key: str) -> str:
+    """The DDL of scope ``key``'s partial HNSW index (the key as a quoted literal)."""
+    literal = "'" + key.replace("'", "''") + "'"
+    return (f"CREATE INDEX IF NOT EXISTS {scope_index_name(key)} ON memvid_memories "
+            f"USING hnsw ({HALFVEC} halfvec_cosine_ops) WHERE scope = {literal}")
+
+
+_V3 = f"""
+SET LOCAL maintenance_work_mem = '256MB';
+DO $$
+DECLARE
+    keys text[] := array(SELECT DISTINCT scope FROM memvid_memories);
+    k text;
+BEGIN
+    FOREACH k IN ARRAY keys LOOP
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON memvid_memories USING hnsw '
+                       '({HALFVEC} halfvec_cosine_ops) WHERE scope = %L',
+                       'memvid_vec_' || left(md5(k), 16), k);
+    END LOOP;
+END $$;
+DROP INDEX IF EXISTS memvid_memories_vec;
+"""
+
 # version -> the DDL that reaches it from the one before
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}

@@ -463,6 +463,24 @@ class TeamScopeStore:
         self._check_open()
         if vector.shape[-1] != DIM:
             return []
+        sql, params = self.vector_query(vector, k, filters, include_superseded=include_superseded)
+        with self.db.connection() as conn, conn.pipeline(), conn.transaction():
+            # filtered HNSW scans keep going until k rows pass (pgvector 0.8); the settings,
+            # the query and the commit go in one pipeline: one round trip, not six. A custom
+            # plan sees the scope's value, so it can use the scope's partial index.
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, 2 * k))}")
+            cursor = conn.execute(sql, params)
+        rows = cursor.fetchall()
+        hits = [(self._hit(state, body), float(score)) for state, score, body in rows]
+        hits.sort(key=lambda hit: hit[1], reverse=True)
+        return hits[:k]
+
+    def vector_query(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
+                     include_superseded: bool = False) -> tuple[str, dict[str, Any]]:
+        """The SQL of a vector search and its parameters. It orders by the halfvec expression
+        of the scope's partial index, whose scope predicate a custom plan matches."""
         params: dict[str, Any] = {"scope": self.key, "v": _vector_text(vector), "k": k,
                                   "now": utcnow()}
         where = _filter_sql(filters, params)
@@ -471,18 +489,10 @@ class TeamScopeStore:
         sql = ("SELECT h.state, h.score, p.body FROM (SELECT m.state, m.body_id, "
                "1 - (m.embedding <=> %(v)s::vector) AS score "
                "FROM memvid_memories m WHERE m.scope = %(scope)s AND m.embedding IS NOT NULL "
-               f"AND {_VISIBLE}{where} ORDER BY m.embedding <=> %(v)s::vector LIMIT %(k)s) h "
+               f"AND {_VISIBLE}{where} ORDER BY (m.embedding::halfvec({DIM})) "
+               f"<=> %(v)s::halfvec({DIM}) LIMIT %(k)s) h "
                "LEFT JOIN memvid_pending p ON p.body_id = h.body_id")
-        with self.db.connection() as conn, conn.pipeline(), conn.transaction():
-            # filtered HNSW scans keep going until k rows pass (pgvector 0.8); the settings,
-            # the query and the commit go in one pipeline: one round trip, not five
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}")
-            cursor = conn.execute(sql, params)
-        rows = cursor.fetchall()
-        hits = [(self._hit(state, body), float(score)) for state, score, body in rows]
-        hits.sort(key=lambda hit: hit[1], reverse=True)
-        return hits[:k]
+        return sql, params
 
     def vector_coverage(self) -> tuple[int, int]:
         cached = self._coverage
