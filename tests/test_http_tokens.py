@@ -11,34 +11,24 @@ session opened by one token is refused to another.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from http_serving import HEADERS, INITIALIZE, serve
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.tokens import add_token
 from memvid_mcp.manager import MemoryManager
 from memvid_mcp.mcp.server import build_http_app, build_server
 
 pytestmark = pytest.mark.anyio
-
-INITIALIZE = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-               "clientInfo": {"name": "raw", "version": "0"}},
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -60,24 +50,6 @@ def tokens(tmp_path: Path) -> tuple[Path, str, str]:
     alice = add_token(path, "alice", "global")
     bob = add_token(path, "bob", "*")
     return path, alice, bob
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=2))
-    with anyio.fail_after(60):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            try:
-                yield f"http://127.0.0.1:{port}/mcp"
-            finally:
-                server.should_exit = True
-    sock.close()
 
 
 @asynccontextmanager

@@ -12,12 +12,10 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,10 @@ import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from http_serving import HEADERS, INITIALIZE, serve
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import ValidationError
 from memvid_mcp.manager import MemoryManager
@@ -38,19 +36,6 @@ from memvid_mcp.mcp.server import build_http_app, build_server
 pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token-value-9f1c2d"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -63,27 +48,6 @@ def manager(tmp_path: Path) -> Any:
     m = MemoryManager(Settings(data_dir=tmp_path / "data", embeddings=False, project=work))
     yield m
     m.close()
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 at a port the OS picks; yield the MCP endpoint URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)  # connections queue here until uvicorn accepts: no start-up polling
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            try:
-                yield f"http://127.0.0.1:{port}/mcp"
-            finally:
-                server.should_exit = True
-    sock.close()
 
 
 def _server_app(manager: Any, **kwargs: Any) -> Any:

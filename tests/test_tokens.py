@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from http_serving import HEADERS, INITIALIZE
 from memvid_mcp.cli.main import main
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import ValidationError
@@ -32,13 +33,6 @@ from memvid_mcp.core.tokens import (
     load_tokens,
     remove_token,
 )
-
-INITIALIZE = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-               "clientInfo": {"name": "raw", "version": "0"}},
-}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def test_a_new_token_is_random_and_only_its_hash_is_written(tmp_path: Path) -> None:
