@@ -9,6 +9,7 @@ whole. Tests use it to prove what text a segment holds, without trusting our cod
 from __future__ import annotations
 
 import contextlib
+import shutil
 import zlib
 from pathlib import Path
 
@@ -106,3 +107,15 @@ def every_file_text(root: Path) -> dict[Path, bytes]:
             data += b"".join(segment_parts(path))
         out[path] = data
     return out
+
+
+def copy_live_tree(src: Path, dst: Path) -> None:
+    """Copy a data directory while its process still runs, as a crash would leave it: the
+    lock file is left out, and a temporary file the lexical index removed after the listing
+    is simply not in the copy."""
+    def copy_if_still_there(a: str, b: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("LOCK"),
+                    copy_function=copy_if_still_there)

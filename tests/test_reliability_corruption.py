@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from format_reader import copy_live_tree
 from memvid_mcp.core.errors import CorruptionError, NotFoundError, StorageError
 from memvid_mcp.core.models import Problem
 from memvid_mcp.manager import MemoryManager
@@ -72,7 +72,7 @@ def build(tmp: Path, backend: str, *, crash_image: bool = False) -> Built:
     scope.commit_indexes(force=True)
     if crash_image:
         image = tmp / "image"
-        shutil.copytree(data, image, ignore=shutil.ignore_patterns("LOCK"))
+        copy_live_tree(data, image)
         m.close()
         return Built(image, project, backend, texts, body_of)
     m.close()

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
+from format_reader import copy_live_tree
 from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.core.models import MemoryRecord
 from memvid_mcp.manager import MemoryManager
@@ -177,7 +178,6 @@ def test_a_crash_between_the_spare_and_the_snapshot_loses_nothing(
     """A checkpoint writes the spare, then the snapshot, then drops WAL files. Killed after
     the spare: the old snapshot rules with the WAL back to it; and if that snapshot is then
     damaged, the newer spare plus the WAL after it still hold every memory."""
-    import shutil
 
     data = tmp_path / "data"
     with _open(data, outside_repo) as m:
@@ -187,7 +187,7 @@ def test_a_crash_between_the_spare_and_the_snapshot_loses_nothing(
         texts |= {m.store(f"second session {i}").id: f"second session {i}" for i in range(5)}
         scope = m._scope("global")
         records, seq = list(scope._records.values()), scope.wal.last_seq
-        shutil.copytree(data, image, ignore=shutil.ignore_patterns("LOCK"))  # killed here
+        copy_live_tree(data, image)  # killed here
     meta = image / "global" / "meta"
     (meta / "snapshot.prev.jsonl.zst").write_bytes(  # the spare of the checkpoint that died
         encode_snapshot(seq, records, previous_seq=seq, spare=True))
