@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,3 +177,76 @@ def test_a_filtered_semantic_page_asks_each_scope_for_the_page_only(
         second = m.search("pets sleeping", k=4, mode="semantic", tags_any=["kept"],
                           cursor=first.next_cursor)
         assert [h.id for h in first.results + second.results] == [h.id for h in whole.results]
+
+
+def _two_scope_manager(tmp_path: Path, data_dir: Path, onnx_model: str) -> MemoryManager:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    m = MemoryManager.open(data_dir, project=repo, embed_model=onnx_model)
+    for i in range(12):
+        m.store(f"{NOTES[i % 4]} (note {i})", scope="project" if i % 2 else "global")
+    m.flush()
+    assert m.embedder.wait_ready(120), m.embedder.state
+    assert m.search_scopes == ("project", "global")
+    return m
+
+
+def test_the_scopes_vector_searches_run_side_by_side(
+        tmp_path: Path, data_dir: Path, onnx_model: str) -> None:
+    """Each scope's graph walk releases the GIL: the second scope's search runs on the other
+    core while the first one's does, not after it (ADR 0033)."""
+    with _two_scope_manager(tmp_path, data_dir, onnx_model) as m:
+        started = {name: threading.Event() for name in ("project", "global")}
+        overlapped: dict[str, bool] = {}
+        for name, other in (("project", "global"), ("global", "project")):
+            store = m._scopes[name]
+
+            def vector_search(*args, _real=store.vector_search, _me=name, _other=other,
+                              **kwargs):  # type: ignore[no-untyped-def]
+                started[_me].set()
+                # in turn, the first scope would wait here in vain for the second
+                overlapped[_me] = started[_other].wait(10)
+                return _real(*args, **kwargs)
+
+            store.vector_search = vector_search  # type: ignore[method-assign]
+        result = m.search("pets sleeping on the windowsill", k=4)
+        assert result.mode == "hybrid", result
+        assert overlapped == {"project": True, "global": True}
+        assert {h.scope for h in result.results} == {"project", "global"}
+
+
+def test_the_fusion_depth_is_shared_by_the_scopes_searched(
+        tmp_path: Path, data_dir: Path, onnx_model: str) -> None:
+    """Two scopes each give half of FUSION_DEPTH candidates per list, so a fused list is as
+    long as with one scope; a deep page still gets twice its end from each (ADR 0033)."""
+    from memvid_mcp.manager import FUSION_DEPTH
+
+    with _two_scope_manager(tmp_path, data_dir, onnx_model) as m:
+        asked: list[tuple[str, str, int]] = []
+        for name in ("project", "global"):
+            store = m._scopes[name]
+
+            def lexical_search(query, k, *args, _real=store.lexical_search, _me=name,
+                               **kwargs):  # type: ignore[no-untyped-def]
+                asked.append(("lexical", _me, k))
+                return _real(query, k, *args, **kwargs)
+
+            def vector_search(vector, k, *args, _real=store.vector_search, _me=name,
+                              **kwargs):  # type: ignore[no-untyped-def]
+                asked.append(("vector", _me, k))
+                return _real(vector, k, *args, **kwargs)
+
+            store.lexical_search = lexical_search  # type: ignore[method-assign]
+            store.vector_search = vector_search  # type: ignore[method-assign]
+        m.search("staging deploy", k=5)
+        assert sorted(asked) == sorted((kind, scope, FUSION_DEPTH // 2)
+                                       for kind in ("lexical", "vector")
+                                       for scope in ("project", "global"))
+        asked.clear()
+        m.search("staging deploy", k=5, scopes=["global"])
+        assert sorted(asked) == [("lexical", "global", FUSION_DEPTH),
+                                 ("vector", "global", FUSION_DEPTH)]
+        asked.clear()
+        m.search("staging deploy", k=40)
+        assert {k for _, _, k in asked} == {80}

@@ -111,6 +111,26 @@ def test_allowed_filter_applies_before_the_cut(graph: bool) -> None:
     assert names(even) == [d for d in brute(x, ids, x[3], 400) if int(d[1:]) % 2 == 0][:10]
 
 
+def test_graph_hits_are_the_first_allowed_rescored_from_the_codes() -> None:
+    """The graph path takes the first k allowed candidates in the graph's order and rescores
+    only those: every score is the float query against the row's codes, best first, and no
+    row the filter refused is among them (ADR 0033)."""
+    x = vecs(600, seed=4)
+    ids = [f"v{i}" for i in range(600)]
+    index = VectorIndex(None, dim=DIM, exact_limit=100)
+    index.upsert(ids, x)
+    wait_graph(index)
+    rows = dequantize(*quantize(x))
+    for q in x[:20]:
+        hits = index.search(q, 30, allowed=lambda d: int(d[1:]) % 3 == 0)
+        assert len(hits) == 30 and all(int(d[1:]) % 3 == 0 for d in names(hits))
+        assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+        for doc_id, score in hits:
+            assert score == pytest.approx(float(rows[int(doc_id[1:])] @ q), abs=1e-5)
+        truth = [d for d in brute(x, ids, q, 600) if int(d[1:]) % 3 == 0][:10]
+        assert len(set(names(hits)[:10]) & set(truth)) >= 9
+
+
 def test_hnsw_recall_on_clustered_data() -> None:
     rng = np.random.default_rng(2)
     centres = rng.standard_normal((50, DIM)).astype(np.float32)

@@ -84,7 +84,7 @@ MODES = SEARCH_MODES
 MAX_K = 1000
 FLUSH_MODEL_WAIT_SECONDS = 300.0
 COMPACT_INTERVAL_SECONDS = 5.0  # how often the compactor looks for work when not woken
-FUSION_DEPTH = 100  # candidates each list contributes to a search at least
+FUSION_DEPTH = 100  # candidates each list contributes to a search at least, over all its scopes
 _T = TypeVar("_T")
 
 
@@ -561,8 +561,10 @@ class MemoryManager:
             raise ValidationError("recency", "must be a number between 0 and 1")
         offset = _decode_cursor(cursor, query)
         stores = self._search_stores(scopes)
-        # z-scores need a sample of each list: SciFact nDCG@10 0.729 fusing 50, 0.735 at 100
-        depth = max(2 * (offset + k), FUSION_DEPTH)
+        # z-scores need a sample of each list: SciFact nDCG@10 0.729 fusing 50, 0.735 at 100.
+        # The 100 are shared by the scopes searched (50 each from two): a list is as long as
+        # with one scope, and a search of two scopes does not cost twice (ADR 0033)
+        depth = max(2 * (offset + k), -(-FUSION_DEPTH // max(1, len(stores))))
         note = None
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
@@ -577,6 +579,8 @@ class MemoryManager:
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         lexical_hits: list[tuple[MemoryRecord, float]] | None = None
+        stores_by_name = {s.name: s for s in stores}
+        bodies: dict[str, str] = {}
         if mode == "hybrid" and self.embedder.enabled:
             # The query embedding (onnxruntime) and tantivy both release the GIL: the lexical
             # ranking is made while the query is embedded, not after.
@@ -617,31 +621,37 @@ class MemoryManager:
             [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
-        stores_by_name = {s.name: s for s in stores}
 
         def body(record: MemoryRecord) -> str:
-            try:
-                return stores_by_name[record.scope].read_body(record)
-            except (NotFoundError, CorruptionError, UnicodeDecodeError) as exc:
-                log.error("cannot read memory %s for its snippet: %s", record.id, exc)
-            except Exception:
-                log.exception("cannot read memory %s for its snippet", record.id)
-            return ""  # one unreadable body must not sink the whole search
+            return self._snippet_body(stores_by_name, record)
 
-        shown = [record for record, _ in page]
-        if len(shown) > 1 and any(stores_by_name[r.scope].backend_name == "video"
-                                  for r in shown):
+        missing = [record for record, _ in page if record.id not in bodies]
+        if len(missing) > 1 and any(stores_by_name[r.scope].backend_name == "video"
+                                    for r in missing):
             # a video body is decoded from its segment's frame (PyAV and zxing release the
             # GIL): the page's frames are decoded side by side
-            texts = list(self._search_pool.map(body, shown))
+            bodies.update(zip([r.id for r in missing], self._search_pool.map(body, missing),
+                              strict=True))
         else:
-            texts = [body(record) for record in shown]
+            bodies.update((record.id, body(record)) for record in missing)
         hits = [SearchHit(record.id, float(score), record.title,
-                          best_snippet(text, query, snippet_chars), record.tags,
+                          best_snippet(bodies[record.id], query, snippet_chars), record.tags,
                           record.kind, record.scope, record.created_at)
-                for (record, score), text in zip(page, texts, strict=True)]
+                for record, score in page]
         return SearchResult(tuple(hits), next_cursor, mode_used,
                             tuple(s.name for s in stores), note)
+
+    @staticmethod
+    def _snippet_body(stores_by_name: Mapping[str, OpenScope], record: MemoryRecord) -> str:
+        """The text a search result's snippet is cut from; "" (logged) when unreadable: one
+        unreadable body must not sink the whole search."""
+        try:
+            return stores_by_name[record.scope].read_body(record)
+        except (NotFoundError, CorruptionError, UnicodeDecodeError) as exc:
+            log.error("cannot read memory %s for its snippet: %s", record.id, exc)
+        except Exception:
+            log.exception("cannot read memory %s for its snippet", record.id)
+        return ""
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
                   stores: Sequence[OpenScope], include_superseded: bool = False,
@@ -667,7 +677,7 @@ class MemoryManager:
                           "embedded); lexical results only")
         def fetch(n: int) -> builtins.list[builtins.list[tuple[MemoryRecord, float]]]:
             return self._each_scope(stores, lambda s: s.vector_search(
-                vector, n, filters, include_superseded=include_superseded))
+                vector, n, filters, include_superseded=include_superseded), side_by_side=True)
 
         semantic = (_merge_by_score(fetch(depth)) if exact is None
                     else _exact_top(fetch, exact, exact + 1))
@@ -677,12 +687,21 @@ class MemoryManager:
                     "the rest are found by keywords only")
         return semantic, note
 
-    def _each_scope(self, stores: Sequence[OpenScope], fetch: Callable[[OpenScope], _T]
-                    ) -> builtins.list[_T]:
+    def _each_scope(self, stores: Sequence[OpenScope], fetch: Callable[[OpenScope], _T],
+                    *, side_by_side: bool = False) -> builtins.list[_T]:
         """``fetch`` for every scope; team scopes (a database round trip each, ADR 0025) side
-        by side on their own connections, embedded ones in turn (in-process work)."""
+        by side on their own connections, embedded ones in turn (in-process work) unless
+        ``side_by_side``: the HNSW search releases the GIL, so the second scope's graph walk
+        runs on the other core while this thread walks the first (ADR 0033)."""
         if len(stores) > 1 and all(s.backend_name == "team" for s in stores):
             return list(self._scope_pool.map(fetch, stores))
+        if len(stores) > 1 and side_by_side:
+            others = [self._scope_pool.submit(fetch, s) for s in stores[1:]]
+            try:
+                first = fetch(stores[0])
+            finally:
+                wait(others)  # the scopes they read must stay open until they are done
+            return [first, *(f.result() for f in others)]
         return [fetch(s) for s in stores]
 
     def catch_up_embeddings(self, seconds: float,

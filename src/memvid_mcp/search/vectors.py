@@ -792,18 +792,28 @@ class VectorIndex:
         allowed: Callable[[str], bool] | None,
         k: int,
     ) -> list[tuple[str, float]]:
+        """The first ``k`` allowed of the graph's ``fetch`` nearest, in the graph's order
+        (the int8 codes' cosine with the int8 query), then rescored from the codes with the
+        float query. Only the chosen rows are rescored: at k=100 of 400 candidates that cut
+        0.65 ms per scope at 50k rows with the same recall@10 against exact search (0.9987
+        over 300 real queries, ADR 0033)."""
         matches = self._hnsw.search(quantize(query[None, :])[0][0], fetch)
         keys = np.asarray(matches.keys, dtype=np.int64)
         keys = keys[(keys >= 0) & (keys < self._rows)]
+        keys = keys[self._live[keys]]
+        chosen = np.asarray(_first_allowed_rows(keys.tolist(), self._row_ids, k, allowed),
+                            dtype=np.int64)
+        if not len(chosen):
+            return []
         # sorted: the column gather from the column-major codes then walks each row forward
-        # (400 candidates: 0.10 instead of 0.16 ms at 50k rows)
-        keys = np.sort(keys[self._live[keys]])
+        chosen.sort()
         # from the rows; einsum, not BLAS: OpenBLAS's thread pool stalls on a busy machine
-        rescored = np.einsum("i,ij->j", query, self._codes_t[:, keys].astype(np.float32))
-        scores = rescored * self._scales[keys]
+        rescored = np.einsum("i,ij->j", query, self._codes_t[:, chosen].astype(np.float32))
+        scores = rescored * self._scales[chosen]
         order = np.argsort(-scores, kind="stable")
-        return _first_allowed(keys[order].tolist(), scores[order].tolist(), self._row_ids,
-                              k, allowed)
+        return [(self._row_ids[row], score)
+                for row, score in zip(chosen[order].tolist(), scores[order].tolist(),
+                                      strict=True)]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -834,6 +844,21 @@ class VectorIndex:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _first_allowed_rows(rows: list[int], row_ids: list[str], k: int,
+                        allowed: Callable[[str], bool] | None) -> list[int]:
+    """The first ``k`` of ``rows`` whose id ``allowed`` accepts (all of the first k without
+    a filter)."""
+    if allowed is None:
+        return rows[:k]
+    out: list[int] = []
+    for row in rows:
+        if allowed(row_ids[row]):
+            out.append(row)
+            if len(out) == k:
+                break
+    return out
 
 
 def _first_allowed(rows: list[int], scores: list[float], row_ids: list[str], k: int,
