@@ -2,7 +2,9 @@
 
 Dev sets:
 - SciFact (BEIR test split): 5,183 abstracts stored as memories (title + text), 300 claims,
-  nDCG@10 and recall@100 from the shared ``ir_eval.py``.
+  nDCG@10 and recall@100 from the shared ``ir_eval.py``. ``scifact-two-scopes``: the same
+  abstracts alternating between a repository's project scope and the global scope, both
+  searched as by default (the two scopes share the fusion depth, ADR 0033).
 - MemoryBank (15 users' dialogues, one memory per turn "User: ...\\nAssistant: ...", dated
   as in the data): the labelled questions of ``tests/fixtures/memorybank_evidence.jsonl``,
   hit@5 / hit@10, each user's turns in a store of its own (as the held-out benchmark does)
@@ -13,7 +15,8 @@ Every figure comes from ``MemoryManager.search(query, mode=...)`` (file backend,
 settings). Corpus vectors come from the on-disk cache of ``corpus.py`` (computed by the same
 model, keyed by model and text); query vectors are computed by the product, uncached.
 
-Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_quality.py [--sets scifact,memorybank]
+Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_quality.py
+[--sets scifact,scifact-two-scopes,memorybank]
 [--provider onnx-int8] [--dump runs.json]``. ``--quick`` runs MemoryBank only (CI-sized).
 """
 
@@ -23,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,11 +54,12 @@ def ir_eval() -> Any:
     return module
 
 
-def open_manager(data_dir: Path, args: argparse.Namespace) -> MemoryManager:
+def open_manager(data_dir: Path, args: argparse.Namespace, project: Path | None = None
+                 ) -> MemoryManager:
     overrides: dict[str, Any] = {"backend": "file", "embed_model": args.model}
     if args.provider:
         overrides["embed_provider"] = args.provider
-    m = MemoryManager.open(data_dir, project=data_dir.parent, **overrides)
+    m = MemoryManager.open(data_dir, project=project or data_dir.parent, **overrides)
     cache = corpus.CachedEmbeddings(m.embedder.model_id)
     m.embedder.embed_documents = cache.wrap(m.embedder.embed_documents)  # type: ignore[method-assign]
     return m
@@ -119,6 +124,39 @@ def scifact(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
     return lines
 
 
+def scifact_two_scopes(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
+    """SciFact with the abstracts alternating between the project and the global scope of a
+    git repository, searched as by default (both scopes): what sharing the fusion depth
+    between scopes costs (ADR 0033)."""
+    data = corpus.DATA / "scifact"
+    docs = corpus.scifact_docs()
+    claims = [json.loads(x) for x in (data / "queries_test.jsonl").read_text("utf-8").split("\n")
+              if x.strip()]
+    qrels = ir_eval().load_qrels(str(data / "qrels" / "test.tsv"))
+    runs: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        with open_manager(Path(tmp) / "data", args, project=repo) as m:
+            stored = m.store_many([{"text": d["text"], "title": d.get("title") or None,
+                                    "scope": "project" if i % 2 else "global"}
+                                   for i, d in enumerate(docs)])
+            m.flush()
+            to_doc = {r.id: d["_id"] for r, d in zip(stored, docs, strict=True)}
+            for mode in MODES:
+                for q in claims:
+                    runs[mode][q["_id"]] = [to_doc[i] for i, _ in ranked(m, q["text"], mode, 10)]
+            scopes = m.search_scopes
+    dump["scifact-two-scopes"] = runs
+    lines = [f"SciFact test, the abstracts split over two scopes {scopes}, both searched",
+             "| mode | nDCG@10 (k=10 calls) |", "|---|---|"]
+    for mode in MODES:
+        agg, _ = ir_eval().evaluate(qrels, runs[mode], ks=(10,))
+        lines.append(f"| {mode} | {agg['ndcg@10']:.4f} |")
+    return lines
+
+
 def _memorybank_store(m: MemoryManager, turns: Sequence[dict[str, str]]) -> dict[str, str]:
     ids = {}
     for turn in turns:
@@ -174,7 +212,7 @@ def memorybank(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="scifact,memorybank")
+    parser.add_argument("--sets", default="scifact,scifact-two-scopes,memorybank")
     parser.add_argument("--quick", action="store_true", help="MemoryBank only")
     parser.add_argument("--model", default=None, help="model (default: the bundled MiniLM)")
     parser.add_argument("--provider", default=None, help="embedding provider (default: shipped)")
@@ -187,7 +225,12 @@ def main() -> None:
     print(f"provider {provider}, load {os.getloadavg()[0]:.2f}", flush=True)
     dump: dict[str, Any] = {}
     for name in sets:
-        lines = scifact(args, dump) if name == "scifact" else memorybank(args, dump)
+        runner = {"scifact": scifact, "scifact-two-scopes": scifact_two_scopes,
+                  "memorybank": memorybank}.get(name)
+        if runner is None:
+            raise SystemExit(f"--sets: unknown set {name!r} (scifact, scifact-two-scopes, "
+                             "memorybank)")
+        lines = runner(args, dump)
         print("\n".join(lines), flush=True)
     if args.dump:
         args.dump.write_text(json.dumps(dump), encoding="utf-8")
