@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memvid_mcp.core.errors import StorageError
@@ -314,18 +315,60 @@ def test_full_text_search_finds_new_memories_while_word_counts_are_cached(
         assert [h.id for h in hits] == [blimp.id] and "blimp landed" in hits[0].snippet
 
 
-def test_search_hits_carry_their_pending_text_so_snippets_need_no_more_queries(
+def test_the_page_records_are_full_and_bring_their_pending_text_so_snippets_need_no_query(
         team_env: TeamEnv, tmp_path: Path) -> None:
+    # ADR 0031: ranking hits carry only their columns; the page's records come in one query
+    # with their pending bodies, so reading the snippets after it needs the database no more
     with _open(tmp_path / "a") as a, _open(tmp_path / "b") as b:
-        stored = {a.store(f"lighthouse keeper log entry {i}: the lamp was trimmed").id
+        stored = {a.store(f"lighthouse keeper log entry {i}: the lamp was trimmed",
+                          title=f"log {i}", metadata={"n": i}, source="logbook").id
                   for i in range(5)}
         b.search("warm up", mode="lexical")
         (store,) = [s for s in b._scopes.values() if s.name == "global"]
-        records = [r for r, _ in store.lexical_search("lighthouse lamp", 10, SearchFilters())]
-        assert {r.id for r in records} == stored
-        store.db.pool.close()  # any query from now on fails: the texts came with the hits
-        texts = store.read_bodies(records)
+        hits = [r for r, _ in store.lexical_search("lighthouse lamp", 10, SearchFilters())]
+        assert {r.id for r in hits} == stored
+        assert all(r.title and r.title.startswith("log ") for r in hits)
+        full = store.page_records([r.id for r in hits])
+        assert {i: (r.metadata, r.source) for i, r in full.items()} == {
+            i: (store.record(i).metadata, "logbook") for i in stored}
+        assert {r.metadata["n"] for r in full.values()} == set(range(5))
+        store.db.pool.close()  # any query from now on fails: the texts came with the page
+        texts = store.read_bodies(list(full.values()))
         assert all(t.startswith("lighthouse keeper log entry") for t in texts.values())
+
+
+def test_search_shows_full_records_and_drops_a_hit_deleted_before_its_page_is_read(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as a:
+        kept = a.store("the heron stood in the shallow river", title="heron",
+                       metadata={"bird": True})
+        gone = a.store("the heron flew over the river mouth")
+        result = a.search("heron river", mode="lexical")
+        assert {h.id for h in result.results} == {kept.id, gone.id}
+        assert [h.title for h in result.results if h.id == kept.id] == ["heron"]
+        (store,) = [s for s in a._scopes.values() if s.name == "global"]
+        ranked = [(r, 1.0) for r, _ in store.lexical_search("heron river", 10,
+                                                            SearchFilters())]
+        a.delete(gone.id)
+        page = a._full_page(ranked, {"global": store})
+        assert [r.id for r, _ in page] == [kept.id]
+        assert page[0][0] == store.record(kept.id)  # metadata and all, not the ranking row
+
+
+def test_vector_coverage_counts_the_scope_anew_while_memories_wait_for_vectors(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as a:
+        first = a.store("a first memory so the scope exists")
+        (store,) = [s for s in a._scopes.values() if s.name == "global"]
+        body_id = store.record(first.id).body_id
+        store.add_vectors([body_id], np.ones((1, 384), dtype=np.float32))
+        store._coverage = None
+        assert store.vector_coverage() == (1, 1)
+        for i in range(3):  # stored directly: nothing embeds them
+            a.store(f"an unembedded memory number {i}", scope="global")
+        store._coverage = None
+        store._df_total = (time.monotonic(), 1)  # a scope size counted before those stores
+        assert store.vector_coverage() == (1, 4)
 
 
 def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(

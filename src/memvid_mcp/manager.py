@@ -618,6 +618,7 @@ class MemoryManager:
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
         stores_by_name = {s.name: s for s in stores}
+        page = self._full_page(page, stores_by_name)
 
         def body(record: MemoryRecord) -> str:
             try:
@@ -642,6 +643,24 @@ class MemoryManager:
                 for (record, score), text in zip(page, texts, strict=True)]
         return SearchResult(tuple(hits), next_cursor, mode_used,
                             tuple(s.name for s in stores), note)
+
+    def _full_page(self, page: builtins.list[tuple[MemoryRecord, float]],
+                   stores: Mapping[str, OpenScope]) -> builtins.list[tuple[MemoryRecord, float]]:
+        """The page with full records. Team scopes rank records carrying only what ranking
+        reads (ADR 0031); their shown hits are looked up here, one query per scope (a memory
+        deleted meanwhile leaves the page). Embedded scopes' records are full already."""
+        wanted: dict[str, builtins.list[str]] = {}
+        for record, _ in page:
+            if getattr(stores[record.scope], "page_records", None) is not None:
+                wanted.setdefault(record.scope, []).append(record.id)
+        if not wanted:
+            return page
+        stored = [stores[name] for name in wanted]
+        found = {(store.name, memory_id): record for store, fetched in zip(
+            stored, self._each_scope(stored, lambda s: s.page_records(  # type: ignore[attr-defined]
+                wanted[s.name])), strict=True) for memory_id, record in fetched.items()}
+        return [(found.get((r.scope, r.id), r), score) for r, score in page
+                if r.scope not in wanted or (r.scope, r.id) in found]
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
                   stores: Sequence[OpenScope], include_superseded: bool = False,
