@@ -53,7 +53,7 @@ def test_the_team_engine_serves_global_scope_with_nothing_but_a_cache_on_disk(
         (stats,) = m.stats()
         assert stats.backend == "team" and stats.memories == 1 and stats.pending_bodies == 0
         assert stats.details["segments"] == 1
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(3,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(4,)]
     assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
     files = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").rglob("*")
              if p.is_file()}
@@ -137,9 +137,9 @@ def test_an_instance_killed_mid_seal_loses_nothing_and_another_completes_the_sea
         store = m._scope("global")
         names = set(store.bucket.names(store.key))  # type: ignore[attr-defined]
         assert len(names) == 3  # the new segment's two objects + the killed seal's orphan
-        import memvid_mcp.team.scope_store as team_scope
+        import memvid_mcp.team.body_store as team_bodies
 
-        monkeypatch.setattr(team_scope, "ORPHAN_AGE_SECONDS", 0)
+        monkeypatch.setattr(team_bodies, "ORPHAN_AGE_SECONDS", 0)
         m.compact()
         assert len(store.bucket.names(store.key)) == 2  # type: ignore[attr-defined]
         assert len(m.get(acknowledged).memories) == 25
@@ -385,12 +385,55 @@ def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
     with _open(tmp_path / "a") as m:
         stored = m.store("a kestrel hovered over the old quarry")
         assert [h.id for h in m.search("kestrel", mode="lexical").results] == [stored.id]
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(3,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(4,)]
     indexes = {r[0] for r in _psql(team_env, "SELECT indexname FROM pg_indexes WHERE "
                                    "tablename = 'memvid_memories'")}
     assert "memvid_memories_scope_tsv" in indexes and "memvid_memories_tsv" not in indexes
     assert scope_index_name("global") in indexes and "memvid_memories_vec" not in indexes
     assert _psql(team_env, "SELECT count(*) FROM memvid_memories") == [(2,)]
+
+
+def test_a_version_3_database_with_sealed_and_pending_bodies_migrates_to_the_body_table(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    """Schema 4 (ADR 0031): sealed bodies' locators move from the memory rows to
+    memvid_bodies; pending bodies stay; every text reads back and verify finds nothing."""
+    with _open(tmp_path / "a") as m:
+        sealed = [m.store(f"sealed before the upgrade {i}").id for i in range(3)]
+        m.flush()
+        deleted = m.store("sealed and then deleted before the upgrade").id
+        m.flush()
+        m.delete(deleted)
+        pending = m.store("still pending at the upgrade").id
+    # the same data as schema version 3 laid it out: locators on the memory rows
+    _psql(team_env, """
+        ALTER TABLE memvid_memories ADD COLUMN seg text, ADD COLUMN frame integer,
+            ADD COLUMN frame_offset integer, ADD COLUMN frames integer,
+            ADD COLUMN body_sha256 text;
+        UPDATE memvid_memories m SET seg = b.seg, frame = b.frame,
+            frame_offset = b.frame_offset, frames = b.frames, body_sha256 = b.sha256
+            FROM memvid_bodies b WHERE b.body_id = m.body_id;
+        CREATE INDEX memvid_memories_seg ON memvid_memories (seg);
+        DROP TABLE memvid_bodies;
+        ALTER TABLE memvid_pending ADD CONSTRAINT memvid_pending_body_id_fkey FOREIGN KEY
+            (body_id) REFERENCES memvid_memories (body_id) ON DELETE CASCADE;
+        UPDATE memvid_schema SET version = 3;""")
+    assert _psql(team_env, "SELECT count(*) FROM memvid_memories WHERE seg IS NOT NULL") == [
+        (3,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(1,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(1,)]
+    with _open(tmp_path / "b") as m:
+        assert [x.text for x in m.get([*sealed, pending]).memories] == [
+            *(f"sealed before the upgrade {i}" for i in range(3)), "still pending at the upgrade"]
+        assert m.verify() == []
+        assert m.delete(sealed[0], purge=True) == 1
+        assert [x.text for x in m.get(sealed[1:]).memories] == [
+            f"sealed before the upgrade {i}" for i in (1, 2)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(4,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_bodies") == [(3,)]  # purge sealed all
+    assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(0,)]
+    columns = {r[0] for r in _psql(team_env, "SELECT column_name FROM information_schema."
+                                   "columns WHERE table_name = 'memvid_memories'")}
+    assert not columns & {"seg", "frame", "frame_offset", "frames", "body_sha256"}
 
 
 def test_each_scope_has_its_own_vector_index_and_semantic_search_uses_it(
