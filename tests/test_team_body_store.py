@@ -88,3 +88,40 @@ def test_a_body_deleted_while_its_segment_is_encoded_is_tombstoned_in_the_new_se
         assert store.verify() == []
     finally:
         db.close()
+
+
+def test_a_body_deleted_while_its_segment_is_rewritten_keeps_a_tombstone_in_the_new_one(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: publishing a rewrite inserted the new segment's tombstones before it
+    dropped the retired segment's, so a body deleted during the rewrite kept only its old
+    tombstone, which the same transaction deleted: its text stayed in the new segment with
+    nothing left to make purge rewrite it."""
+    import memvid_mcp.team.body_store as body_store
+
+    db = Database(team_env.database_url)
+    try:
+        store = TeamBodyStore("s", Settings.from_env(data_dir=tmp_path), db,
+                              SegmentBucket(team_env.segment_url, tmp_path / "c", 1 << 20))
+        store.put_many([(f"r{i}", f"rewritten body {i}".encode()) for i in range(4)])
+        assert store.delete_many(["r0"]) == 1
+        real = body_store.seal_segment
+
+        def seal_then_delete(*args: object, **kwargs: object) -> object:
+            sealed = real(*args, **kwargs)  # type: ignore[arg-type]
+            assert store.delete_many(["r1"]) == 1  # deleted while the rewrite encodes
+            return sealed
+
+        monkeypatch.setattr(body_store, "seal_segment", seal_then_delete)
+        assert store.purge().segments_rewritten == 1  # rewrites the segment holding r0
+        monkeypatch.setattr(body_store, "seal_segment", real)
+        with db.connection() as conn:
+            (new_seg,) = [r[0] for r in conn.execute("SELECT seg FROM memvid_segments")]
+            tombstones = conn.execute("SELECT body_id, seg FROM memvid_tombstones").fetchall()
+        assert tombstones == [("r1", new_seg)]
+        report = store.purge()  # so the next purge finds the segment holding r1's text
+        assert report.segments_rewritten == 1 and report.bodies_moved == 2
+        assert sorted(store.ids()) == ["r2", "r3"]
+        with db.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM memvid_tombstones").fetchone() == (0,)
+    finally:
+        db.close()
