@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memvid_mcp.core.errors import StorageError
@@ -52,7 +53,7 @@ def test_the_team_engine_serves_global_scope_with_nothing_but_a_cache_on_disk(
         (stats,) = m.stats()
         assert stats.backend == "team" and stats.memories == 1 and stats.pending_bodies == 0
         assert stats.details["segments"] == 1
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(3,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(4,)]
     assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(0,)]
     files = {p.relative_to(tmp_path / "a").parts[0] for p in (tmp_path / "a").rglob("*")
              if p.is_file()}
@@ -136,9 +137,9 @@ def test_an_instance_killed_mid_seal_loses_nothing_and_another_completes_the_sea
         store = m._scope("global")
         names = set(store.bucket.names(store.key))  # type: ignore[attr-defined]
         assert len(names) == 3  # the new segment's two objects + the killed seal's orphan
-        import memvid_mcp.team.scope_store as team_scope
+        import memvid_mcp.team.body_store as team_bodies
 
-        monkeypatch.setattr(team_scope, "ORPHAN_AGE_SECONDS", 0)
+        monkeypatch.setattr(team_bodies, "ORPHAN_AGE_SECONDS", 0)
         m.compact()
         assert len(store.bucket.names(store.key)) == 2  # type: ignore[attr-defined]
         assert len(m.get(acknowledged).memories) == 25
@@ -314,18 +315,60 @@ def test_full_text_search_finds_new_memories_while_word_counts_are_cached(
         assert [h.id for h in hits] == [blimp.id] and "blimp landed" in hits[0].snippet
 
 
-def test_search_hits_carry_their_pending_text_so_snippets_need_no_more_queries(
+def test_the_page_records_are_full_and_bring_their_pending_text_so_snippets_need_no_query(
         team_env: TeamEnv, tmp_path: Path) -> None:
+    # ADR 0031: ranking hits carry only their columns; the page's records come in one query
+    # with their pending bodies, so reading the snippets after it needs the database no more
     with _open(tmp_path / "a") as a, _open(tmp_path / "b") as b:
-        stored = {a.store(f"lighthouse keeper log entry {i}: the lamp was trimmed").id
+        stored = {a.store(f"lighthouse keeper log entry {i}: the lamp was trimmed",
+                          title=f"log {i}", metadata={"n": i}, source="logbook").id
                   for i in range(5)}
         b.search("warm up", mode="lexical")
         (store,) = [s for s in b._scopes.values() if s.name == "global"]
-        records = [r for r, _ in store.lexical_search("lighthouse lamp", 10, SearchFilters())]
-        assert {r.id for r in records} == stored
-        store.db.pool.close()  # any query from now on fails: the texts came with the hits
-        texts = store.read_bodies(records)
+        hits = [r for r, _ in store.lexical_search("lighthouse lamp", 10, SearchFilters())]
+        assert {r.id for r in hits} == stored
+        assert all(r.title and r.title.startswith("log ") for r in hits)
+        full = store.page_records([r.id for r in hits])
+        assert {i: (r.metadata, r.source) for i, r in full.items()} == {
+            i: (store.record(i).metadata, "logbook") for i in stored}
+        assert {r.metadata["n"] for r in full.values()} == set(range(5))
+        store.db.pool.close()  # any query from now on fails: the texts came with the page
+        texts = store.read_bodies(list(full.values()))
         assert all(t.startswith("lighthouse keeper log entry") for t in texts.values())
+
+
+def test_search_shows_full_records_and_drops_a_hit_deleted_before_its_page_is_read(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as a:
+        kept = a.store("the heron stood in the shallow river", title="heron",
+                       metadata={"bird": True})
+        gone = a.store("the heron flew over the river mouth")
+        result = a.search("heron river", mode="lexical")
+        assert {h.id for h in result.results} == {kept.id, gone.id}
+        assert [h.title for h in result.results if h.id == kept.id] == ["heron"]
+        (store,) = [s for s in a._scopes.values() if s.name == "global"]
+        ranked = [(r, 1.0) for r, _ in store.lexical_search("heron river", 10,
+                                                            SearchFilters())]
+        a.delete(gone.id)
+        page = a._full_page(ranked, {"global": store})
+        assert [r.id for r, _ in page] == [kept.id]
+        assert page[0][0] == store.record(kept.id)  # metadata and all, not the ranking row
+
+
+def test_vector_coverage_counts_the_scope_anew_while_memories_wait_for_vectors(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    with _open(tmp_path / "a") as a:
+        first = a.store("a first memory so the scope exists")
+        (store,) = [s for s in a._scopes.values() if s.name == "global"]
+        body_id = store.record(first.id).body_id
+        store.add_vectors([body_id], np.ones((1, 384), dtype=np.float32))
+        store._coverage = None
+        assert store.vector_coverage() == (1, 1)
+        for i in range(3):  # stored directly: nothing embeds them
+            a.store(f"an unembedded memory number {i}", scope="global")
+        store._coverage = None
+        store._df_total = (time.monotonic(), 1)  # a scope size counted before those stores
+        assert store.vector_coverage() == (1, 4)
 
 
 def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
@@ -342,12 +385,55 @@ def test_a_version_1_database_migrates_to_the_scoped_full_text_index_on_open(
     with _open(tmp_path / "a") as m:
         stored = m.store("a kestrel hovered over the old quarry")
         assert [h.id for h in m.search("kestrel", mode="lexical").results] == [stored.id]
-    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(3,)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(4,)]
     indexes = {r[0] for r in _psql(team_env, "SELECT indexname FROM pg_indexes WHERE "
                                    "tablename = 'memvid_memories'")}
     assert "memvid_memories_scope_tsv" in indexes and "memvid_memories_tsv" not in indexes
     assert scope_index_name("global") in indexes and "memvid_memories_vec" not in indexes
     assert _psql(team_env, "SELECT count(*) FROM memvid_memories") == [(2,)]
+
+
+def test_a_version_3_database_with_sealed_and_pending_bodies_migrates_to_the_body_table(
+        team_env: TeamEnv, tmp_path: Path) -> None:
+    """Schema 4 (ADR 0031): sealed bodies' locators move from the memory rows to
+    memvid_bodies; pending bodies stay; every text reads back and verify finds nothing."""
+    with _open(tmp_path / "a") as m:
+        sealed = [m.store(f"sealed before the upgrade {i}").id for i in range(3)]
+        m.flush()
+        deleted = m.store("sealed and then deleted before the upgrade").id
+        m.flush()
+        m.delete(deleted)
+        pending = m.store("still pending at the upgrade").id
+    # the same data as schema version 3 laid it out: locators on the memory rows
+    _psql(team_env, """
+        ALTER TABLE memvid_memories ADD COLUMN seg text, ADD COLUMN frame integer,
+            ADD COLUMN frame_offset integer, ADD COLUMN frames integer,
+            ADD COLUMN body_sha256 text;
+        UPDATE memvid_memories m SET seg = b.seg, frame = b.frame,
+            frame_offset = b.frame_offset, frames = b.frames, body_sha256 = b.sha256
+            FROM memvid_bodies b WHERE b.body_id = m.body_id;
+        CREATE INDEX memvid_memories_seg ON memvid_memories (seg);
+        DROP TABLE memvid_bodies;
+        ALTER TABLE memvid_pending ADD CONSTRAINT memvid_pending_body_id_fkey FOREIGN KEY
+            (body_id) REFERENCES memvid_memories (body_id) ON DELETE CASCADE;
+        UPDATE memvid_schema SET version = 3;""")
+    assert _psql(team_env, "SELECT count(*) FROM memvid_memories WHERE seg IS NOT NULL") == [
+        (3,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_pending") == [(1,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(1,)]
+    with _open(tmp_path / "b") as m:
+        assert [x.text for x in m.get([*sealed, pending]).memories] == [
+            *(f"sealed before the upgrade {i}" for i in range(3)), "still pending at the upgrade"]
+        assert m.verify() == []
+        assert m.delete(sealed[0], purge=True) == 1
+        assert [x.text for x in m.get(sealed[1:]).memories] == [
+            f"sealed before the upgrade {i}" for i in (1, 2)]
+    assert _psql(team_env, "SELECT version FROM memvid_schema") == [(4,)]
+    assert _psql(team_env, "SELECT count(*) FROM memvid_bodies") == [(3,)]  # purge sealed all
+    assert _psql(team_env, "SELECT count(*) FROM memvid_tombstones") == [(0,)]
+    columns = {r[0] for r in _psql(team_env, "SELECT column_name FROM information_schema."
+                                   "columns WHERE table_name = 'memvid_memories'")}
+    assert not columns & {"seg", "frame", "frame_offset", "frames", "body_sha256"}
 
 
 def test_each_scope_has_its_own_vector_index_and_semantic_search_uses_it(

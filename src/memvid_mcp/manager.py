@@ -621,6 +621,7 @@ class MemoryManager:
             [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
+        page = self._full_page(page, stores_by_name)
 
         def body(record: MemoryRecord) -> str:
             return self._snippet_body(stores_by_name, record)
@@ -652,6 +653,24 @@ class MemoryManager:
         except Exception:
             log.exception("cannot read memory %s for its snippet", record.id)
         return ""
+
+    def _full_page(self, page: builtins.list[tuple[MemoryRecord, float]],
+                   stores: Mapping[str, OpenScope]) -> builtins.list[tuple[MemoryRecord, float]]:
+        """The page with full records. Team scopes rank records carrying only what ranking
+        reads (ADR 0031); their shown hits are looked up here, one query per scope (a memory
+        deleted meanwhile leaves the page). Embedded scopes' records are full already."""
+        wanted: dict[str, builtins.list[str]] = {}
+        for record, _ in page:
+            if getattr(stores[record.scope], "page_records", None) is not None:
+                wanted.setdefault(record.scope, []).append(record.id)
+        if not wanted:
+            return page
+        stored = [stores[name] for name in wanted]
+        found = {(store.name, memory_id): record for store, fetched in zip(
+            stored, self._each_scope(stored, lambda s: s.page_records(  # type: ignore[attr-defined]
+                wanted[s.name])), strict=True) for memory_id, record in fetched.items()}
+        return [(found.get((r.scope, r.id), r), score) for r, score in page
+                if r.scope not in wanted or (r.scope, r.id) in found]
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
                   stores: Sequence[OpenScope], include_superseded: bool = False,

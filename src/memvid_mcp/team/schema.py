@@ -1,4 +1,4 @@
-"""The team engine's tables (schema version 3), created on first open.
+"""The team engine's tables (schema version 4), created on first open.
 
 One row per memory in ``memvid_memories`` (its record as JSON plus the columns search filters
 on), ``live_sha`` under a partial UNIQUE index so two instances storing the same text at once
@@ -16,13 +16,19 @@ Version 3 (ADR 0025, vector search at 100k): one HNSW index per scope, on the ve
 scope, whose filtered scans visited the other scopes' rows and dropped them. A scope's index
 is made when the scope is first opened (``ensure_scope_index``); the migration makes them for
 the scopes already stored and drops the shared index.
+
+Version 4 (ADR 0031, body storage as a ``StorageAdapter``): where a sealed body lies moves
+from its memory's row to ``memvid_bodies`` (body id, segment, frame, offset, frames, size,
+SHA-256), and ``memvid_pending`` no longer references a memory row, so the body store keeps
+bodies of its own (the storage contract suite stores bodies no memory names). The scope store
+still writes a memory and its body in one transaction and retires the body with the memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_LOCK = 0x6D656D7669640001  # pg_advisory_xact_lock key while creating/migrating tables
 TEXT_CONFIG = "english"  # the full-text configuration (stemming, stop words)
 DIM = 384
@@ -137,5 +143,28 @@ END $$;
 DROP INDEX IF EXISTS memvid_memories_vec;
 """
 
+_V4 = """
+CREATE TABLE IF NOT EXISTS memvid_bodies (
+    body_id text PRIMARY KEY,
+    scope text NOT NULL,
+    seg text NOT NULL,
+    frame integer NOT NULL,
+    frame_offset integer NOT NULL,
+    frames integer NOT NULL,
+    size integer NOT NULL,
+    sha256 text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memvid_bodies_seg ON memvid_bodies (seg);
+CREATE INDEX IF NOT EXISTS memvid_bodies_scope ON memvid_bodies (scope);
+INSERT INTO memvid_bodies (body_id, scope, seg, frame, frame_offset, frames, size, sha256)
+    SELECT body_id, scope, seg, frame, frame_offset, frames, size, body_sha256
+    FROM memvid_memories WHERE seg IS NOT NULL ON CONFLICT DO NOTHING;
+ALTER TABLE memvid_pending DROP CONSTRAINT IF EXISTS memvid_pending_body_id_fkey;
+DROP INDEX IF EXISTS memvid_memories_seg;
+ALTER TABLE memvid_memories DROP COLUMN IF EXISTS seg, DROP COLUMN IF EXISTS frame,
+    DROP COLUMN IF EXISTS frame_offset, DROP COLUMN IF EXISTS frames,
+    DROP COLUMN IF EXISTS body_sha256;
+"""
+
 # version -> the DDL that reaches it from the one before
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
