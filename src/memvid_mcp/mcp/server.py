@@ -52,6 +52,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from .. import __version__
+from ..core import hops
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
 from .access import ScopedManager, current_access
@@ -241,8 +242,17 @@ class _ManagerHolder:
 
     async def call(self, tool: str, work: Callable[[MemoryManager], T]) -> T:
         """Run ``work(manager)`` in a worker thread; turn failures into tool errors."""
+        def in_thread() -> T:
+            hops.mark("work.start")
+            try:
+                return work(self.view())
+            finally:
+                hops.mark("work.end")
+
         try:
-            return await anyio.to_thread.run_sync(lambda: work(self.view()))
+            result = await anyio.to_thread.run_sync(in_thread)
+            hops.mark("work.back")
+            return result
         except MemvidError as exc:
             raise ToolError(str(exc)) from exc
         except Exception:
@@ -354,6 +364,7 @@ class _Server(MCPServer[Any]):
             tool.__dict__.pop("output_schema", None)  # a cached_property: read it afresh
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        hops.mark("tool.call")
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=_unknown("tool", name, self._tools()))
@@ -367,7 +378,9 @@ class _Server(MCPServer[Any]):
         if problem is not None:
             raise ToolError(problem)
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
+            hops.mark("tool.done")
+            return result
         except ToolError as exc:  # drop the SDK's "Error executing tool <name>: " prefix
             prefix = f"Error executing tool {name}: "
             message = str(exc)
@@ -522,6 +535,7 @@ def _build(
             def page(size: int) -> dict[str, Any]:
                 result = m.search(text, k=size, snippet_chars=snippet_chars(budget, size),
                                   **filters)  # fmt: skip
+                hops.mark("search.done")
                 return search_output(result, budget).model_dump(mode="json")
 
             data = page(n)
