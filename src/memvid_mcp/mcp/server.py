@@ -194,10 +194,20 @@ def _result(model: BaseModel | dict[str, Any]) -> CallToolResult:
 
 
 class _ManagerHolder:
-    """Creates the manager on first use (in a worker thread) and closes it at the end."""
+    """Creates the manager on first use (in a worker thread) and closes it at the end.
 
-    def __init__(self, factory: Callable[[], MemoryManager]) -> None:
+    ``inline`` (the service's: "this connection is the only one") lets a search run on the
+    event loop's own thread once the manager is warm: the hop to a worker thread and back is
+    two thread wake-ups per call, a few tenths of a millisecond on an idle machine and
+    milliseconds on a busy one (ADR 0030). With anything else to serve, every call stays in
+    a worker thread so that one slow call never holds up another connection.
+    """
+
+    def __init__(self, factory: Callable[[], MemoryManager],
+                 inline: Callable[[], bool] | None = None) -> None:
         self._factory = factory
+        self._inline = inline
+        self.warm = False  # a search (or the warm-up) finished: scopes and indexes are open
         self._lock = threading.Lock()  # held while the manager opens (may be slow)
         self._manager: MemoryManager | None = None
         self._warmup_lock = threading.Lock()  # never held for long: the event loop takes it
@@ -221,6 +231,7 @@ class _ManagerHolder:
     def _warmup(self) -> None:
         try:
             self.get().stats()  # opens the existing scopes and loads their indexes
+            self.warm = True
         except Exception:  # the first tool call reports it; here it is only logged
             logger.warning("opening the memory store in the background failed", exc_info=True)
 
@@ -240,9 +251,11 @@ class _ManagerHolder:
         # ScopedManager offers exactly the part of MemoryManager the tools and resources use
         return cast("MemoryManager", ScopedManager(manager, access))
 
-    async def call(self, tool: str, work: Callable[[MemoryManager], T]) -> T:
-        """Run ``work(manager)`` in a worker thread; turn failures into tool errors."""
-        def in_thread() -> T:
+    async def call(self, tool: str, work: Callable[[MemoryManager], T], *,
+                   quick: bool = False) -> T:
+        """Run ``work(manager)`` in a worker thread (``quick`` work on this thread when
+        ``inline`` allows it and the manager is warm); turn failures into tool errors."""
+        def run() -> T:
             hops.mark("work.start")
             try:
                 return work(self.view())
@@ -250,7 +263,12 @@ class _ManagerHolder:
                 hops.mark("work.end")
 
         try:
-            result = await anyio.to_thread.run_sync(in_thread)
+            if quick and self.warm and self._inline is not None and self._inline():
+                hops.mark("work.inline")
+                result = run()
+            else:
+                result = await anyio.to_thread.run_sync(run)
+                self.warm = self.warm or quick
             hops.mark("work.back")
             return result
         except MemvidError as exc:
@@ -445,9 +463,14 @@ def build_server(
     manager_factory: Callable[[], MemoryManager] | None = None,
     *,
     tool_name_style: str | None = None,
+    inline: Callable[[], bool] | None = None,
 ) -> MCPServer:
-    """The MCP server with its tools and resources; the manager opens on first use."""
-    server, _ = _build(settings, manager_factory, tool_name_style)
+    """The MCP server with its tools and resources; the manager opens on first use.
+
+    ``inline``: asked before each search; True lets a warm search run on the event loop's
+    thread (``_ManagerHolder``). Only a server whose loop has nothing else to serve at that
+    moment may say so (the service, with one connection)."""
+    server, _ = _build(settings, manager_factory, tool_name_style, inline)
     return server
 
 
@@ -455,8 +478,9 @@ def _build(
     settings: Settings,
     manager_factory: Callable[[], MemoryManager] | None,
     tool_name_style: str | None,
+    inline: Callable[[], bool] | None = None,
 ) -> tuple[MCPServer, _ManagerHolder]:
-    holder = _ManagerHolder(manager_factory or _default_factory(settings))
+    holder = _ManagerHolder(manager_factory or _default_factory(settings), inline)
     names = tool_names(tool_name_style)
 
     async def warm_up(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -550,7 +574,7 @@ def _build(
                 data = page(kept)
                 data.update(truncated=True, omitted=found - kept)
 
-        return _result(await holder.call(names["memory_search"], work))
+        return _result(await holder.call(names["memory_search"], work, quick=True))
 
     async def memory_get(
         ids: Ids,
