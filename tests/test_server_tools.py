@@ -732,9 +732,10 @@ class _ThreadRecorder:
 async def test_a_warm_search_runs_on_the_event_loop_only_when_the_owner_allows(
     manager: Any, alone: bool
 ) -> None:
-    """ADR 0030: with ``inline`` saying the loop has nothing else to serve, a search on a warm
-    manager (scopes opened by the warm-up or a search in a worker thread) skips the thread
-    hop; a store never does, and when ``inline`` says no, nothing runs on the loop."""
+    """ADR 0030: with ``inline`` saying the loop has nothing else to serve, a lexical search on
+    a warm manager (scopes opened by the warm-up or a search in a worker thread) skips the
+    thread hop; hybrid and semantic searches and stores never do, and when ``inline`` says
+    no, nothing runs on the loop."""
     recorder = _ThreadRecorder(manager)
     loop_thread = threading.current_thread()
     asked: list[bool] = []
@@ -745,15 +746,16 @@ async def test_a_warm_search_runs_on_the_event_loop_only_when_the_owner_allows(
 
     async with connect(manager.settings, lambda: recorder, "legacy", inline=inline) as client:
         await ok(client, "memory_store", {"text": "the deploy runs on Fridays"})
-        for _ in range(3):
-            found = await ok(client, "memory_search", {"query": "deploy"})
+        for mode in ("lexical", "Lexical", "lexical", "hybrid", "semantic"):
+            found = await ok(client, "memory_search", {"query": "deploy", "mode": mode})
             assert found["results"][0]["snippet"] == "the deploy runs on Fridays"
         await ok(client, "memory_store", {"text": "the release train leaves on Mondays"})
     on_loop = [(call, thread is loop_thread) for call, thread in recorder.threads]
     # the first search may find the manager warm already (the warm-up after initialize)
     assert on_loop[0] == on_loop[-1] == ("store", False)
-    assert on_loop[2:4] == [("search", alone), ("search", alone)]
-    assert asked  # consulted for searches once the manager is warm
+    assert on_loop[2:6] == [("search", alone), ("search", alone), ("search", False),
+                            ("search", False)]
+    assert asked  # consulted for lexical searches once the manager is warm
 
 
 async def test_without_inline_every_call_runs_in_a_worker_thread(manager: Any) -> None:

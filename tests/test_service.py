@@ -484,8 +484,8 @@ def test_a_traced_round_trip_marks_every_hop_in_order(env: dict[str, str], tmp_p
 
 def test_a_search_skips_the_thread_hop_only_while_its_session_is_alone(
         env: dict[str, str], tmp_path: Path, outside_repo: Path) -> None:
-    """ADR 0030: with one connection, a warm search runs on the service's event loop (marked
-    ``work.inline``); while a second session is connected it runs in a worker thread."""
+    """ADR 0030: with one connection, a warm lexical search runs on the service's event loop
+    (marked ``work.inline``); while a second session is connected it runs in a worker thread."""
     trace = tmp_path / "hops"
     trace.mkdir()
     traced = dict(env, MEMVID_HOP_TRACE=str(trace))
@@ -497,12 +497,13 @@ def test_a_search_skips_the_thread_hop_only_while_its_session_is_alone(
         return labels.count("work.inline")
 
     for _ in range(3):
-        _structured(client.tool("memory_search", query="deploy"))
+        _structured(client.tool("memory_search", query="deploy", mode="lexical"))
     alone = inline_searches()
     assert alone >= 2  # the first search may still open the scopes in a worker thread
     other = Client(env, outside_repo, "other")
     for _ in range(3):
-        assert _structured(client.tool("memory_search", query="deploy"))["results"]
+        assert _structured(client.tool("memory_search", query="deploy",
+                                       mode="lexical"))["results"]
     assert inline_searches() == alone
     assert other.close() == 0
     assert client.close() == 0

@@ -71,6 +71,7 @@ from .schemas import (
     DEFAULT_SEARCH_CHARS,
     MAX_LIMIT,
     MIN_CHARS,
+    SEARCH_MODES,
     Cursor,
     DeleteOutput,
     ExpiresAt,
@@ -196,8 +197,8 @@ def _result(model: BaseModel | dict[str, Any]) -> CallToolResult:
 class _ManagerHolder:
     """Creates the manager on first use (in a worker thread) and closes it at the end.
 
-    ``inline`` (the service's: "this connection is the only one") lets a search run on the
-    event loop's own thread once the manager is warm: the hop to a worker thread and back is
+    ``inline`` (the service's: "this connection is the only one") lets a lexical search run on
+    the event loop's own thread once the manager is warm: the hop to a worker thread and back is
     two thread wake-ups per call, a few tenths of a millisecond on an idle machine and
     milliseconds on a busy one (ADR 0030). With anything else to serve, every call stays in
     a worker thread so that one slow call never holds up another connection.
@@ -252,9 +253,10 @@ class _ManagerHolder:
         return cast("MemoryManager", ScopedManager(manager, access))
 
     async def call(self, tool: str, work: Callable[[MemoryManager], T], *,
-                   quick: bool = False) -> T:
+                   search: bool = False, quick: bool = False) -> T:
         """Run ``work(manager)`` in a worker thread (``quick`` work on this thread when
-        ``inline`` allows it and the manager is warm); turn failures into tool errors."""
+        ``inline`` allows it and the manager is warm); turn failures into tool errors.
+        ``search``: the work searches (once one has run, the searched scopes are open)."""
         def run() -> T:
             hops.mark("work.start")
             try:
@@ -268,7 +270,7 @@ class _ManagerHolder:
                 result = run()
             else:
                 result = await anyio.to_thread.run_sync(run)
-                self.warm = self.warm or quick
+                self.warm = self.warm or search
             hops.mark("work.back")
             return result
         except MemvidError as exc:
@@ -467,9 +469,9 @@ def build_server(
 ) -> MCPServer:
     """The MCP server with its tools and resources; the manager opens on first use.
 
-    ``inline``: asked before each search; True lets a warm search run on the event loop's
-    thread (``_ManagerHolder``). Only a server whose loop has nothing else to serve at that
-    moment may say so (the service, with one connection)."""
+    ``inline``: asked before each lexical search; True lets it run on the event loop's thread
+    once the manager is warm (``_ManagerHolder``). Only a server whose loop has nothing else
+    to serve at that moment may say so (the service, with one connection)."""
     server, _ = _build(settings, manager_factory, tool_name_style, inline)
     return server
 
@@ -574,7 +576,11 @@ def _build(
                 data = page(kept)
                 data.update(truncated=True, omitted=found - kept)
 
-        return _result(await holder.call(names["memory_search"], work, quick=True))
+        # A lexical search runs on the calling thread alone; hybrid and semantic hand the
+        # query to a pool thread as well, and gained nothing on the loop's thread (ADR 0030).
+        lexical = isinstance(mode, str) and SEARCH_MODES.get(mode.strip().lower()) == "lexical"
+        return _result(await holder.call(names["memory_search"], work, search=True,
+                                         quick=lexical))
 
     async def memory_get(
         ids: Ids,
