@@ -19,6 +19,9 @@ Store: ``--quick`` builds 2,000 real texts in a temporary directory; ``--n N`` b
 (``corpus.py`` gives the texts and cached vectors); ``--dir D`` keeps the store in
 ``D/file-N`` and reuses it on later runs. Figures carry the load average they were taken at.
 
+``--hops`` runs only the SDK client, with every process marking its hops (``core/hops.py``,
+``roundtrip_hops.py``): a table of where each call's time goes, and each process's CPU per call.
+
 Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_roundtrip.py --quick`` or
 ``... --dir /tmp/rt --n 100000 [--calls 200] [--queries 200]``.
 """
@@ -71,16 +74,21 @@ async def timed(times: list[float], call: Callable[[], Awaitable[Any]]) -> Any:
     return result
 
 
-async def time_sdk_client(client: Any, args: argparse.Namespace, queries: list[str]) -> Timings:
-    """The calls of one run through an SDK ``Client`` (stdio or in-memory)."""
+async def wait_for_hybrid(client: Any) -> None:
+    """The model loads in the background: wait until hybrid search is hybrid."""
     deadline = time.monotonic() + 600
-    while True:  # the model loads in the background: wait until hybrid is hybrid
+    while True:
         found = await client.call_tool("memory_search", {"query": "warm up", "limit": 10})
         if (found.structured_content or {}).get("mode") == "hybrid":
-            break
+            return
         if time.monotonic() > deadline:
             raise SystemExit(f"hybrid search never became available: {found.content}")
         await asyncio.sleep(0.5)
+
+
+async def time_sdk_client(client: Any, args: argparse.Namespace, queries: list[str]) -> Timings:
+    """The calls of one run through an SDK ``Client`` (stdio or in-memory)."""
+    await wait_for_hybrid(client)
     out: Timings = {"ping": [], "tools/list": []}
     for _ in range(20):  # warm both paths before timing
         await client.send_ping()
@@ -107,6 +115,46 @@ async def stdio_sdk(args: argparse.Namespace, data: Path, repo: Path, env: dict[
                                    env=env, cwd=str(repo))
     async with Client(params, mode="legacy") as client:
         return await time_sdk_client(client, args, queries)
+
+
+async def stdio_hops(args: argparse.Namespace, data: Path, repo: Path, env: dict[str, str],
+                     queries: list[str]) -> None:
+    """The SDK client's round trips with every process marking its hops (``--hops``)."""
+    from mcp import Client, StdioServerParameters
+
+    import roundtrip_hops as hops_report
+    from memvid_mcp.core import hops
+    from memvid_mcp.core.rundir import PID_NAME, RunDir
+
+    directory = hops_report.trace_directory()
+    hops_report.instrument_sdk_client()
+    command, *rest = launch_command()
+    params = StdioServerParameters(command=command, args=[*rest, "--data-dir", str(data)],
+                                   env=dict(env, MEMVID_HOP_TRACE=directory), cwd=str(repo))
+    os.environ["MEMVID_RUN_DIR"] = env["MEMVID_RUN_DIR"]
+    try:
+        async with Client(params, mode="legacy") as client:
+            await wait_for_hybrid(client)
+            for _ in range(20):
+                await client.send_ping()
+            pid = int((RunDir.for_data_dir(data).path / PID_NAME).read_text().split()[0])
+
+            def search(mode: str) -> Any:
+                return lambda i: client.call_tool("memory_search", search_args(
+                    queries[i % len(queries)] + " " * (1 + i // len(queries)), i, mode))
+
+            cpu = await hops_report.run(client, {
+                "ping": lambda i: client.send_ping(), "lexical": search("lexical"),
+                "hybrid": search("hybrid")}, max(len(queries), args.calls // 2), pid)
+        calls = hops_report.split_calls(hops.read(directory))
+        calls.pop("ping", None)
+        print(f"\nhops, SDK client -> relay -> service ({speed.load()}); p50 / mean ms\n")
+        print("\n".join(hops_report.hop_table(calls)))
+        print(f"\nCPU per call ({speed.load()})\n")
+        print("\n".join(cpu), flush=True)
+    finally:
+        hops.configure(None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def stdio_peer(args: argparse.Namespace, data: Path, repo: Path, env: dict[str, str],
@@ -246,6 +294,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 memories, 60 queries")
     parser.add_argument("--skip", default="", help="comma list of: sdk,peer,socket,inproc")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--hops", action="store_true",
+                        help="only the SDK client, split into hops, with CPU per process")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.model = args.model or corpus.default_model()
@@ -262,6 +312,9 @@ def main() -> None:
               "client to client\n\n| path | call | p50 / p95 ms | calls | load |\n"
               "|---|---|---|---|---|", flush=True)
         try:
+            if args.hops:
+                asyncio.run(stdio_hops(args, data, repo, env, queries))
+                return
             if "sdk" not in skip:
                 report("stdio: SDK client -> relay -> service",
                        asyncio.run(stdio_sdk(args, data, repo, env, queries)))

@@ -704,3 +704,64 @@ async def test_store_redacts_secrets_in_every_field_and_names_where(manager: Any
     assert memory["title"] == "token [REDACTED:github_token]"
     assert memory["metadata"] == {"env": {"AWS_KEY": "[REDACTED:aws_access_key]"}}
     assert memory["source"] == "shell history: export GH=[REDACTED:github_token]"
+
+
+# ------------------------------------------------------------------------------- threads
+
+
+class _ThreadRecorder:
+    """The manager, noting which thread ran each search and store."""
+
+    def __init__(self, manager: Any) -> None:
+        self._manager = manager
+        self.threads: list[tuple[str, threading.Thread]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.append(("search", threading.current_thread()))
+        return self._manager.search(*args, **kwargs)
+
+    def store(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.append(("store", threading.current_thread()))
+        return self._manager.store(*args, **kwargs)
+
+
+@pytest.mark.parametrize("alone", [True, False])
+async def test_a_warm_search_runs_on_the_event_loop_only_when_the_owner_allows(
+    manager: Any, alone: bool
+) -> None:
+    """ADR 0030: with ``inline`` saying the loop has nothing else to serve, a lexical search on
+    a warm manager (scopes opened by the warm-up or a search in a worker thread) skips the
+    thread hop; hybrid and semantic searches and stores never do, and when ``inline`` says
+    no, nothing runs on the loop."""
+    recorder = _ThreadRecorder(manager)
+    loop_thread = threading.current_thread()
+    asked: list[bool] = []
+
+    def inline() -> bool:
+        asked.append(alone)
+        return alone
+
+    async with connect(manager.settings, lambda: recorder, "legacy", inline=inline) as client:
+        await ok(client, "memory_store", {"text": "the deploy runs on Fridays"})
+        for mode in ("lexical", "Lexical", "lexical", "hybrid", "semantic"):
+            found = await ok(client, "memory_search", {"query": "deploy", "mode": mode})
+            assert found["results"][0]["snippet"] == "the deploy runs on Fridays"
+        await ok(client, "memory_store", {"text": "the release train leaves on Mondays"})
+    on_loop = [(call, thread is loop_thread) for call, thread in recorder.threads]
+    # the first search may find the manager warm already (the warm-up after initialize)
+    assert on_loop[0] == on_loop[-1] == ("store", False)
+    assert on_loop[2:6] == [("search", alone), ("search", alone), ("search", False),
+                            ("search", False)]
+    assert asked  # consulted for lexical searches once the manager is warm
+
+
+async def test_without_inline_every_call_runs_in_a_worker_thread(manager: Any) -> None:
+    recorder = _ThreadRecorder(manager)
+    loop_thread = threading.current_thread()
+    async with connect(manager.settings, lambda: recorder, "legacy") as client:
+        for _ in range(3):
+            await ok(client, "memory_search", {"query": "anything"})
+    assert [thread is loop_thread for _, thread in recorder.threads] == [False] * 3

@@ -24,6 +24,7 @@ import pytest
 from memvid_mcp import __version__
 from memvid_mcp.client.stdio_peer import StdioPeer
 from memvid_mcp.client.stdio_peer import structured as _structured
+from memvid_mcp.core import hops
 from memvid_mcp.core.errors import ServiceError
 from memvid_mcp.core.rundir import RunDir
 
@@ -453,3 +454,56 @@ def test_a_script_that_closes_its_input_still_gets_every_answer(env: dict[str, s
     assert sorted(answers) == list(range(1, 7))
     assert all("result" in answers[i] and not answers[i]["result"].get("isError")
                for i in range(2, 7))
+
+
+def test_a_traced_round_trip_marks_every_hop_in_order(env: dict[str, str], tmp_path: Path,
+                                                      outside_repo: Path) -> None:
+    """``MEMVID_HOP_TRACE`` (``bench_roundtrip.py --hops``): the relay and the service each
+    mark a tool call's hops, on one clock, in the order the call crosses them."""
+    trace = tmp_path / "hops"
+    trace.mkdir()
+    client = Client(dict(env, MEMVID_HOP_TRACE=str(trace)), outside_repo)
+    _structured(client.tool("memory_store", text="the deploy runs on Fridays"))
+    before = time.monotonic_ns()
+    found = _structured(client.tool("memory_search", query="deploy"))
+    assert found["results"]
+    assert client.close() == 0
+    (service,) = {pid for _, pid, label in hops.read(trace) if label.startswith("service.")}
+    relay = client.proc.pid
+    order = ["relay.read", "relay.forward", "service.read", "service.parsed", "tool.call",
+             "work.start", "search.done", "work.end", "work.back", "tool.done",
+             "service.reply", "relay.answer", "relay.write"]
+    later = [event for event in hops.read(trace) if event[0] > before]
+    start = next(i for i, (_, _, label) in enumerate(later) if label == "relay.read")
+    search = later[start:]  # a mark of the store call may land after ``before``
+    first = {label: (stamp, pid) for stamp, pid, label in reversed(search)}
+    assert [label for label in sorted(first, key=first.__getitem__) if label in order] == order
+    assert {first[label][1] for label in order if label.startswith("relay.")} == {relay}
+    assert {first[label][1] for label in order if not label.startswith("relay.")} == {service}
+
+
+def test_a_search_skips_the_thread_hop_only_while_its_session_is_alone(
+        env: dict[str, str], tmp_path: Path, outside_repo: Path) -> None:
+    """ADR 0030: with one connection, a warm lexical search runs on the service's event loop
+    (marked ``work.inline``); while a second session is connected it runs in a worker thread."""
+    trace = tmp_path / "hops"
+    trace.mkdir()
+    traced = dict(env, MEMVID_HOP_TRACE=str(trace))
+    client = Client(traced, outside_repo)
+    _structured(client.tool("memory_store", text="the deploy runs on Fridays"))
+
+    def inline_searches() -> int:
+        labels = [label for _, _, label in hops.read(trace)]
+        return labels.count("work.inline")
+
+    for _ in range(3):
+        _structured(client.tool("memory_search", query="deploy", mode="lexical"))
+    alone = inline_searches()
+    assert alone >= 2  # the first search may still open the scopes in a worker thread
+    other = Client(env, outside_repo, "other")
+    for _ in range(3):
+        assert _structured(client.tool("memory_search", query="deploy",
+                                       mode="lexical"))["results"]
+    assert inline_searches() == alone
+    assert other.close() == 0
+    assert client.close() == 0

@@ -22,6 +22,7 @@ import socket
 import time
 from typing import Any
 
+from ..core import hops
 from ..core.errors import ServiceError
 from ..core.rundir import RunDir
 from .connect import LineSocket, open_connection
@@ -116,6 +117,7 @@ class Relay:
     def _from_service(self, chunk: bytes) -> None:
         """Pass on every whole line of ``chunk``, in one write (answers that arrive
         together leave together)."""
+        hops.mark("relay.answer")
         self.out_buffer += chunk
         *lines, self.out_buffer = self.out_buffer.split(b"\n")
         out = []
@@ -131,6 +133,7 @@ class Relay:
             out.append(line)
         if out:
             self._write_client(b"\n".join(out) + b"\n")
+            hops.mark("relay.write")
 
     # ------------------------------------------------------------------ restart
     def _restart(self) -> None:
@@ -208,6 +211,7 @@ class Relay:
                 answers_due = None
 
     def _send_lines(self, chunk: bytes, selector: selectors.BaseSelector) -> None:
+        hops.mark("relay.read")
         self.in_buffer += chunk
         *lines, self.in_buffer = self.in_buffer.split(b"\n")
         for line in lines:
@@ -218,6 +222,7 @@ class Relay:
             assert conn is not None
             try:
                 conn.send(line + b"\n")
+                hops.mark("relay.forward")
             except OSError:  # the service died before taking this line: restart, resend
                 self.pending.pop(request_id, None)
                 selector.unregister(conn.sock)

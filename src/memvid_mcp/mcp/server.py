@@ -52,6 +52,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from .. import __version__
+from ..core import hops
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
 from .access import ScopedManager, current_access
@@ -70,6 +71,7 @@ from .schemas import (
     DEFAULT_SEARCH_CHARS,
     MAX_LIMIT,
     MIN_CHARS,
+    SEARCH_MODES,
     Cursor,
     DeleteOutput,
     ExpiresAt,
@@ -193,10 +195,20 @@ def _result(model: BaseModel | dict[str, Any]) -> CallToolResult:
 
 
 class _ManagerHolder:
-    """Creates the manager on first use (in a worker thread) and closes it at the end."""
+    """Creates the manager on first use (in a worker thread) and closes it at the end.
 
-    def __init__(self, factory: Callable[[], MemoryManager]) -> None:
+    ``inline`` (the service's: "this connection is the only one") lets a lexical search run on
+    the event loop's own thread once the manager is warm: the hop to a worker thread and back is
+    two thread wake-ups per call, a few tenths of a millisecond on an idle machine and
+    milliseconds on a busy one (ADR 0030). With anything else to serve, every call stays in
+    a worker thread so that one slow call never holds up another connection.
+    """
+
+    def __init__(self, factory: Callable[[], MemoryManager],
+                 inline: Callable[[], bool] | None = None) -> None:
         self._factory = factory
+        self._inline = inline
+        self.warm = False  # a search (or the warm-up) finished: scopes and indexes are open
         self._lock = threading.Lock()  # held while the manager opens (may be slow)
         self._manager: MemoryManager | None = None
         self._warmup_lock = threading.Lock()  # never held for long: the event loop takes it
@@ -220,6 +232,7 @@ class _ManagerHolder:
     def _warmup(self) -> None:
         try:
             self.get().stats()  # opens the existing scopes and loads their indexes
+            self.warm = True
         except Exception:  # the first tool call reports it; here it is only logged
             logger.warning("opening the memory store in the background failed", exc_info=True)
 
@@ -239,10 +252,27 @@ class _ManagerHolder:
         # ScopedManager offers exactly the part of MemoryManager the tools and resources use
         return cast("MemoryManager", ScopedManager(manager, access))
 
-    async def call(self, tool: str, work: Callable[[MemoryManager], T]) -> T:
-        """Run ``work(manager)`` in a worker thread; turn failures into tool errors."""
+    async def call(self, tool: str, work: Callable[[MemoryManager], T], *,
+                   search: bool = False, quick: bool = False) -> T:
+        """Run ``work(manager)`` in a worker thread (``quick`` work on this thread when
+        ``inline`` allows it and the manager is warm); turn failures into tool errors.
+        ``search``: the work searches (once one has run, the searched scopes are open)."""
+        def run() -> T:
+            hops.mark("work.start")
+            try:
+                return work(self.view())
+            finally:
+                hops.mark("work.end")
+
         try:
-            return await anyio.to_thread.run_sync(lambda: work(self.view()))
+            if quick and self.warm and self._inline is not None and self._inline():
+                hops.mark("work.inline")
+                result = run()
+            else:
+                result = await anyio.to_thread.run_sync(run)
+                self.warm = self.warm or search
+            hops.mark("work.back")
+            return result
         except MemvidError as exc:
             raise ToolError(str(exc)) from exc
         except Exception:
@@ -354,6 +384,7 @@ class _Server(MCPServer[Any]):
             tool.__dict__.pop("output_schema", None)  # a cached_property: read it afresh
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        hops.mark("tool.call")
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=_unknown("tool", name, self._tools()))
@@ -367,7 +398,9 @@ class _Server(MCPServer[Any]):
         if problem is not None:
             raise ToolError(problem)
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
+            hops.mark("tool.done")
+            return result
         except ToolError as exc:  # drop the SDK's "Error executing tool <name>: " prefix
             prefix = f"Error executing tool {name}: "
             message = str(exc)
@@ -432,9 +465,14 @@ def build_server(
     manager_factory: Callable[[], MemoryManager] | None = None,
     *,
     tool_name_style: str | None = None,
+    inline: Callable[[], bool] | None = None,
 ) -> MCPServer:
-    """The MCP server with its tools and resources; the manager opens on first use."""
-    server, _ = _build(settings, manager_factory, tool_name_style)
+    """The MCP server with its tools and resources; the manager opens on first use.
+
+    ``inline``: asked before each lexical search; True lets it run on the event loop's thread
+    once the manager is warm (``_ManagerHolder``). Only a server whose loop has nothing else
+    to serve at that moment may say so (the service, with one connection)."""
+    server, _ = _build(settings, manager_factory, tool_name_style, inline)
     return server
 
 
@@ -442,8 +480,9 @@ def _build(
     settings: Settings,
     manager_factory: Callable[[], MemoryManager] | None,
     tool_name_style: str | None,
+    inline: Callable[[], bool] | None = None,
 ) -> tuple[MCPServer, _ManagerHolder]:
-    holder = _ManagerHolder(manager_factory or _default_factory(settings))
+    holder = _ManagerHolder(manager_factory or _default_factory(settings), inline)
     names = tool_names(tool_name_style)
 
     async def warm_up(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -522,6 +561,7 @@ def _build(
             def page(size: int) -> dict[str, Any]:
                 result = m.search(text, k=size, snippet_chars=snippet_chars(budget, size),
                                   **filters)  # fmt: skip
+                hops.mark("search.done")
                 return search_output(result, budget).model_dump(mode="json")
 
             data = page(n)
@@ -536,7 +576,11 @@ def _build(
                 data = page(kept)
                 data.update(truncated=True, omitted=found - kept)
 
-        return _result(await holder.call(names["memory_search"], work))
+        # A lexical search runs on the calling thread alone; hybrid and semantic hand the
+        # query to a pool thread as well, and gained nothing on the loop's thread (ADR 0030).
+        lexical = isinstance(mode, str) and SEARCH_MODES.get(mode.strip().lower()) == "lexical"
+        return _result(await holder.call(names["memory_search"], work, search=True,
+                                         quick=lexical))
 
     async def memory_get(
         ids: Ids,

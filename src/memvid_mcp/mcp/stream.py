@@ -14,6 +14,8 @@ from mcp.server import MCPServer
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 
+from ..core import hops
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # twice the HTTP transport's body cap
 
 
@@ -31,6 +33,7 @@ async def serve_stream(server: MCPServer, reader: BufferedByteReceiveStream,
                 except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError,
                         anyio.ClosedResourceError, anyio.DelimiterNotFound):
                     return
+                hops.mark("service.read")
                 if not line.strip():
                     continue
                 try:
@@ -38,14 +41,17 @@ async def serve_stream(server: MCPServer, reader: BufferedByteReceiveStream,
                 except Exception as exc:  # the SDK answers a parse error for it
                     await read_send.send(exc)
                     continue
+                hops.mark("service.parsed")
                 await read_send.send(SessionMessage(message))
 
     async def write_lines() -> None:
         async with write_receive:
             async for session_message in write_receive:
+                hops.mark("service.reply")
                 data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
                 try:
                     await writer.send(data.encode("utf-8") + b"\n")
+                    hops.mark("service.sent")
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return
 

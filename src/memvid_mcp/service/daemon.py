@@ -281,6 +281,11 @@ class Service:
         except (MemvidError, OSError):
             return None
 
+    def _alone(self) -> bool:
+        """Whether one connection is all this service serves now (no other session, CLI
+        command or HTTP listener): then a search may run on the event loop (ADR 0030)."""
+        return self.connections == 1 and self.http is None
+
     def _server_for(self, project: str | None) -> Any:
         """One MCP server per repository (they share the pool's scopes and model)."""
         root = self._repo_root(project)
@@ -288,7 +293,8 @@ class Service:
         server = self.servers.get(key)
         if server is None:
             settings = self.settings.replace(project=root)
-            server = build_server(settings, lambda: self.pool().manager(root))
+            server = build_server(settings, lambda: self.pool().manager(root),
+                                  inline=self._alone)
             self.servers[key] = server
         return server
 
