@@ -125,3 +125,45 @@ def test_a_body_deleted_while_its_segment_is_rewritten_keeps_a_tombstone_in_the_
             assert conn.execute("SELECT count(*) FROM memvid_tombstones").fetchone() == (0,)
     finally:
         db.close()
+
+
+def test_an_idle_instance_asks_the_database_whether_to_seal_at_most_once_a_poll(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batcher asks ``due`` four times a second per scope. An instance that stored
+    nothing asks the database at most every DUE_POLL_SECONDS (another instance's bodies are
+    found at the next poll); one that stored a body asks at once; and the question reads at
+    most ``batch_max_memories`` pending rows, which is enough to decide (ADR 0031)."""
+    import memvid_mcp.team.body_store as body_store
+
+    db = Database(team_env.database_url)
+    try:
+        settings = Settings.from_env(data_dir=tmp_path, seal_min_bytes=200,
+                                     batch_max_memories=3)
+        idle = TeamBodyStore("s", settings, db, SegmentBucket(team_env.segment_url,
+                                                              tmp_path / "a", 1 << 20))
+        busy = TeamBodyStore("s", settings, db, SegmentBucket(team_env.segment_url,
+                                                              tmp_path / "b", 1 << 20))
+        asked = []
+        real = db.connection
+
+        def counted():  # type: ignore[no-untyped-def]
+            asked.append(1)
+            return real()
+
+        monkeypatch.setattr(db, "connection", counted)
+        assert not idle.due()  # nothing waits
+        with real() as conn:
+            busy.add_pending(conn, "big", b"x" * 300)
+        assert busy.due()  # its own body: asked at once
+        asked.clear()
+        assert not any(idle.due() for _ in range(20))  # within the poll: not asked again
+        assert asked == []
+        monkeypatch.setattr(body_store, "DUE_POLL_SECONDS", 0.0)
+        assert idle.due() and asked == [1]  # the next poll finds the other's body
+        with real() as conn:
+            busy.retire(conn, ["big"])
+            for i in range(3):
+                busy.add_pending(conn, f"small{i}", b"tiny")
+        assert idle.due()  # 3 bodies = batch_max_memories, though 12 bytes only
+    finally:
+        db.close()
