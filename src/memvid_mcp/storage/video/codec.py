@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,6 +34,8 @@ QUIET_ZONE = 4  # modules of white around the symbol (the QR standard asks for 4
 CAPACITY = {"L": 2951, "M": 2329, "Q": 1661, "H": 1271}
 _QR = zxingcpp.BarcodeFormat.QRCode
 _QR_ONLY = zxingcpp.BarcodeFormats(_QR)
+_BOOL_CAST = zxingcpp.Binarizer.BoolCast  # pixel 0 is dark, anything else light
+LOSSLESS_CODECS = frozenset({"ffv1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,28 +216,76 @@ def container_images(path: Path) -> Iterator[Image]:
         log.warning("%s: stopped decoding: %s", path, exc)
 
 
+class _Decoders(threading.local):
+    """This thread's open decoders, by stream configuration (a few at most).
+
+    Opening a decoder costs as much as decoding a small frame (FFV1 allocates and
+    initialises its context tables); every frame is a key frame, so a decoder that decoded
+    one frame decodes the next from scratch. One per thread: a context is not thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self.open: OrderedDict[tuple[str, bytes, int, int], VideoCodecContext] = OrderedDict()
+
+    def take(self, codec: str, extradata: bytes, width: int, height: int) -> VideoCodecContext:
+        """Remove and return a decoder for this configuration (the caller gives it back)."""
+        key = (codec, extradata, width, height)
+        ctx = self.open.pop(key, None)
+        if ctx is not None:
+            return ctx
+        created = av.CodecContext.create(codec, "r")
+        if not isinstance(created, VideoCodecContext):
+            raise ValueError(f"{codec} is not a video codec")
+        if extradata:
+            created.extradata = extradata
+        created.width, created.height = width, height
+        created.thread_count = 1
+        return created
+
+    def give_back(self, ctx: VideoCodecContext, codec: str, extradata: bytes, width: int,
+                  height: int) -> None:
+        self.open[(codec, extradata, width, height)] = ctx
+        while len(self.open) > DECODERS_PER_THREAD:
+            self.open.popitem(last=False)
+
+
+DECODERS_PER_THREAD = 4
+_decoders = _Decoders()
+
+
 def decode_image(codec: str, extradata: bytes, width: int, height: int, packet: bytes) -> Image:
-    """The luma plane of one key-frame packet, decoded without opening the container."""
-    ctx = av.CodecContext.create(codec, "r")
-    if not isinstance(ctx, VideoCodecContext):
-        raise ValueError(f"{codec} is not a video codec")
-    if extradata:
-        ctx.extradata = extradata
-    ctx.width, ctx.height = width, height
-    ctx.thread_count = 1
-    frames = ctx.decode(av.Packet(packet)) or ctx.decode(None)  # flush only if it held one
+    """The luma plane of one key-frame packet, decoded without opening the container.
+
+    The decoder is reused for this thread's next frame of the same configuration; one
+    that failed, or had to be flushed to give its frame, is dropped (its state is unknown).
+    """
+    ctx = _decoders.take(codec, extradata, width, height)
+    frames = ctx.decode(av.Packet(packet))
+    reusable = bool(frames)
+    if not frames:
+        frames = ctx.decode(None)  # flush only if it held one: the decoder is then spent
     if not frames:
         raise ValueError("no frame decoded")
+    if reusable:
+        _decoders.give_back(ctx, codec, extradata, width, height)
     plane = frames[0].planes[0]
     rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]
 
 
-def read_qr(image: Image, px_per_module: int = 1) -> bytes | None:
+def _read_pure(image: Image, binarizer: zxingcpp.Binarizer) -> list[zxingcpp.Barcode]:
+    """A symbol we wrote ourselves: upright, not inverted, at its own scale, alone."""
+    return zxingcpp.read_barcodes(image, formats=_QR_ONLY, is_pure=True, try_rotate=False,
+                                  try_invert=False, try_downscale=False, binarizer=binarizer)
+
+
+def read_qr(image: Image, px_per_module: int = 1, *, exact: bool = False) -> bytes | None:
     """The payload bytes of the QR symbol in ``image``, or None if none decodes.
 
     Upscaled frames are first read from one pixel at each module's centre (16x fewer
-    pixels at 4 px/module, and the centre is where lossy coding errs least).
+    pixels at 4 px/module, and the centre is where lossy coding errs least). An ``exact``
+    image (from a lossless codec: every pixel 0 or 255) is first read with no thresholding
+    at all, the cheapest read zxing has; anything else falls back to the usual reads.
     """
     candidates = [image]
     if px_per_module > 1:
@@ -241,15 +293,13 @@ def read_qr(image: Image, px_per_module: int = 1) -> bytes | None:
         candidates.insert(
             0, np.ascontiguousarray(image[centre::px_per_module, centre::px_per_module])
         )
+    if exact:
+        found = _read_pure(candidates[0], _BOOL_CAST)
+        for barcode in found:
+            if barcode.valid:
+                return bytes(barcode.bytes)
     for candidate in candidates:
-        found = zxingcpp.read_barcodes(
-            candidate,
-            formats=_QR_ONLY,
-            is_pure=True,
-            try_rotate=False,
-            try_invert=False,
-            try_downscale=False,
-        )
+        found = _read_pure(candidate, zxingcpp.Binarizer.LocalAverage)
         if not found:  # the generic detector, as any QR reader would use
             found = zxingcpp.read_barcodes(candidate, formats=_QR_ONLY)
         for barcode in found:
@@ -267,4 +317,4 @@ def decode_payload(
     except (av.FFmpegError, ValueError) as exc:
         log.debug("frame decode failed: %s", exc)
         return None
-    return read_qr(image, px_per_module)
+    return read_qr(image, px_per_module, exact=codec in LOSSLESS_CODECS)

@@ -144,6 +144,11 @@ def encode_frame(
     return bytes(head) + _CRC.pack(zlib.crc32(head))
 
 
+def is_dictionary_piece(payload: bytes) -> bool:
+    """Whether a (checked) payload carries a slice of its segment's dictionary."""
+    return len(payload) > 3 and payload[2] == VERSION_DICT and bool(payload[3] & FLAG_DICT_PIECE)
+
+
 def decode_frame(payload: bytes, path: str = "frame",
                  dictionary: SegmentDictionary | None = None) -> Frame:
     """Parse and check one payload; any damage raises CorruptionError naming ``path``; a
