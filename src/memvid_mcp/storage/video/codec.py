@@ -34,8 +34,6 @@ QUIET_ZONE = 4  # modules of white around the symbol (the QR standard asks for 4
 CAPACITY = {"L": 2951, "M": 2329, "Q": 1661, "H": 1271}
 _QR = zxingcpp.BarcodeFormat.QRCode
 _QR_ONLY = zxingcpp.BarcodeFormats(_QR)
-_BOOL_CAST = zxingcpp.Binarizer.BoolCast  # pixel 0 is dark, anything else light
-LOSSLESS_CODECS = frozenset({"ffv1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,19 +271,11 @@ def decode_image(codec: str, extradata: bytes, width: int, height: int, packet: 
     return rows[:, : plane.width]
 
 
-def _read_pure(image: Image, binarizer: zxingcpp.Binarizer) -> list[zxingcpp.Barcode]:
-    """A symbol we wrote ourselves: upright, not inverted, at its own scale, alone."""
-    return zxingcpp.read_barcodes(image, formats=_QR_ONLY, is_pure=True, try_rotate=False,
-                                  try_invert=False, try_downscale=False, binarizer=binarizer)
-
-
-def read_qr(image: Image, px_per_module: int = 1, *, exact: bool = False) -> bytes | None:
+def read_qr(image: Image, px_per_module: int = 1) -> bytes | None:
     """The payload bytes of the QR symbol in ``image``, or None if none decodes.
 
     Upscaled frames are first read from one pixel at each module's centre (16x fewer
-    pixels at 4 px/module, and the centre is where lossy coding errs least). An ``exact``
-    image (from a lossless codec: every pixel 0 or 255) is first read with no thresholding
-    at all, the cheapest read zxing has; anything else falls back to the usual reads.
+    pixels at 4 px/module, and the centre is where lossy coding errs least).
     """
     candidates = [image]
     if px_per_module > 1:
@@ -293,13 +283,15 @@ def read_qr(image: Image, px_per_module: int = 1, *, exact: bool = False) -> byt
         candidates.insert(
             0, np.ascontiguousarray(image[centre::px_per_module, centre::px_per_module])
         )
-    if exact:
-        found = _read_pure(candidates[0], _BOOL_CAST)
-        for barcode in found:
-            if barcode.valid:
-                return bytes(barcode.bytes)
     for candidate in candidates:
-        found = _read_pure(candidate, zxingcpp.Binarizer.LocalAverage)
+        found = zxingcpp.read_barcodes(
+            candidate,
+            formats=_QR_ONLY,
+            is_pure=True,
+            try_rotate=False,
+            try_invert=False,
+            try_downscale=False,
+        )
         if not found:  # the generic detector, as any QR reader would use
             found = zxingcpp.read_barcodes(candidate, formats=_QR_ONLY)
         for barcode in found:
@@ -317,4 +309,4 @@ def decode_payload(
     except (av.FFmpegError, ValueError) as exc:
         log.debug("frame decode failed: %s", exc)
         return None
-    return read_qr(image, px_per_module, exact=codec in LOSSLESS_CODECS)
+    return read_qr(image, px_per_module)
