@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -214,58 +212,18 @@ def container_images(path: Path) -> Iterator[Image]:
         log.warning("%s: stopped decoding: %s", path, exc)
 
 
-class _Decoders(threading.local):
-    """This thread's open decoders, by stream configuration (a few at most).
-
-    Opening a decoder costs as much as decoding a small frame (FFV1 allocates and
-    initialises its context tables); every frame is a key frame, so a decoder that decoded
-    one frame decodes the next from scratch. One per thread: a context is not thread-safe.
-    """
-
-    def __init__(self) -> None:
-        self.open: OrderedDict[tuple[str, bytes, int, int], VideoCodecContext] = OrderedDict()
-
-    def take(self, codec: str, extradata: bytes, width: int, height: int) -> VideoCodecContext:
-        """Remove and return a decoder for this configuration (the caller gives it back)."""
-        key = (codec, extradata, width, height)
-        ctx = self.open.pop(key, None)
-        if ctx is not None:
-            return ctx
-        created = av.CodecContext.create(codec, "r")
-        if not isinstance(created, VideoCodecContext):
-            raise ValueError(f"{codec} is not a video codec")
-        if extradata:
-            created.extradata = extradata
-        created.width, created.height = width, height
-        created.thread_count = 1
-        return created
-
-    def give_back(self, ctx: VideoCodecContext, codec: str, extradata: bytes, width: int,
-                  height: int) -> None:
-        self.open[(codec, extradata, width, height)] = ctx
-        while len(self.open) > DECODERS_PER_THREAD:
-            self.open.popitem(last=False)
-
-
-DECODERS_PER_THREAD = 4
-_decoders = _Decoders()
-
-
 def decode_image(codec: str, extradata: bytes, width: int, height: int, packet: bytes) -> Image:
-    """The luma plane of one key-frame packet, decoded without opening the container.
-
-    The decoder is reused for this thread's next frame of the same configuration; one
-    that failed, or had to be flushed to give its frame, is dropped (its state is unknown).
-    """
-    ctx = _decoders.take(codec, extradata, width, height)
-    frames = ctx.decode(av.Packet(packet))
-    reusable = bool(frames)
-    if not frames:
-        frames = ctx.decode(None)  # flush only if it held one: the decoder is then spent
+    """The luma plane of one key-frame packet, decoded without opening the container."""
+    ctx = av.CodecContext.create(codec, "r")
+    if not isinstance(ctx, VideoCodecContext):
+        raise ValueError(f"{codec} is not a video codec")
+    if extradata:
+        ctx.extradata = extradata
+    ctx.width, ctx.height = width, height
+    ctx.thread_count = 1
+    frames = ctx.decode(av.Packet(packet)) or ctx.decode(None)  # flush only if it held one
     if not frames:
         raise ValueError("no frame decoded")
-    if reusable:
-        _decoders.give_back(ctx, codec, extradata, width, height)
     plane = frames[0].planes[0]
     rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]

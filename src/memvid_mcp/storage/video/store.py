@@ -587,10 +587,15 @@ class VideoStore:
         """A warmed store caches the frames it just sealed: no decode to read them back."""
         if not self._warm:
             return
+        pieces: dict[int, framing.Frame] = {}
         for frame, payload in enumerate(sealed.payloads):
-            if not framing.is_dictionary_piece(payload) and not self._cache.put_if_room(
-                    (sealed.ulid, frame), payload):
-                return
+            if framing.is_dictionary_piece(payload):
+                pieces[frame] = framing.decode_frame(payload, str(self._mp4(sealed.ulid)))
+            elif not self._cache.put_if_room((sealed.ulid, frame), payload):
+                break
+        if pieces:
+            self._dicts.setdefault(sealed.ulid, framing.assemble_dictionary(
+                pieces, str(self._mp4(sealed.ulid))))
         self._warm_wake.set()
 
     # ------------------------------------------------------------- maintenance
