@@ -56,6 +56,8 @@ def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a frame was decoded")
 
     monkeypatch.setattr(codec, "decode_payload", refuse)
+    monkeypatch.setattr(codec, "decode_image", refuse)
+    monkeypatch.setattr(codec._decoders, "decode", refuse)
 
 
 def _thread_named(name: str) -> threading.Thread:

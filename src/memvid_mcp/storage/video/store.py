@@ -1108,9 +1108,9 @@ def _checked_payload(path: Path, index: mvi.SegmentIndex, frame: int, packet: by
     """The QR payload of one frame's packet, checked against the frame index."""
     entry = index.frames[frame]
     where = f"{path}#frame={frame}"
-    payload = codec.decode_payload(
-        index.codec, index.extradata, index.width, index.height, packet, index.px_per_module
-    )
+    payload = codec.read_frame_payload(
+        index.codec, index.extradata, index.width, index.height, packet, index.px_per_module,
+        entry.qr_version, entry.payload_len, entry.payload_crc)
     if payload is None:
         raise CorruptionError(where, "frame does not decode to a QR symbol")
     if len(payload) != entry.payload_len or zlib.crc32(payload) != entry.payload_crc:
