@@ -72,7 +72,7 @@ def test_a_warmed_store_reads_every_body_from_memory(tmp_path: Path,
     with_dictionary.close()
     store = VideoStore(tmp_path, warm=True)
     frames = _body_frames(store)
-    assert store.get(items[0][0]) == items[0][1]  # the first read starts the warmer
+    assert store._warmer is not None  # opening started it
     _wait_for(lambda: all(key in store._cache for key in frames) and len(store._dicts) == 1)
     _no_decoding(monkeypatch)
     assert store.get_many([i for i, _ in items]) == dict(items)
@@ -118,8 +118,9 @@ def test_the_warmer_fills_only_free_room_and_never_evicts_what_readers_use(
     assert frames > 8
     store = VideoStore(tmp_path, warm=True, cache_bytes=cap)
     last_id, last_body = items[-1]
-    assert store.get(last_id) == last_body  # a reader's frame, in the cache first
-    read_key = next(iter(store._cache._items))
+    assert store.get(last_id) == last_body  # a reader's frame
+    loc = store._loc[last_id]
+    read_key = (loc.seg, loc.frame + loc.frames - 1)
     warmer = _thread_named("memvid-video-warm")
     _wait_for(lambda: not store._warm_wake.is_set() and len(store._dicts) == 1)
     time.sleep(0.5)
@@ -177,7 +178,6 @@ def test_warming_and_background_compaction_run_at_background_priority(
     store = VideoStore(tmp_path, warm=True, tier_base=1 << 10)
     for start in range(0, 40, 10):
         store.put_many(_items(40, 400)[start:start + 10])
-    store.get("m0000")
     warmer = _thread_named("memvid-video-warm")
     _wait_for(lambda: warmer.native_id is not None and os.getpriority(
         os.PRIO_PROCESS, warmer.native_id) == store_module.BACKGROUND_NICE, timeout=10)

@@ -186,8 +186,8 @@ class VideoStore:
         self._cache = ByteLRU(cache_bytes)
         self._dicts: dict[str, framing.SegmentDictionary] = {}  # by segment, read once
         self._dict_locks: dict[str, threading.Lock] = {}  # one reader of a dictionary at a time
-        # Warming: from the first read on, a low-priority thread decodes every frame into the
-        # cache (while it has room) and seals put their new frames there (ADR 0032).
+        # Warming: from opening on, a low-priority thread decodes every frame into the cache
+        # (while it has room) and seals put their new frames there (ADR 0032).
         self._warm = warm
         self._warmer: threading.Thread | None = None
         self._warm_wake = threading.Event()
@@ -210,6 +210,7 @@ class VideoStore:
         self._closed = False
         self._load()
         self._writes = self._load_writes()
+        self._start_warming()
 
     # ----------------------------------------------------------------- loading
 
@@ -416,7 +417,6 @@ class VideoStore:
 
     def get(self, body_id: str) -> bytes:
         self._check_open()
-        self._start_warming()
         loc = self._loc.get(body_id)
         if loc is None and self._refresh():
             loc = self._loc.get(body_id)
@@ -426,7 +426,6 @@ class VideoStore:
 
     def get_many(self, body_ids: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
-        self._start_warming()
         out: dict[str, bytes] = {}
         if any(i not in self._loc for i in body_ids):
             self._refresh()
