@@ -194,3 +194,25 @@ def test_warming_and_background_compaction_run_at_background_priority(
     assert nice == store_module.BACKGROUND_NICE and report is not None
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # only theirs
     store.close()
+
+
+def test_a_background_merge_waits_for_a_pause_in_reads_and_a_purge_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    items = _items(40, 400)
+    store = VideoStore(tmp_path, tier_base=1 << 10, purge_after=60.0)
+    for start in range(0, 40, 10):
+        store.put_many(items[start:start + 10])  # four small segments: a merge to do
+    segments = len(store._segs)
+    assert store.get("m0000") == items[0][1]  # a search is reading
+    assert store.compact_step() is None and len(store._segs) == segments  # the merge waits
+    monkeypatch.setattr(store_module, "MERGE_MAX_WAIT_SECONDS", 0.0)
+    assert store.get("m0001") == items[1][1]
+    waited = store.compact_step()  # it has waited long enough: it runs although reads go on
+    assert waited is not None and waited.segments_removed >= 2
+    monkeypatch.setattr(store_module, "MERGE_MAX_WAIT_SECONDS", 120.0)
+    store.delete_many(["m0002"])
+    assert store.get("m0003") == items[3][1]
+    purged = store.compact_step(now=time.time() + 61)  # deleted text past its deadline
+    assert purged is not None and purged.segments_removed >= 1
+    assert not store.contains("m0002") and store.get("m0039") == items[39][1]
+    store.close()

@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
 SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by a manual compaction
 TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (tiering.py)
+# A background merge waits for a pause of this long in reads, for at most the second figure:
+# re-encoding a segment and rewriting the manifest hold the GIL in many short stretches,
+# and a search waits for each (ADR 0032). Purges (deadline-bound) never wait.
+MERGE_QUIET_SECONDS = 1.0
+MERGE_MAX_WAIT_SECONDS = 120.0
 BACKGROUND_NICE = 19  # warming and background compaction run when searches do not
 WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
@@ -192,6 +197,8 @@ class VideoStore:
         self._warmer: threading.Thread | None = None
         self._warm_wake = threading.Event()
         self._warmed: set[str] = set()  # segments the warmer has been through
+        self._last_read = float("-inf")  # time.monotonic() of the last get/get_many
+        self._merge_waiting_since: float | None = None
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._manifest = Manifest(self.root / MANIFEST_FILE, tmp_dir=self.seg_dir)
@@ -417,6 +424,7 @@ class VideoStore:
 
     def get(self, body_id: str) -> bytes:
         self._check_open()
+        self._last_read = time.monotonic()
         loc = self._loc.get(body_id)
         if loc is None and self._refresh():
             loc = self._loc.get(body_id)
@@ -426,6 +434,7 @@ class VideoStore:
 
     def get_many(self, body_ids: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
+        self._last_read = time.monotonic()
         out: dict[str, bytes] = {}
         if any(i not in self._loc for i in body_ids):
             self._refresh()
@@ -755,9 +764,11 @@ class VideoStore:
     def compact_step(self, now: float | None = None) -> CompactReport | None:
         """One unit of background compaction (tiering.plan): a size-tiered merge, or the
         rewrite of segments holding text deleted over ``purge_after`` seconds before ``now``
-        or mostly dead. None when there is nothing to do. The calling thread (the manager's
-        compactor) is lowered to background priority: a merge re-encodes whole segments, and
-        searches on the same cores must not wait for it (ADR 0032)."""
+        or mostly dead. None when there is nothing to do, or while a merge waits for a pause
+        in reads (``MERGE_QUIET_SECONDS``, at most ``MERGE_MAX_WAIT_SECONDS``). The calling
+        thread (the manager's compactor) is lowered to background priority: a merge
+        re-encodes whole segments, and searches on the same cores must not wait for it
+        (ADR 0032)."""
         self._check_open()
         if self.read_only:
             return None
@@ -773,13 +784,23 @@ class VideoStore:
             plans = tiering.plan(infos, base=self.tier_base, cap=SEGMENT_RAW_LIMIT,
                                  live_threshold=self.live_threshold,
                                  purge_before=now - self.purge_after)
-            if not plans:
+            if not plans or (plans[0].reason == "merge" and self._merge_should_wait()):
                 return None
+            self._merge_waiting_since = None
             self._wrote = True
             chosen = set(plans[0].segments)
             log.info("background compaction (%s): rewriting %d segments", plans[0].reason,
                      len(chosen))
             return self._rewrite([s for s in self._segs.values() if s.ulid in chosen], None)
+
+    def _merge_should_wait(self) -> bool:
+        """Whether a merge should wait for a pause in reads (searches are reading now)."""
+        now = time.monotonic()
+        if now - self._last_read >= MERGE_QUIET_SECONDS:
+            return False
+        if self._merge_waiting_since is None:
+            self._merge_waiting_since = now
+        return now - self._merge_waiting_since < MERGE_MAX_WAIT_SECONDS
 
     def _rewrite(self, victims: list[_Segment], progress: ProgressCallback | None
                  ) -> CompactReport:
