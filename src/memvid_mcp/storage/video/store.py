@@ -27,10 +27,10 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,12 +59,13 @@ log = logging.getLogger(__name__)
 SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
 SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by a manual compaction
 TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (tiering.py)
-# A background merge waits for a pause of this long in reads, for at most the second figure:
-# re-encoding a segment and rewriting the manifest hold the GIL in many short stretches,
-# and a search waits for each (ADR 0032). Purges (deadline-bound) never wait.
+# A background merge waits while searches are reading (MERGE_BUSY_READS body reads within
+# MERGE_QUIET_SECONDS: a search reads a page of ~10), for at most MERGE_MAX_WAIT_SECONDS:
+# re-encoding segments and rewriting the manifest hold the GIL in many short stretches, and
+# a search waits for each (ADR 0032). Purges (deadline-bound) never wait.
+MERGE_BUSY_READS = 20
 MERGE_QUIET_SECONDS = 1.0
 MERGE_MAX_WAIT_SECONDS = 120.0
-BACKGROUND_NICE = 19  # warming and background compaction run when searches do not
 WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
@@ -197,7 +198,9 @@ class VideoStore:
         self._warmer: threading.Thread | None = None
         self._warm_wake = threading.Event()
         self._warmed: set[str] = set()  # segments the warmer has been through
-        self._last_read = float("-inf")  # time.monotonic() of the last get/get_many
+        # time.monotonic() of the latest reads (get/get_many): searches are reading when
+        # the oldest of them is recent
+        self._recent_reads: deque[float] = deque(maxlen=MERGE_BUSY_READS)
         self._merge_waiting_since: float | None = None
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
@@ -424,7 +427,7 @@ class VideoStore:
 
     def get(self, body_id: str) -> bytes:
         self._check_open()
-        self._last_read = time.monotonic()
+        self._recent_reads.append(time.monotonic())
         loc = self._loc.get(body_id)
         if loc is None and self._refresh():
             loc = self._loc.get(body_id)
@@ -434,7 +437,7 @@ class VideoStore:
 
     def get_many(self, body_ids: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
-        self._last_read = time.monotonic()
+        self._recent_reads.append(time.monotonic())
         out: dict[str, bytes] = {}
         if any(i not in self._loc for i in body_ids):
             self._refresh()
@@ -538,7 +541,6 @@ class VideoStore:
         warmer.start()
 
     def _warm_loop(self) -> None:
-        lower_thread_priority()
         while not self._closing:
             self._warm_wake.clear()
             try:
@@ -589,6 +591,7 @@ class VideoStore:
                 continue
             if not self._cache.put_if_room(key, payload):
                 return False
+            time.sleep(0)  # let a search waiting for the GIL have it between frames
         return True
 
     def _keep_sealed(self, sealed: _Sealed) -> None:
@@ -765,14 +768,10 @@ class VideoStore:
         """One unit of background compaction (tiering.plan): a size-tiered merge, or the
         rewrite of segments holding text deleted over ``purge_after`` seconds before ``now``
         or mostly dead. None when there is nothing to do, or while a merge waits for a pause
-        in reads (``MERGE_QUIET_SECONDS``, at most ``MERGE_MAX_WAIT_SECONDS``). The calling
-        thread (the manager's compactor) is lowered to background priority: a merge
-        re-encodes whole segments, and searches on the same cores must not wait for it
-        (ADR 0032)."""
+        in reads (``MERGE_BUSY_READS``, at most ``MERGE_MAX_WAIT_SECONDS``, ADR 0032)."""
         self._check_open()
         if self.read_only:
             return None
-        lower_thread_priority()
         now = time.time() if now is None else now
         with self._write_lock:
             if self._closing:
@@ -796,7 +795,8 @@ class VideoStore:
     def _merge_should_wait(self) -> bool:
         """Whether a merge should wait for a pause in reads (searches are reading now)."""
         now = time.monotonic()
-        if now - self._last_read >= MERGE_QUIET_SECONDS:
+        reads = self._recent_reads
+        if len(reads) < MERGE_BUSY_READS or now - reads[0] >= MERGE_QUIET_SECONDS:
             return False
         if self._merge_waiting_since is None:
             self._merge_waiting_since = now
@@ -1091,17 +1091,6 @@ def _index_of(
             )
         ),
     )
-
-
-def lower_thread_priority() -> None:
-    """Make the calling thread yield the CPU to searches (Linux: a thread has its own nice
-    value). Background work only: it cannot be raised back without privileges."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except OSError as exc:
-        log.debug("cannot lower the priority of %s: %s", threading.current_thread().name, exc)
 
 
 def _write_file(path: Path, data: bytes) -> None:
