@@ -192,7 +192,7 @@ class VideoStore:
         self._cache = ByteLRU(cache_bytes)
         self._dicts: dict[str, framing.SegmentDictionary] = {}  # by segment, read once
         self._dict_locks: dict[str, threading.Lock] = {}  # one reader of a dictionary at a time
-        # Warming: from opening on, a low-priority thread decodes every frame into the cache
+        # Warming: from opening on, a background thread decodes every frame into the cache
         # (while it has room) and seals put their new frames there (ADR 0032).
         self._warm = warm
         self._warmer: threading.Thread | None = None
