@@ -232,13 +232,13 @@ class VideoStore:
 
     def _load(self) -> None:
         stamp = self._manifest_stamp()
-        parsed = self._manifest.load()
-        problems = parsed.problems
+        parsed, records = self._manifest.load_records()
+        bad_records: list[str] = []
         locs: dict[str, _Loc] = {}
         segs: dict[str, _Segment] = {}
         dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
         loaded_at = time.time()
-        for rec in parsed.records:
+        for rec in records:
             op = rec["op"]
             try:
                 if op == "seg":
@@ -261,9 +261,10 @@ class VideoStore:
                 elif op == "drop":
                     segs.pop(str(rec["seg"]), None)
             except (KeyError, TypeError, ValueError):
-                problems.append(f"record with missing or bad fields: {op}")
+                bad_records.append(f"record with missing or bad fields: {op}")
         for seg in segs.values():
             self._load_index(seg)
+        problems = parsed.problems + bad_records  # the parse's are complete once its records are
         self._rebuild_lost_segments(locs, segs, problems)
         for loc in locs.values():
             segment = segs.get(loc.seg)
