@@ -91,6 +91,7 @@ def open_backend(settings: Settings, directory: Path, *, read_only: bool = False
             read_only=read_only,
             tier_base=settings.seal_min_bytes,
             purge_after=settings.purge_after_seconds,
+            warm=True,
         )
     from ..storage.filestore import FileStore
 

@@ -1,7 +1,7 @@
-"""A thread-safe LRU cache of decoded frame contents, bounded in bytes.
+"""A thread-safe LRU cache of decoded frames, bounded in bytes.
 
-Decoding a frame costs about a millisecond; a hit costs microseconds, and neighbouring
-bodies of a frame come free with it.
+Decoding a frame (video decode, then the QR read) costs milliseconds; a hit costs
+microseconds, and neighbouring bodies of a frame come free with it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,22 @@ class ByteLRU:
             while self._bytes > self.max_bytes:
                 _, evicted = self._items.popitem(last=False)
                 self._bytes -= len(evicted)
+
+    def put_if_room(self, key: Hashable, value: bytes) -> bool:
+        """Add ``value`` only if it fits without evicting anything (a background warmer must
+        not push out what readers used); False when it did not fit."""
+        with self._lock:
+            if key in self._items:
+                return True
+            if self._bytes + len(value) > self.max_bytes:
+                return False
+            self._items[key] = value
+            self._bytes += len(value)
+            return True
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
 
     def discard_where(self, predicate: Callable[[Hashable], bool]) -> None:
         """Drop entries whose key satisfies ``predicate``."""

@@ -18,6 +18,7 @@ import bisect
 import struct
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,26 +73,44 @@ class DictionaryNeeded(CorruptionError):
 
 
 class SegmentDictionary:
-    """A segment's zstd dictionary and the decompressors built from it: one per thread,
-    since a zstandard decompressor is not thread-safe (a page's frames decode side by side,
-    and one shared decompressor garbles them)."""
+    """A segment's zstd dictionary. Decompressors are built from it per thread (a zstandard
+    decompressor is not thread-safe: a page's frames decode side by side, and one shared
+    decompressor garbles them) and kept in that thread's short list (``_Decompressors``)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self._dict = zstandard.ZstdCompressionDict(data)
-        self._local = threading.local()
 
     @property
     def decompressor(self) -> zstandard.ZstdDecompressor:
-        """This thread's decompressor (built once per thread)."""
-        mine: zstandard.ZstdDecompressor | None = getattr(self._local, "d", None)
-        if mine is None:
-            mine = self._local.d = zstandard.ZstdDecompressor(dict_data=self._dict)
-        return mine
+        """A decompressor for this dictionary, this thread's own."""
+        return _decompressors.get(self)
 
     def compressor(self, level: int) -> zstandard.ZstdCompressor:
         return zstandard.ZstdCompressor(level=level, dict_data=self._dict, write_checksum=False,
                                         write_dict_id=False)
+
+
+class _Decompressors(threading.local):
+    """This thread's decompressors for the dictionaries it used last. Each holds a ~46 KB
+    context: kept for every segment and every thread, a store of a few hundred segments
+    read by a search pool held tens of MB for little gain (a new one costs ~20 us)."""
+
+    def __init__(self) -> None:
+        self.recent: OrderedDict[SegmentDictionary, zstandard.ZstdDecompressor] = OrderedDict()
+
+    def get(self, dictionary: SegmentDictionary) -> zstandard.ZstdDecompressor:
+        found = self.recent.pop(dictionary, None)
+        if found is None:
+            found = zstandard.ZstdDecompressor(dict_data=dictionary._dict)
+        self.recent[dictionary] = found
+        while len(self.recent) > DECOMPRESSORS_PER_THREAD:
+            self.recent.popitem(last=False)
+        return found
+
+
+DECOMPRESSORS_PER_THREAD = 8
+_decompressors = _Decompressors()
 
 
 def assemble_dictionary(pieces: dict[int, Frame], path: str) -> SegmentDictionary:
@@ -142,6 +161,11 @@ def encode_frame(
         head += _varint(length)
     head += data
     return bytes(head) + _CRC.pack(zlib.crc32(head))
+
+
+def is_dictionary_piece(payload: bytes) -> bool:
+    """Whether a (checked) payload carries a slice of its segment's dictionary."""
+    return len(payload) > 3 and payload[2] == VERSION_DICT and bool(payload[3] & FLAG_DICT_PIECE)
 
 
 def decode_frame(payload: bytes, path: str = "frame",

@@ -30,6 +30,7 @@ import re
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,13 @@ log = logging.getLogger(__name__)
 SEGMENT_RAW_LIMIT = 4 << 20  # raw body bytes per sealed segment (bounds seal memory)
 SMALL_SEGMENT_BYTES = 256 << 10  # segments below this are merged by a manual compaction
 TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (tiering.py)
+# A background merge waits while searches are reading (MERGE_BUSY_READS body reads within
+# MERGE_QUIET_SECONDS: a search reads a page of ~10), for at most MERGE_MAX_WAIT_SECONDS:
+# re-encoding segments and rewriting the manifest hold the GIL in many short stretches, and
+# a search waits for each (ADR 0032). Purges (deadline-bound) never wait.
+MERGE_BUSY_READS = 20
+MERGE_QUIET_SECONDS = 1.0
+MERGE_MAX_WAIT_SECONDS = 120.0
 WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
@@ -111,6 +119,7 @@ class _Sealed(NamedTuple):
     settings: codec.EncodeSettings
     mp4_sha256: str
     mvi_sha256: str
+    payloads: tuple[bytes, ...] = ()  # each frame's QR payload, as the segment holds it
 
     def record(self, bodies: int, raw: int, ts: str) -> dict[str, Any]:
         """The manifest ``seg`` line (version 2: with both files' SHA-256)."""
@@ -161,6 +170,7 @@ class VideoStore:
         read_only: bool = False,
         tier_base: int = TIER_BASE,
         purge_after: float = 900.0,
+        warm: bool = False,
     ) -> None:
         if profile not in codec.PROFILES:
             raise ValidationError("profile", f"must be one of {', '.join(codec.PROFILES)}")
@@ -181,6 +191,17 @@ class VideoStore:
         self._ladder = codec.PROFILES[profile]
         self._cache = ByteLRU(cache_bytes)
         self._dicts: dict[str, framing.SegmentDictionary] = {}  # by segment, read once
+        self._dict_locks: dict[str, threading.Lock] = {}  # one reader of a dictionary at a time
+        # Warming: from opening on, a background thread decodes every frame into the cache
+        # (while it has room) and seals put their new frames there (ADR 0032).
+        self._warm = warm
+        self._warmer: threading.Thread | None = None
+        self._warm_wake = threading.Event()
+        self._warmed: set[str] = set()  # segments the warmer has been through
+        # time.monotonic() of the latest reads (get/get_many): searches are reading when
+        # the oldest of them is recent
+        self._recent_reads: deque[float] = deque(maxlen=MERGE_BUSY_READS)
+        self._merge_waiting_since: float | None = None
         self._write_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._manifest = Manifest(self.root / MANIFEST_FILE, tmp_dir=self.seg_dir)
@@ -199,6 +220,7 @@ class VideoStore:
         self._closed = False
         self._load()
         self._writes = self._load_writes()
+        self._start_warming()
 
     # ----------------------------------------------------------------- loading
 
@@ -210,13 +232,13 @@ class VideoStore:
 
     def _load(self) -> None:
         stamp = self._manifest_stamp()
-        parsed = self._manifest.load()
-        problems = parsed.problems
+        parsed, records = self._manifest.load_records()
+        bad_records: list[str] = []
         locs: dict[str, _Loc] = {}
         segs: dict[str, _Segment] = {}
         dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
         loaded_at = time.time()
-        for rec in parsed.records:
+        for rec in records:
             op = rec["op"]
             try:
                 if op == "seg":
@@ -239,9 +261,10 @@ class VideoStore:
                 elif op == "drop":
                     segs.pop(str(rec["seg"]), None)
             except (KeyError, TypeError, ValueError):
-                problems.append(f"record with missing or bad fields: {op}")
+                bad_records.append(f"record with missing or bad fields: {op}")
         for seg in segs.values():
             self._load_index(seg)
+        problems = parsed.problems + bad_records  # the parse's are complete once its records are
         self._rebuild_lost_segments(locs, segs, problems)
         for loc in locs.values():
             segment = segs.get(loc.seg)
@@ -375,6 +398,7 @@ class VideoStore:
             self._segs[sealed.ulid] = segment
             self._loc.update(locs)
             self._stamp = self._manifest_stamp()
+        self._keep_sealed(sealed)
 
     def delete_many(self, body_ids: Iterable[str]) -> int:
         """Tombstone bodies with one fsynced manifest line; returns how many were live."""
@@ -404,6 +428,7 @@ class VideoStore:
 
     def get(self, body_id: str) -> bytes:
         self._check_open()
+        self._recent_reads.append(time.monotonic())
         loc = self._loc.get(body_id)
         if loc is None and self._refresh():
             loc = self._loc.get(body_id)
@@ -413,6 +438,7 @@ class VideoStore:
 
     def get_many(self, body_ids: Sequence[str]) -> dict[str, bytes]:
         self._check_open()
+        self._recent_reads.append(time.monotonic())
         out: dict[str, bytes] = {}
         if any(i not in self._loc for i in body_ids):
             self._refresh()
@@ -466,10 +492,9 @@ class VideoStore:
         return b"".join(parts)
 
     def _frame_content(self, seg_id: str, frame: int) -> bytes:
-        key = (seg_id, frame)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+        """One frame's content. The cache holds frames as QR payloads (what decoding the
+        video costs; ~2.2x smaller than the text they carry), so a hit still decompresses
+        its frame (tens of microseconds) but the cache holds twice as many frames."""
         seg = self._segs.get(seg_id)
         if seg is None:
             raise _Gone
@@ -478,13 +503,112 @@ class VideoStore:
             raise CorruptionError(str(path), seg.problem or "segment index unreadable")
         if not 0 <= frame < len(seg.index.frames):
             raise CorruptionError(str(path), f"frame {frame} out of range")
+        key = (seg_id, frame)
+        payload = self._cache.get(key)
+        if payload is None:
+            payload = _checked_payload(path, seg.index, frame, _read_packet(
+                path, seg.index.frames[frame]))
+            self._cache.put(key, payload)
+        where = f"{path}#frame={frame}"
         try:
-            content = _decode_frame(path, seg.index, frame, self._dicts.get(seg_id))
+            decoded = framing.decode_frame(payload, where, self._dicts.get(seg_id))
         except framing.DictionaryNeeded:
-            self._dicts[seg_id] = _read_dictionary(path, seg.index)
-            content = _decode_frame(path, seg.index, frame, self._dicts[seg_id])
-        self._cache.put(key, content)
-        return content
+            decoded = framing.decode_frame(payload, where, self._dictionary(seg_id, seg.index))
+        if decoded.index != frame:
+            raise CorruptionError(where, f"payload belongs to frame {decoded.index}")
+        return decoded.content
+
+    def _dictionary(self, seg_id: str, index: mvi.SegmentIndex) -> framing.SegmentDictionary:
+        """The segment's dictionary, read once (readers that need it meanwhile wait for it:
+        reading it decodes up to 22 frames)."""
+        with self._state_lock:
+            lock = self._dict_locks.setdefault(seg_id, threading.Lock())
+        with lock:
+            found = self._dicts.get(seg_id)
+            if found is None:
+                found = self._dicts[seg_id] = _read_dictionary(self._mp4(seg_id), index)
+            return found
+
+    # ------------------------------------------------------------------ warming
+
+    def _start_warming(self) -> None:
+        if not self._warm or self._closing:
+            return
+        with self._state_lock:
+            if self._warmer is not None:
+                return
+            warmer = self._warmer = threading.Thread(target=self._warm_loop,
+                                                     name="memvid-video-warm", daemon=True)
+        warmer.start()
+
+    def _warm_loop(self) -> None:
+        while not self._closing:
+            self._warm_wake.clear()
+            try:
+                self._warm_pass()
+            except Exception:  # warming is an optimisation: never let it take the store down
+                log.exception("warming the frame cache of %s failed", self.root)
+                return
+            self._warm_wake.wait()
+
+    def _warm_pass(self) -> None:
+        """Decode the frames of every segment not yet warmed into the cache, newest segment
+        first (recent memories are asked for most), until the cache has no room."""
+        with self._state_lock:
+            segs = sorted(self._segs.values(), key=lambda s: s.ulid, reverse=True)
+        self._warmed &= {s.ulid for s in segs}
+        for seg in segs:
+            if seg.ulid in self._warmed or seg.index is None:
+                continue
+            if not self._warm_segment(seg.ulid, seg.index):
+                return
+            self._warmed.add(seg.ulid)
+
+    def _warm_segment(self, seg_id: str, index: mvi.SegmentIndex) -> bool:
+        """False when warming should stop (closing, or the cache is full)."""
+        path = self._mp4(seg_id)
+        frame = 0
+        while frame < len(index.frames):
+            if self._closing:
+                return False
+            entry = index.frames[frame]
+            key = (seg_id, frame)
+            frame += 1
+            if key in self._cache:
+                continue
+            if self._cache.size_bytes + entry.payload_len > self._cache.max_bytes:
+                return False
+            try:
+                payload = _checked_payload(path, index, frame - 1, _read_packet(path, entry))
+                if framing.is_dictionary_piece(payload):
+                    copies = framing.decode_frame(payload, str(path)).first_ordinal
+                    self._dictionary(seg_id, index)
+                    frame = max(frame, copies * framing.DICT_COPIES)
+                    continue
+            except _Gone:
+                return True  # compacted away meanwhile
+            except (CorruptionError, StorageError) as exc:
+                log.debug("warming skipped %s#frame=%d: %s", path, frame - 1, exc)
+                continue
+            if not self._cache.put_if_room(key, payload):
+                return False
+            time.sleep(0)  # let a search waiting for the GIL have it between frames
+        return True
+
+    def _keep_sealed(self, sealed: _Sealed) -> None:
+        """A warmed store caches the frames it just sealed: no decode to read them back."""
+        if not self._warm:
+            return
+        pieces: dict[int, framing.Frame] = {}
+        for frame, payload in enumerate(sealed.payloads):
+            if framing.is_dictionary_piece(payload):
+                pieces[frame] = framing.decode_frame(payload, str(self._mp4(sealed.ulid)))
+            elif not self._cache.put_if_room((sealed.ulid, frame), payload):
+                break
+        if pieces:
+            self._dicts.setdefault(sealed.ulid, framing.assemble_dictionary(
+                pieces, str(self._mp4(sealed.ulid))))
+        self._warm_wake.set()
 
     # ------------------------------------------------------------- maintenance
 
@@ -644,7 +768,8 @@ class VideoStore:
     def compact_step(self, now: float | None = None) -> CompactReport | None:
         """One unit of background compaction (tiering.plan): a size-tiered merge, or the
         rewrite of segments holding text deleted over ``purge_after`` seconds before ``now``
-        or mostly dead. None when there is nothing to do."""
+        or mostly dead. None when there is nothing to do, or while a merge waits for a pause
+        in reads (``MERGE_BUSY_READS``, at most ``MERGE_MAX_WAIT_SECONDS``, ADR 0032)."""
         self._check_open()
         if self.read_only:
             return None
@@ -659,13 +784,24 @@ class VideoStore:
             plans = tiering.plan(infos, base=self.tier_base, cap=SEGMENT_RAW_LIMIT,
                                  live_threshold=self.live_threshold,
                                  purge_before=now - self.purge_after)
-            if not plans:
+            if not plans or (plans[0].reason == "merge" and self._merge_should_wait()):
                 return None
+            self._merge_waiting_since = None
             self._wrote = True
             chosen = set(plans[0].segments)
             log.info("background compaction (%s): rewriting %d segments", plans[0].reason,
                      len(chosen))
             return self._rewrite([s for s in self._segs.values() if s.ulid in chosen], None)
+
+    def _merge_should_wait(self) -> bool:
+        """Whether a merge should wait for a pause in reads (searches are reading now)."""
+        now = time.monotonic()
+        reads = self._recent_reads
+        if len(reads) < MERGE_BUSY_READS or now - reads[0] >= MERGE_QUIET_SECONDS:
+            return False
+        if self._merge_waiting_since is None:
+            self._merge_waiting_since = now
+        return now - self._merge_waiting_since < MERGE_MAX_WAIT_SECONDS
 
     def _rewrite(self, victims: list[_Segment], progress: ProgressCallback | None
                  ) -> CompactReport:
@@ -688,6 +824,7 @@ class VideoStore:
             if progress is not None:
                 progress(n + 1, len(moving) * 2)
         new_segs: list[_Segment] = []
+        sealed_now: list[_Sealed] = []
         new_locs: dict[str, _Loc] = {}
         ts = iso(utcnow()) or ""
         try:
@@ -697,6 +834,7 @@ class VideoStore:
                 sealed = self._seal([b for _, b in group])
                 raw = sum(len(b) for _, b in group)
                 rec = sealed.record(len(group), raw, ts)
+                sealed_now.append(sealed)
                 new_segs.append(_Segment(sealed.ulid, rec, sealed.seg_index, None, len(group),
                                          raw))
                 for (body_id, body), (f, off, nf) in zip(group, sealed.locations, strict=True):
@@ -728,6 +866,9 @@ class VideoStore:
         self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
         for ulid in victim_ids:
             self._dicts.pop(ulid, None)
+            self._dict_locks.pop(ulid, None)
+        for sealed in sealed_now:
+            self._keep_sealed(sealed)
         self._count_writes(raw_rewritten=sum(len(b) for _, b in bodies),
                            segment_bytes_rewritten=sum(s.stored_bytes for s in new_segs))
         after = sum(s.stored_bytes for s in kept)
@@ -830,8 +971,12 @@ class VideoStore:
         )
 
     def close(self) -> None:
-        """Stop a background rewrite (unpublished) and wait for the writer to finish."""
+        """Stop a background rewrite (unpublished) and the warmer, and wait for the writer."""
         self._closing = True
+        self._warm_wake.set()
+        warmer = self._warmer
+        if warmer is not None and warmer is not threading.current_thread():
+            warmer.join()
         with self._write_lock:
             self._closed = True
             self._cache.clear()
@@ -969,17 +1114,24 @@ def _read_packet(path: Path, entry: mvi.FrameEntry) -> bytes:
         os.close(fd)
 
 
-def _payload_frame(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes,
-                   dictionary: framing.SegmentDictionary | None = None) -> framing.Frame:
+def _checked_payload(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes) -> bytes:
+    """The QR payload of one frame's packet, checked against the frame index."""
     entry = index.frames[frame]
     where = f"{path}#frame={frame}"
-    payload = codec.decode_payload(
-        index.codec, index.extradata, index.width, index.height, packet, index.px_per_module
-    )
+    payload = codec.read_frame_payload(
+        index.codec, index.extradata, index.width, index.height, packet, index.px_per_module,
+        entry.qr_version, entry.payload_len, entry.payload_crc)
     if payload is None:
         raise CorruptionError(where, "frame does not decode to a QR symbol")
     if len(payload) != entry.payload_len or zlib.crc32(payload) != entry.payload_crc:
         raise CorruptionError(where, "decoded payload differs from the frame index")
+    return payload
+
+
+def _payload_frame(path: Path, index: mvi.SegmentIndex, frame: int, packet: bytes,
+                   dictionary: framing.SegmentDictionary | None = None) -> framing.Frame:
+    where = f"{path}#frame={frame}"
+    payload = _checked_payload(path, index, frame, packet)
     decoded = framing.decode_frame(payload, where, dictionary)
     if decoded.index != frame:
         raise CorruptionError(where, f"payload belongs to frame {decoded.index}")
@@ -1140,7 +1292,7 @@ def seal_segment(seg_dir: Path, bodies: list[bytes], ladder: Sequence[codec.Enco
             os.replace(tmp_mvi, seg_dir / f"seg-{seg}.mvi")
             fsync_dir(seg_dir)
             return _Sealed(seg, index, len(data), packed.locations, settings, mp4_sha,
-                           hashlib.sha256(data).hexdigest())
+                           hashlib.sha256(data).hexdigest(), tuple(packed.payloads))
         except StorageError:
             raise
         except OSError as exc:
