@@ -196,6 +196,7 @@ class VideoStore:
         # (while it has room) and seals put their new frames there (ADR 0032).
         self._warm = warm
         self._warmer: threading.Thread | None = None
+        self._warm_busy = False
         self._warm_wake = threading.Event()
         self._warmed: set[str] = set()  # segments the warmer has been through
         # time.monotonic() of the latest reads (get/get_many): searches are reading when
@@ -541,14 +542,23 @@ class VideoStore:
                                                      name="memvid-video-warm", daemon=True)
         warmer.start()
 
+    @property
+    def warming(self) -> bool:
+        """Whether the background warmer is still filling the frame cache (reads meanwhile
+        may decode their frame: a benchmark of the warm store waits for this)."""
+        return self._warm_busy
+
     def _warm_loop(self) -> None:
         while not self._closing:
             self._warm_wake.clear()
+            self._warm_busy = True
             try:
                 self._warm_pass()
             except Exception:  # warming is an optimisation: never let it take the store down
                 log.exception("warming the frame cache of %s failed", self.root)
                 return
+            finally:
+                self._warm_busy = False
             self._warm_wake.wait()
 
     def _warm_pass(self) -> None:
