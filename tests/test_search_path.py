@@ -71,10 +71,48 @@ def test_hybrid_reads_bodies_of_the_returned_page_only(
             read.append(record.id)
             return real_read(record)
 
+        lexical_page = [h.id for h in m.search("deploy cat rate pie", k=2, mode="lexical").results]
         store.read_body = read_body  # type: ignore[method-assign]
         result = m.search("deploy cat rate pie", k=2)
         assert result.mode == "hybrid"
-        assert sorted(read) == sorted(h.id for h in result.results)
+        # the page's bodies, and ahead of fusion those of the lexical page: each read once
+        assert {h.id for h in result.results} <= set(read)
+        assert set(read) <= {h.id for h in result.results} | set(lexical_page)
+        assert len(read) == len(set(read))
+
+
+def test_hybrid_cuts_the_lexical_page_snippets_while_the_query_is_embedded(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    """Until the query is embedded one core is free: the lexical page's bodies are read and
+    their snippets cut then, not after fusion; a body already read is not read again."""
+    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
+        for text in NOTES:
+            m.store(text)
+        m.flush()
+        assert m.embedder.wait_ready(120), m.embedder.state
+        store = m._scopes["global"]
+        read: list[str] = []
+        two_read = threading.Event()
+        real_read, real_embed = store.read_body, m.embedder.embed_query
+
+        def read_body(record):  # type: ignore[no-untyped-def]
+            read.append(record.id)
+            if len(read) == 2:
+                two_read.set()
+            return real_read(record)
+
+        def embed_query(text: str):  # type: ignore[no-untyped-def]
+            # the lexical page's two bodies are read while this waits (after it: in vain)
+            ahead.append(two_read.wait(10))
+            return real_embed(text)
+
+        ahead: list[bool] = []
+        store.read_body = read_body  # type: ignore[method-assign]
+        m.embedder.embed_query = embed_query  # type: ignore[method-assign]
+        result = m.search("staging deploy near the windowsill", k=2)
+        assert result.mode == "hybrid" and ahead == [True]
+        assert len(read) == len(set(read)) and {h.id for h in result.results} <= set(read)
+        assert {h.snippet for h in result.results} == {NOTES[0], NOTES[1]}
 
 
 def test_lexical_pages_join_up_to_one_long_page(manager: MemoryManager) -> None:

@@ -580,14 +580,26 @@ class MemoryManager:
         semantic: list[tuple[MemoryRecord, float]] | None = None
         lexical_hits: list[tuple[MemoryRecord, float]] | None = None
         stores_by_name = {s.name: s for s in stores}
-        bodies: dict[str, str] = {}
+        snippets: dict[str, str] = {}
         if mode == "hybrid" and self.embedder.enabled:
             # The query embedding (onnxruntime) and tantivy both release the GIL: the lexical
             # ranking is made while the query is embedded, not after.
+            embedded = threading.Event()
             future = self._search_pool.submit(self._semantic, query, depth, filters, stores,
-                                              include_superseded)
+                                              include_superseded, embedded=embedded)
             try:
                 lexical_hits = lexical()
+                # Until the query is embedded, one core is free: the snippets of the lexical
+                # page are cut now, most of which the fused page shows (ADR 0033). Once the
+                # vector searches start, both cores are theirs. (A team scope's page comes in
+                # one query after fusion, ADR 0031: nothing to read ahead there.)
+                ahead = lexical_hits[offset: offset + k] if all(
+                    s.backend_name != "team" for s in stores) else []
+                for record, _ in ahead:
+                    if embedded.is_set():
+                        break
+                    snippets[record.id] = best_snippet(
+                        self._snippet_body(stores_by_name, record), query, snippet_chars)
             except BaseException:
                 wait([future])  # the scopes it reads must stay open until it is done
                 raise
@@ -626,18 +638,18 @@ class MemoryManager:
         def body(record: MemoryRecord) -> str:
             return self._snippet_body(stores_by_name, record)
 
-        missing = [record for record, _ in page if record.id not in bodies]
+        missing = [record for record, _ in page if record.id not in snippets]
         if len(missing) > 1 and any(stores_by_name[r.scope].backend_name == "video"
                                     for r in missing):
             # a video body is decoded from its segment's frame (PyAV and zxing release the
             # GIL): the page's frames are decoded side by side
-            bodies.update(zip([r.id for r in missing], self._search_pool.map(body, missing),
-                              strict=True))
+            texts = list(self._search_pool.map(body, missing))
         else:
-            bodies.update((record.id, body(record)) for record in missing)
-        hits = [SearchHit(record.id, float(score), record.title,
-                          best_snippet(bodies[record.id], query, snippet_chars), record.tags,
-                          record.kind, record.scope, record.created_at)
+            texts = [body(record) for record in missing]
+        snippets.update((record.id, best_snippet(text, query, snippet_chars))
+                        for record, text in zip(missing, texts, strict=True))
+        hits = [SearchHit(record.id, float(score), record.title, snippets[record.id],
+                          record.tags, record.kind, record.scope, record.created_at)
                 for record, score in page]
         return SearchResult(tuple(hits), next_cursor, mode_used,
                             tuple(s.name for s in stores), note)
@@ -674,17 +686,20 @@ class MemoryManager:
 
     def _semantic(self, query: str, depth: int, filters: SearchFilters,
                   stores: Sequence[OpenScope], include_superseded: bool = False,
-                  exact: int | None = None
+                  exact: int | None = None, embedded: threading.Event | None = None
                   ) -> tuple[builtins.list[tuple[MemoryRecord, float]] | None, str | None]:
         """The vector ranking (``depth`` per scope, or with ``exact`` just deep enough for its
         first ``exact`` entries to be exact) and a note on what it covered; None when it
         cannot contribute (no model, or no memory has a vector yet): the result says
-        ``lexical``."""
+        ``lexical``. ``embedded`` is set once the query is embedded (or cannot be)."""
         self.embedder.start()
         try:
             vector = self.embedder.embed_query(query)
         except EmbeddingUnavailable as exc:
             return None, f"semantic search unavailable ({exc}); lexical results only"
+        finally:
+            if embedded is not None:
+                embedded.set()
         for store in stores:
             store.use_model(self.embedder.model_id, self.embedder.dim)
         covered = total = 0

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import zlib
@@ -1044,14 +1045,16 @@ def _is_ulid(value: object) -> bool:
 def _loc_from(rec: dict[str, Any]) -> _Loc:
     if not _is_ulid(rec["seg"]):
         raise ValueError("bad segment id")
+    # one string object per segment and per sealing time, not one per body: ~150 bytes less
+    # per body held in memory (a 100k-body store, RSS, ADR 0032)
     return _Loc(
-        str(rec["seg"]),
+        sys.intern(str(rec["seg"])),
         int(rec["frame"]),
         int(rec["offset"]),
         int(rec["len"]),
         int(rec.get("frames", 1)),
         str(rec["sha256"]),
-        str(rec.get("ts", "")),
+        sys.intern(str(rec.get("ts", ""))),
     )
 
 
