@@ -221,8 +221,8 @@ class Relay:
             conn = self.conn
             assert conn is not None
             try:
+                hops.mark("relay.forward")  # before the send: the service may read it first
                 conn.send(line + b"\n")
-                hops.mark("relay.forward")
             except OSError:  # the service died before taking this line: restart, resend
                 self.pending.pop(request_id, None)
                 selector.unregister(conn.sock)
