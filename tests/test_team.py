@@ -471,3 +471,26 @@ def test_each_scope_has_its_own_vector_index_and_semantic_search_uses_it(
                 conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
                 plan = " ".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
             assert f"Index Scan using {scope_index_name(store.key)}" in plan, plan
+
+
+def test_a_common_words_count_stops_at_the_rare_share_of_the_scope(
+        team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word's document count reads every row holding it (~8 ms for a word in a fifth of
+    50k memories): it is read only up to the count that makes a word common (RARE_SHARE of
+    the scope, at least CANDIDATES); a common word weighs as if it were in exactly that many.
+    Rare words are counted exactly, and search still ranks the rare match first."""
+    import memvid_mcp.team.scope_store as team_store
+
+    monkeypatch.setattr(team_store, "CANDIDATES", 3)
+    monkeypatch.setattr(team_store, "RARE_SHARE", 0.1)
+    with _open(tmp_path / "a") as m:
+        for i in range(12):
+            m.store(f"the deploy pipeline note number {i}" + (" with a flaky canary" if i == 5
+                                                                else ""))
+        store = m._scope("global")
+        with store.db.connection() as conn:
+            total, counts = store._document_counts(conn, ["deploy", "canari"])
+        assert total == 12
+        assert counts == {"deploy": 3, "canari": 1}  # 12 rows hold "deploy": read up to 3
+        hits = m.search("flaky canary deploy", k=3, mode="lexical").results
+        assert "canary" in hits[0].snippet

@@ -65,8 +65,8 @@ _TERMS = f"""
 SELECT DISTINCT t FROM unnest(tsvector_to_array(to_tsvector('{TEXT_CONFIG}', %(q)s))) AS t
 WHERE position(E'\\\\' IN t) = 0"""
 _COUNTS = """
-SELECT t, (SELECT count(*) FROM memvid_memories d WHERE d.scope = %(scope)s
-           AND d.tsv @@ quote_literal(t)::tsquery)
+SELECT t, (SELECT count(*) FROM (SELECT 1 FROM memvid_memories d WHERE d.scope = %(scope)s
+           AND d.tsv @@ quote_literal(t)::tsquery LIMIT %(cap)s) AS c)
 FROM unnest(%(terms)s::text[]) AS t"""
 _LEXICAL = """
 WITH weights AS MATERIALIZED (
@@ -412,11 +412,15 @@ class TeamScopeStore:
             cached = {t: self._df[t][1] for t in terms
                       if t in self._df and self._df[t][1] > 0 and now - self._df[t][0] < DF_TTL}
         missing = [t for t in terms if t not in cached]
-        if missing:
-            counted = {t: int(n) for t, n in conn.execute(
-                _COUNTS, {"scope": self.key, "terms": missing}).fetchall()}
-            cached.update(counted)
         total = self._scope_size(conn)
+        if missing:
+            # counted up to RARE_SHARE of the scope: a word in more memories than that is
+            # common (never a candidate source) and weighs as if in exactly that many; a
+            # count reads every matching row, ~8 ms for a word in a fifth of 50k memories
+            cap = max(CANDIDATES, math.ceil(total * RARE_SHARE))
+            counted = {t: int(n) for t, n in conn.execute(
+                _COUNTS, {"scope": self.key, "terms": missing, "cap": cap}).fetchall()}
+            cached.update(counted)
         with self._df_lock:
             if len(self._df) > DF_CACHE_TERMS:
                 self._df.clear()
