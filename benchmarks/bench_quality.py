@@ -72,12 +72,16 @@ def ranked(m: MemoryManager, question: str, mode: str, k: int) -> list[tuple[str
     return [(h.id, h.score) for h in result.results]
 
 
-def scifact(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
+def scifact_set() -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
+    """SciFact's abstracts, test claims and relevance labels."""
     data = corpus.DATA / "scifact"
-    docs = corpus.scifact_docs()
     claims = [json.loads(x) for x in (data / "queries_test.jsonl").read_text("utf-8").split("\n")
               if x.strip()]
-    qrels = ir_eval().load_qrels(str(data / "qrels" / "test.tsv"))
+    return corpus.scifact_docs(), claims, ir_eval().load_qrels(str(data / "qrels" / "test.tsv"))
+
+
+def scifact(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
+    docs, claims, qrels = scifact_set()
     runs: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
     top: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
     raw: dict[str, dict[str, list[tuple[str, float]]]] = {mode: {} for mode in MODES}
@@ -128,11 +132,7 @@ def scifact_two_scopes(args: argparse.Namespace, dump: dict[str, Any]) -> list[s
     """SciFact with the abstracts alternating between the project and the global scope of a
     git repository, searched as by default (both scopes): what sharing the fusion depth
     between scopes costs (ADR 0033)."""
-    data = corpus.DATA / "scifact"
-    docs = corpus.scifact_docs()
-    claims = [json.loads(x) for x in (data / "queries_test.jsonl").read_text("utf-8").split("\n")
-              if x.strip()]
-    qrels = ir_eval().load_qrels(str(data / "qrels" / "test.tsv"))
+    docs, claims, qrels = scifact_set()
     runs: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"

@@ -27,13 +27,19 @@ NOTES = [
 ]
 
 
+def _notes_manager(data_dir: Path, outside_repo: Path, onnx_model: str) -> MemoryManager:
+    """A global scope holding NOTES, embedded and ready for hybrid search."""
+    m = MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model)
+    for text in NOTES:
+        m.store(text)
+    m.flush()
+    assert m.embedder.wait_ready(120), m.embedder.state
+    return m
+
+
 def test_hybrid_embeds_the_query_while_searching_lexically(
         data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
-    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
-        for text in NOTES:
-            m.store(text)
-        m.flush()
-        assert m.embedder.wait_ready(120), m.embedder.state
+    with _notes_manager(data_dir, outside_repo, onnx_model) as m:
         store = m._scopes["global"]
         lexical_started = threading.Event()
         overlapped: list[bool] = []
@@ -58,11 +64,7 @@ def test_hybrid_embeds_the_query_while_searching_lexically(
 
 def test_hybrid_reads_bodies_of_the_returned_page_only(
         data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
-    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
-        for text in NOTES:
-            m.store(text)
-        m.flush()
-        assert m.embedder.wait_ready(120), m.embedder.state
+    with _notes_manager(data_dir, outside_repo, onnx_model) as m:
         store = m._scopes["global"]
         read: list[str] = []
         real_read = store.read_body
@@ -85,11 +87,7 @@ def test_hybrid_cuts_the_lexical_page_snippets_while_the_query_is_embedded(
         data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
     """Until the query is embedded one core is free: the lexical page's bodies are read and
     their snippets cut then, not after fusion; a body already read is not read again."""
-    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as m:
-        for text in NOTES:
-            m.store(text)
-        m.flush()
-        assert m.embedder.wait_ready(120), m.embedder.state
+    with _notes_manager(data_dir, outside_repo, onnx_model) as m:
         store = m._scopes["global"]
         read: list[str] = []
         two_read = threading.Event()

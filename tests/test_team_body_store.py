@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,23 @@ def test_put_many_seals_into_the_bucket_and_a_new_instance_reads_it_back(
         db.close()
 
 
+def _delete_while_encoding(monkeypatch: pytest.MonkeyPatch, store: TeamBodyStore,
+                           body_id: str) -> Any:
+    """Make the next segment encoding delete ``body_id`` once encoded (before it is
+    published); returns the real encoder, to put back."""
+    import memvid_mcp.team.body_store as body_store
+
+    real = body_store.seal_segment
+
+    def seal_then_delete(*args: object, **kwargs: object) -> object:
+        sealed = real(*args, **kwargs)
+        assert store.delete_many([body_id]) == 1
+        return sealed
+
+    monkeypatch.setattr(body_store, "seal_segment", seal_then_delete)
+    return real
+
+
 def test_a_body_deleted_while_its_segment_is_encoded_is_tombstoned_in_the_new_segment(
         team_env: TeamEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import memvid_mcp.team.body_store as body_store
@@ -67,14 +85,7 @@ def test_a_body_deleted_while_its_segment_is_encoded_is_tombstoned_in_the_new_se
         with db.transaction() as conn:
             for i in range(3):
                 store.add_pending(conn, f"p{i}", f"pending body {i}".encode())
-        real = body_store.seal_segment
-
-        def seal_then_delete(*args: object, **kwargs: object) -> object:
-            sealed = real(*args, **kwargs)  # type: ignore[arg-type]
-            assert store.delete_many(["p1"]) == 1  # another instance deletes it meanwhile
-            return sealed
-
-        monkeypatch.setattr(body_store, "seal_segment", seal_then_delete)
+        real = _delete_while_encoding(monkeypatch, store, "p1")  # as another instance would
         assert store.seal(everything=True) == 3
         assert sorted(store.ids()) == ["p0", "p2"]
         with db.connection() as conn:
@@ -104,14 +115,7 @@ def test_a_body_deleted_while_its_segment_is_rewritten_keeps_a_tombstone_in_the_
                               SegmentBucket(team_env.segment_url, tmp_path / "c", 1 << 20))
         store.put_many([(f"r{i}", f"rewritten body {i}".encode()) for i in range(4)])
         assert store.delete_many(["r0"]) == 1
-        real = body_store.seal_segment
-
-        def seal_then_delete(*args: object, **kwargs: object) -> object:
-            sealed = real(*args, **kwargs)  # type: ignore[arg-type]
-            assert store.delete_many(["r1"]) == 1  # deleted while the rewrite encodes
-            return sealed
-
-        monkeypatch.setattr(body_store, "seal_segment", seal_then_delete)
+        real = _delete_while_encoding(monkeypatch, store, "r1")
         assert store.purge().segments_rewritten == 1  # rewrites the segment holding r0
         monkeypatch.setattr(body_store, "seal_segment", real)
         with db.connection() as conn:
