@@ -3,7 +3,8 @@
 A frame of the lossless profile is the symbol at one pixel per module, where it was put,
 every pixel 0 or 255. Reading it needs no detection, sampling or thresholding, and no error
 correction if nothing was damaged: the codewords are taken in placement order, unmasked and
-de-interleaved with tables computed once per version, and the byte-mode segment is returned.
+de-interleaved with tables computed once per version, and the byte-mode segment is returned
+when it is the symbol's only segment (anything else is left to the standard reader).
 There is no error correction here, so the caller must check the result (the frame index
 holds every payload's CRC32) and fall back to a full reader (zxing) when it does not match.
 Layout and tables per ISO/IEC 18004 (the block tables as in Project Nayuki's QR library).
@@ -177,6 +178,9 @@ def read_grid(image: npt.NDArray[np.uint8], version: int) -> bytes | None:
     count_bits = 8 if version < 10 else 16
     length = take(pos + 4, count_bits)
     start = pos + 4 + count_bits
-    if length < 0 or start + 8 * length > total:
+    end = start + 8 * length
+    if length < 0 or end > total:
         return None
+    if take(end, 4) > 0:  # another segment follows (a writer may put digits in numeric mode)
+        return None  # left to the standard reader
     return take(start, 8 * length).to_bytes(length, "big") if length else b""
