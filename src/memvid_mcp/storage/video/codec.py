@@ -1,6 +1,7 @@
 """QR symbols and video frames: the only module that imports ``av`` and ``zxingcpp``.
 
-Encode: payload bytes -> QR module matrix (zxing-cpp writer, byte mode, no ECI) -> gray
+Encode: payload bytes -> QR module matrix (zxing-cpp writer: an ECI 899 designator, then
+byte mode, with a run of digits sometimes in a numeric segment; docs/format.md) -> gray
 frame -> one key frame per QR in an .mp4 (GOP 1). Decode: one packet, read by offset from
 the .mvi, through a fresh decoder -> gray plane -> ``Barcode.bytes`` (never ``.text``).
 Reads that the frame index can check take a shorter way first (``read_frame_payload``).
