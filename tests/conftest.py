@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,15 @@ def outside_repo(tmp_path: Path) -> Path:
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    """A git repository (its memories get a project scope as well as the global one)."""
+    repo = tmp_path / "my-repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
 
 
 @pytest.fixture

@@ -1,11 +1,18 @@
-"""What the HTTP tests share: a real uvicorn server on a free loopback port, and the raw
-initialize request with the headers streamable HTTP needs."""
+"""What the HTTP tests share: a real uvicorn server on a free loopback port, a real
+``memvid-mcp serve --transport http`` process, and the raw initialize request with the
+headers streamable HTTP needs."""
 
 from __future__ import annotations
 
+import os
+import queue
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -36,3 +43,31 @@ async def serve(app: Any) -> AsyncIterator[str]:
             finally:
                 server.should_exit = True
     sock.close()
+
+
+@contextmanager
+def serve_process(data_dir: Path, *args: str, cwd: Path
+                  ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``memvid-mcp serve --transport http --port 0 ARGS`` (through the service, embeddings
+    off); yields the process and the first line it writes to stderr (where it listens).
+    Killed on the way out if still running."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MEMVID_") or k in ("MEMVID_RUN_DIR", "MEMVID_SERVICE_IDLE")}
+    env["MEMVID_EMBEDDINGS"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memvid_mcp", "--data-dir", str(data_dir), "serve",
+         "--transport", "http", "--port", "0", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, cwd=cwd,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    threading.Thread(target=lambda: [lines.put(raw.decode()) for raw in stderr], daemon=True
+                     ).start()
+    try:
+        yield proc, lines.get(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

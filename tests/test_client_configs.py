@@ -131,14 +131,6 @@ def published_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     return out
 
 
-@pytest.fixture
-def repository(tmp_path: Path) -> Path:
-    repo = tmp_path / "my-repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    return repo
-
-
 def _substitute(value: str, repository: Path) -> str:
     installed = shutil.which("memvid-mcp") or str(Path(sys.executable).parent / "memvid-mcp")
     for placeholder, real in (("/path/to/venv/bin/memvid-mcp", installed),

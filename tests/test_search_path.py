@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,11 +214,8 @@ def test_a_filtered_semantic_page_asks_each_scope_for_the_page_only(
         assert [h.id for h in first.results + second.results] == [h.id for h in whole.results]
 
 
-def _two_scope_manager(tmp_path: Path, data_dir: Path, onnx_model: str) -> MemoryManager:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    m = MemoryManager.open(data_dir, project=repo, embed_model=onnx_model)
+def _two_scope_manager(repository: Path, data_dir: Path, onnx_model: str) -> MemoryManager:
+    m = MemoryManager.open(data_dir, project=repository, embed_model=onnx_model)
     for i in range(12):
         m.store(f"{NOTES[i % 4]} (note {i})", scope="project" if i % 2 else "global")
     m.flush()
@@ -229,10 +225,10 @@ def _two_scope_manager(tmp_path: Path, data_dir: Path, onnx_model: str) -> Memor
 
 
 def test_the_scopes_vector_searches_run_side_by_side(
-        tmp_path: Path, data_dir: Path, onnx_model: str) -> None:
+        repository: Path, data_dir: Path, onnx_model: str) -> None:
     """Each scope's graph walk releases the GIL: the second scope's search runs on the other
     core while the first one's does, not after it (ADR 0033)."""
-    with _two_scope_manager(tmp_path, data_dir, onnx_model) as m:
+    with _two_scope_manager(repository, data_dir, onnx_model) as m:
         started = {name: threading.Event() for name in ("project", "global")}
         overlapped: dict[str, bool] = {}
         for name, other in (("project", "global"), ("global", "project")):
@@ -253,12 +249,12 @@ def test_the_scopes_vector_searches_run_side_by_side(
 
 
 def test_the_fusion_depth_is_shared_by_the_scopes_searched(
-        tmp_path: Path, data_dir: Path, onnx_model: str) -> None:
+        repository: Path, data_dir: Path, onnx_model: str) -> None:
     """Two scopes each give half of FUSION_DEPTH candidates per list, so a fused list is as
     long as with one scope; a deep page still gets twice its end from each (ADR 0033)."""
     from memvid_mcp.manager import FUSION_DEPTH
 
-    with _two_scope_manager(tmp_path, data_dir, onnx_model) as m:
+    with _two_scope_manager(repository, data_dir, onnx_model) as m:
         asked: list[tuple[str, str, int]] = []
         for name in ("project", "global"):
             store = m._scopes[name]

@@ -8,13 +8,8 @@ off loopback, the request body cap, that the token never reaches the log, and th
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import re
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +21,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from http_serving import HEADERS, INITIALIZE, serve
+from http_serving import HEADERS, INITIALIZE, serve, serve_process
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import ValidationError
 from memvid_mcp.manager import MemoryManager
@@ -195,22 +190,7 @@ def test_origin_allow_list(origin: str, allowed: bool) -> None:
 @pytest.mark.timeout(60)
 def test_serve_http_says_where_it_listens_without_verbose(tmp_path: Path) -> None:
     (tmp_path / "work").mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MEMVID_") or k in ("MEMVID_RUN_DIR", "MEMVID_SERVICE_IDLE")}
-    env["MEMVID_EMBEDDINGS"] = "0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memvid_mcp", "--data-dir", str(tmp_path / "data"), "serve",
-         "--transport", "http", "--port", "0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, cwd=tmp_path / "work",
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    threading.Thread(target=lambda: [lines.put(raw.decode()) for raw in stderr], daemon=True
-                     ).start()
-    try:
-        line = lines.get(timeout=30)
+    with serve_process(tmp_path / "data", cwd=tmp_path / "work") as (proc, line):
         match = re.fullmatch(
             r"memvid-mcp: serving MCP on (http://127\.0\.0\.1:(\d+)/mcp) \(Ctrl-C stops\)\n",
             line,
@@ -221,7 +201,3 @@ def test_serve_http_says_where_it_listens_without_verbose(tmp_path: Path) -> Non
         assert reply.status_code == 200  # it really listens there
         proc.send_signal(signal.SIGINT)  # Ctrl-C stops
         assert proc.wait(timeout=30) in (0, 130)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

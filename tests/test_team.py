@@ -205,16 +205,14 @@ def test_semantic_and_hybrid_search_through_pgvector(
 
 
 def test_project_and_global_team_scopes_are_searched_side_by_side(
-        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path]) -> None:
+        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path],
+        repository: Path) -> None:
     """Each team scope's list is a database query; the manager asks them at once, on their
     own connections, and merges them as before."""
     import threading
 
     model, cache = converted_model
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    with MemoryManager.open(tmp_path / "a", project=repo, embed_model=model,
+    with MemoryManager.open(tmp_path / "a", project=repository, embed_model=model,
                             cache_dir=cache) as m:
         cat = m.store("The cat sat on the warm windowsill all afternoon", scope="project")
         dog = m.store("A dog dozed on the sunny windowsill", scope="global")
@@ -437,16 +435,14 @@ def test_a_version_3_database_with_sealed_and_pending_bodies_migrates_to_the_bod
 
 
 def test_each_scope_has_its_own_vector_index_and_semantic_search_uses_it(
-        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path]) -> None:
+        team_env: TeamEnv, tmp_path: Path, converted_model: tuple[str, Path],
+        repository: Path) -> None:
     """Schema 3 (ADR 0025): one partial halfvec HNSW index per scope, made on first open; a
     filtered scan no longer walks the other scopes' vectors (semantic p50 at 100k)."""
     from memvid_mcp.team.schema import scope_index_name
 
     model, cache = converted_model
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    with MemoryManager.open(tmp_path / "a", project=repo, embed_model=model,
+    with MemoryManager.open(tmp_path / "a", project=repository, embed_model=model,
                             cache_dir=cache) as m:
         m.store("the kestrel hovered over the quarry", scope="global")
         m.store("a heron waited by the weir", scope="project")

@@ -7,12 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import re
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -21,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from http_serving import HEADERS, INITIALIZE
+from http_serving import HEADERS, INITIALIZE, serve_process
 from memvid_mcp.cli.main import main
 from memvid_mcp.core.config import Settings
 from memvid_mcp.core.errors import ValidationError
@@ -184,22 +180,9 @@ def test_serve_http_through_the_service_enforces_the_tokens_file(tmp_path: Path)
     (tmp_path / "work").mkdir()
     path = tmp_path / "tokens.json"
     alice = add_token(path, "alice", "global")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MEMVID_") or k in ("MEMVID_RUN_DIR", "MEMVID_SERVICE_IDLE")}
-    env["MEMVID_EMBEDDINGS"] = "0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memvid_mcp", "--data-dir", str(tmp_path / "data"), "serve",
-         "--transport", "http", "--port", "0", "--tokens-file", "tokens.json"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, cwd=tmp_path,  # a relative tokens file: the service runs in "/"
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    threading.Thread(target=lambda: [lines.put(raw.decode()) for raw in stderr], daemon=True
-                     ).start()
-    try:
-        line = lines.get(timeout=60)
+    # a relative tokens file: the service runs in "/"
+    with serve_process(tmp_path / "data", "--tokens-file", "tokens.json",
+                       cwd=tmp_path) as (proc, line):
         match = re.search(r"serving MCP on (http://\S+/mcp)", line)
         assert match, line
         url = match.group(1)
@@ -213,7 +196,3 @@ def test_serve_http_through_the_service_enforces_the_tokens_file(tmp_path: Path)
         assert right.status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) in (0, 130)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
