@@ -39,6 +39,12 @@ def no_service_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """The anyio tests (MCP clients and servers) run on asyncio only."""
+    return "asyncio"
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 

@@ -29,11 +29,6 @@ REQUIRED = {"memory_store": ["text"], "memory_search": ["query"], "memory_get": 
             "memory_delete": ["ids"]}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def check_tools_list(result: dict[str, Any]) -> None:
     """Every rule a client imposes, on one tools/list result as sent on the wire."""
     wire = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

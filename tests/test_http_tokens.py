@@ -31,11 +31,6 @@ from memvid_mcp.mcp.server import build_http_app, build_server
 pytestmark = pytest.mark.anyio
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def manager(tmp_path: Path) -> Any:
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)  # a repository: project, committed and global exist

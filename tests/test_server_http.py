@@ -32,11 +32,6 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "s3cret-token-value-9f1c2d"
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def manager(tmp_path: Path) -> Any:
     work = tmp_path / "work"
     work.mkdir()

@@ -47,11 +47,6 @@ TOOLS = {
 MISSING_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=["legacy", "2026-07-28"])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
