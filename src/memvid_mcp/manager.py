@@ -23,6 +23,7 @@ import builtins
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -564,7 +565,7 @@ class MemoryManager:
         # z-scores need a sample of each list: SciFact nDCG@10 0.729 fusing 50, 0.735 at 100.
         # The 100 are shared by the scopes searched (50 each from two): a list is as long as
         # with one scope, and a search of two scopes does not cost twice (ADR 0033)
-        depth = max(2 * (offset + k), -(-FUSION_DEPTH // max(1, len(stores))))
+        depth = max(2 * (offset + k), math.ceil(FUSION_DEPTH / max(1, len(stores))))
         note = None
 
         def lexical() -> list[tuple[MemoryRecord, float]]:
@@ -673,7 +674,7 @@ class MemoryManager:
         deleted meanwhile leaves the page). Embedded scopes' records are full already."""
         wanted: dict[str, builtins.list[str]] = {}
         for record, _ in page:
-            if getattr(stores[record.scope], "page_records", None) is not None:
+            if stores[record.scope].backend_name == "team":
                 wanted.setdefault(record.scope, []).append(record.id)
         if not wanted:
             return page

@@ -38,13 +38,16 @@ def enabled() -> bool:
 
 def mark(label: str) -> None:
     """Note that this process reached ``label`` now (one ``write``; nothing when off)."""
-    if _directory is None:
+    if not enabled():
         return
     global _fd, _fd_pid
     with _lock:
+        directory = _directory
+        if directory is None:  # switched off meanwhile
+            return
         pid = os.getpid()
         if _fd is None or _fd_pid != pid:  # a forked child writes its own file
-            _fd = os.open(os.path.join(_directory, f"{pid}{SUFFIX}"),
+            _fd = os.open(os.path.join(directory, f"{pid}{SUFFIX}"),
                           os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             _fd_pid = pid
         os.write(_fd, f"{time.monotonic_ns()} {label}\n".encode("ascii"))

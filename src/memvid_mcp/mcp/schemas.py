@@ -349,8 +349,13 @@ def parse_time(field: str, value: str | None) -> datetime | None:
     return check_time_bound(field, value)
 
 
+def search_mode(value: str) -> str | None:
+    """The search mode ``value`` names (any case, aliases allowed), or None."""
+    return SEARCH_MODES.get(value.strip().lower())
+
+
 def parse_mode(value: str) -> str:
-    mode = SEARCH_MODES.get(value.strip().lower())
+    mode = search_mode(value)
     if mode is None:
         raise ValidationError("mode", f"{value!r} is not one of hybrid, lexical, semantic")
     return mode

@@ -71,7 +71,6 @@ from .schemas import (
     DEFAULT_SEARCH_CHARS,
     MAX_LIMIT,
     MIN_CHARS,
-    SEARCH_MODES,
     Cursor,
     DeleteOutput,
     ExpiresAt,
@@ -124,6 +123,7 @@ from .schemas import (
     parse_time,
     parse_tokens,
     pick,
+    search_mode,
     search_output,
     snippet_chars,
     stats_output,
@@ -578,7 +578,7 @@ def _build(
 
         # A lexical search runs on the calling thread alone; hybrid and semantic hand the
         # query to a pool thread as well, and gained nothing on the loop's thread (ADR 0030).
-        lexical = isinstance(mode, str) and SEARCH_MODES.get(mode.strip().lower()) == "lexical"
+        lexical = isinstance(mode, str) and search_mode(mode) == "lexical"
         return _result(await holder.call(names["memory_search"], work, search=True,
                                          quick=lexical))
 

@@ -203,16 +203,17 @@ class TeamBodyStore:
 
     def stats(self) -> StorageStats:
         with self.db.connection() as conn:
-            bodies, body_bytes = conn.execute(
-                "SELECT (SELECT count(*) FROM memvid_bodies WHERE scope = %(s)s) + (SELECT "
-                "count(*) FROM memvid_pending WHERE scope = %(s)s), (SELECT coalesce(sum(size), "
-                "0) FROM memvid_bodies WHERE scope = %(s)s) + (SELECT coalesce(sum(length("
-                "body)), 0) FROM memvid_pending WHERE scope = %(s)s)", {"s": self.key}).fetchone()
-            segments, stored = conn.execute(
-                "SELECT count(*), coalesce(sum(mp4_bytes + mvi_bytes), 0) FROM memvid_segments "
-                "WHERE scope = %s", (self.key,)).fetchone()
-        pending, pending_bytes, _ = self.pending_stats()
-        return StorageStats(int(bodies), int(body_bytes), int(stored) + pending_bytes, {
+            sealed, sealed_bytes, pending, pending_bytes, segments, stored = conn.execute(
+                "SELECT (SELECT count(*) FROM memvid_bodies WHERE scope = %(s)s), (SELECT "
+                "coalesce(sum(size), 0) FROM memvid_bodies WHERE scope = %(s)s), (SELECT "
+                "count(*) FROM memvid_pending WHERE scope = %(s)s), (SELECT coalesce(sum(length("
+                "body)), 0) FROM memvid_pending WHERE scope = %(s)s), (SELECT count(*) FROM "
+                "memvid_segments WHERE scope = %(s)s), (SELECT coalesce(sum(mp4_bytes + "
+                "mvi_bytes), 0) FROM memvid_segments WHERE scope = %(s)s)",
+                {"s": self.key}).fetchone()
+        pending, pending_bytes = int(pending), int(pending_bytes)
+        bodies, body_bytes = int(sealed) + pending, int(sealed_bytes) + pending_bytes
+        return StorageStats(bodies, body_bytes, int(stored) + pending_bytes, {
             "pending_bodies": pending, "pending_text_bytes": pending_bytes,
             "sealed_bytes": int(stored), "segments": int(segments),
             "segment_cache_bytes": self.bucket.cached_bytes(), "segment_url": self.bucket.url})

@@ -268,7 +268,7 @@ class TeamScopeStore:
                   "body_id": record.body_id, "sha": sha, "size": record.size,
                   "title": record.title, "text": item.text.replace("\x00", " ")}
         if existing is not None:
-            self._retire_body(conn, existing.id)
+            self.bodies.retire(conn, [existing.body_id])  # its row is locked: current
             conn.execute(
                 "UPDATE memvid_memories SET body_id = %(body_id)s, sha256 = %(sha)s, "
                 "live_sha = %(sha)s, state = %(state)s::jsonb, kind = %(kind)s, tags = %(tags)s, "
@@ -286,14 +286,6 @@ class TeamScopeStore:
                 f"%(pinned)s, %(superseded_by)s, {_TSV}, %(size)s)", params)
         self.bodies.add_pending(conn, record.body_id, item.text.encode("utf-8"))
         return record, False, existing is not None
-
-    def _retire_body(self, conn: Any, memory_id: str) -> None:
-        """The body of a memory about to be replaced or deleted leaves the body store (a
-        sealed one as a tombstone, until its segment is rewritten)."""
-        row = conn.execute("SELECT body_id FROM memvid_memories WHERE scope = %s AND id = %s",
-                           (self.key, memory_id)).fetchone()
-        if row is not None:
-            self.bodies.retire(conn, [row[0]])
 
     @staticmethod
     def _same_fields(existing: MemoryRecord, item: StoreInput) -> bool:
@@ -315,11 +307,12 @@ class TeamScopeStore:
         self._check_writable()
         wanted = list(dict.fromkeys(ids))
         with self.db.transaction() as conn:
-            rows = conn.execute("SELECT id FROM memvid_memories WHERE scope = %s AND "
+            rows = conn.execute("SELECT id, body_id FROM memvid_memories WHERE scope = %s AND "
                                 "id = ANY(%s) FOR UPDATE", (self.key, wanted)).fetchall()
             found = {r[0] for r in rows}
-            for memory_id in found:
-                self._retire_body(conn, memory_id)
+            # their bodies leave the body store (a sealed one as a tombstone, until its
+            # segment is rewritten), in one call for all
+            self.bodies.retire(conn, [r[1] for r in rows])
             conn.execute("DELETE FROM memvid_memories WHERE scope = %s AND id = ANY(%s)",
                          (self.key, list(found)))
         self._coverage = None

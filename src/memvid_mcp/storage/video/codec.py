@@ -32,7 +32,7 @@ from . import qrgrid
 log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
-QUIET_ZONE = 4  # modules of white around the symbol (the QR standard asks for 4)
+QUIET_ZONE = qrgrid.QUIET_ZONE  # what the writer renders is what the grid reader expects
 # What zxing-cpp's writer accepts at version 40 (2 bytes under the spec's byte-mode capacity).
 CAPACITY = {"L": 2951, "M": 2329, "Q": 1661, "H": 1271}
 _QR = zxingcpp.BarcodeFormat.QRCode

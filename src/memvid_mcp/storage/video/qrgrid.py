@@ -17,7 +17,7 @@ import functools
 import numpy as np
 import numpy.typing as npt
 
-QUIET_ZONE = 4
+QUIET_ZONE = 4  # modules of white around the symbol (the QR standard asks for 4)
 _ECC_FORMAT_BITS = {"L": 1, "M": 0, "Q": 3, "H": 2}
 # error-correction codewords per block and number of blocks, per ECC level, by version 1..40
 _ECC_PER_BLOCK = {

@@ -541,6 +541,7 @@ class VideoStore:
                 return
             warmer = self._warmer = threading.Thread(target=self._warm_loop,
                                                      name="memvid-video-warm", daemon=True)
+            self._warm_busy = True  # from now: ``warming`` must not say False before it runs
         warmer.start()
 
     @property
@@ -845,7 +846,8 @@ class VideoStore:
                 sealed = self._seal([b for _, b in group])
                 raw = sum(len(b) for _, b in group)
                 rec = sealed.record(len(group), raw, ts)
-                sealed_now.append(sealed)
+                if self._warm:  # its payloads go to the cache once published
+                    sealed_now.append(sealed)
                 new_segs.append(_Segment(sealed.ulid, rec, sealed.seg_index, None, len(group),
                                          raw))
                 for (body_id, body), (f, off, nf) in zip(group, sealed.locations, strict=True):
