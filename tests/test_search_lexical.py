@@ -346,3 +346,58 @@ def test_an_index_of_the_previous_schema_is_rebuilt_not_quarantined(tmp_path: Pa
     assert fresh.committed_seq == -1 and len(fresh) == 0
     assert json.loads(meta.read_text())["schema_version"] == SCHEMA_VERSION
     fresh.close()
+
+
+def _speaker_corpus() -> list[LexicalDoc]:
+    """Alice's deploy memory says "Alice" once, as do the two memories that only mention
+    her; without the speaker weight the shorter mention outranks what she said."""
+    return [
+        doc("said", "Alice: we moved the deploy to Fridays after the outage review"),
+        doc("about", "remember to ask Alice before the deploy goes out"),
+        doc("other", "Bob: the deploy of the billing service is on hold"),
+        *[doc(f"n{i}", f"Bob: note {i} on the office plants") for i in range(20)],
+        *[doc(f"m{i}", f"Carol: note {i} on the quarterly budget") for i in range(20)],
+    ]
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_query_naming_a_speaker_ranks_that_speakers_memory_first(committed: bool) -> None:
+    """Schema 4 counts a speaker-like prefix's name twice (ADR 0035): "what did Alice say
+    about the deploy" finds the memory Alice said first, where schema 3 ranked a shorter
+    memory merely mentioning her above it; committed or still in the uncommitted tail."""
+    index = LexicalIndex(None)
+    index.upsert(_speaker_corpus())
+    if committed:
+        index.commit(1)
+    assert ids(index.search("what did Alice say about the deploy", 3))[0] == "said"
+
+
+def test_speaker_weighted_tail_scores_match_committed_scores(index: LexicalIndex) -> None:
+    """The Python BM25 of the uncommitted tail sees the repeated speaker names as tantivy
+    does once they are committed."""
+    corpus = _speaker_corpus()
+    index.upsert(corpus[:30])
+    index.commit(1)
+    index.upsert([*corpus[30:], doc("late", "Alice: the deploy freeze starts Monday")])
+    query = "Alice deploy note"
+    before = dict(index.search(query, 60))
+    index.commit(2)
+    after = dict(index.search(query, 60))
+    assert set(before) == set(after)
+    assert before["late"] == pytest.approx(after["late"], rel=1e-4)
+
+
+def test_ubiquitous_speakers_do_not_change_rankings() -> None:
+    """"User:" and "Assistant:" on every memory carry no weight (their idf is near zero): the
+    ranking is the one the same dialogue gets without the speaker weight."""
+    turns = [f"User: question {i} about {'plants' if i % 3 else 'budget'} and tea\n"
+             f"Assistant: answer {i}" for i in range(30)]
+    weighted = LexicalIndex(None)
+    weighted.upsert([doc(i, t) for i, t in enumerate(turns)])
+    weighted.commit(1)
+    plain = LexicalIndex(None)
+    plain.upsert([doc(i, t.replace("User:", "User").replace("Assistant:", "Assistant"))
+                  for i, t in enumerate(turns)])
+    plain.commit(1)
+    for query in ("budget tea", "plants question 4", "user budget"):
+        assert ids(weighted.search(query, 10)) == ids(plain.search(query, 10))

@@ -30,13 +30,17 @@ import tantivy
 
 from ..core.errors import CorruptionError, ReadOnlyError, StorageError, ValidationError
 from .filters import SearchFilters, as_utc, norm_tag
+from .speakers import speakers
 from .stopwords import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
-# 3: a memory's tags are indexed as words with its title and text (issue 12); an index of an
-# older version is rebuilt on open
-SCHEMA_VERSION = 3
+# 3: a memory's tags are indexed as words with its title and text (issue 12); 4: speaker-like
+# prefixes' names are weighted (ADR 0035); an index of an older version is rebuilt on open
+SCHEMA_VERSION = 4
+# How many times a speaker-like prefix's name ("Alice: ...", speakers.py) counts in the body:
+# once in the text and SPEAKER_WEIGHT - 1 times more in the indexed head (ADR 0035)
+SPEAKER_WEIGHT = 2
 META_FILE = "memvid_lexical.json"
 K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 # Title and text are indexed as one field: on SciFact that scores nDCG@10 0.687 against
@@ -112,10 +116,16 @@ def _index_failure(exc: BaseException) -> bool:
 def indexed_text(doc: LexicalDoc) -> str:
     """What the ``body`` field analyses for a memory: its tags, title and text. Tags are
     words an agent chose to describe the memory, so a keyword search finds a memory by its
-    tag even when the text never says it (schema 3)."""
+    tag even when the text never says it (schema 3). The names of the text's speaker-like
+    prefixes ("Alice: ...") are added once more, so a query naming a speaker favours what
+    that speaker said over memories merely mentioning them; a speaker on every memory
+    ("User:", "Assistant:") has an idf near zero and changes nothing (schema 4, ADR 0035)."""
     head = [" ".join(doc.tags)] if doc.tags else []
     if doc.title:
         head.append(doc.title)
+    names = speakers(doc.text)
+    if names and SPEAKER_WEIGHT > 1:
+        head.extend([" ".join(names)] * (SPEAKER_WEIGHT - 1))
     return "\n".join([*head, doc.text])
 
 
