@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 4
 # How many times a speaker-like prefix's name ("Alice: ...", speakers.py) counts in the body:
 # once in the text and SPEAKER_WEIGHT - 1 times more in the indexed head (ADR 0035)
-SPEAKER_WEIGHT = 2
+SPEAKER_WEIGHT = 3
 META_FILE = "memvid_lexical.json"
 K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 # Title and text are indexed as one field: on SciFact that scores nDCG@10 0.687 against
