@@ -251,19 +251,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--quick", action="store_true", help="MemoryBank only")
-    parser.add_argument("--speaker-weight", type=int, default=None,
-                        help="experiment: override lexical.SPEAKER_WEIGHT (ADR 0035)")
+    parser.add_argument("--speaker-boost", type=float, default=None,
+                        help="experiment: override lexical.SPEAKER_BOOST (ADR 0035)")
     parser.add_argument("--model", default=None, help="model (default: the bundled MiniLM)")
     parser.add_argument("--provider", default=None, help="embedding provider (default: shipped)")
     parser.add_argument("--dump", type=Path, default=None, help="write every ranking here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.model = args.model or corpus.default_model()
-    if args.speaker_weight is not None:
-        lexical.SPEAKER_WEIGHT = args.speaker_weight
+    if args.speaker_boost is not None:
+        lexical.SPEAKER_BOOST = args.speaker_boost
     sets = ["memorybank"] if args.quick else args.sets.split(",")
     provider = args.provider or Settings().embed_provider
-    print(f"provider {provider}, speaker weight {lexical.SPEAKER_WEIGHT}, "
+    print(f"provider {provider}, speaker boost {lexical.SPEAKER_BOOST}, "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     dump: dict[str, Any] = {}
     for name in sets:

@@ -362,9 +362,10 @@ def _speaker_corpus() -> list[LexicalDoc]:
 
 @pytest.mark.parametrize("committed", [True, False])
 def test_a_query_naming_a_speaker_ranks_that_speakers_memory_first(committed: bool) -> None:
-    """Schema 4 counts a speaker-like prefix's name three times (ADR 0035): "what did Alice say
-    about the deploy" finds the memory Alice said first, where schema 3 ranked a shorter
-    memory merely mentioning her above it; committed or still in the uncommitted tail."""
+    """Schema 4 scores a speaker-like prefix's name in a boosted field of its own (ADR 0035):
+    "what did Alice say about the deploy" finds the memory Alice said first, where schema 3
+    ranked a shorter memory merely mentioning her above it; committed or still in the
+    uncommitted tail."""
     index = LexicalIndex(None)
     index.upsert(_speaker_corpus())
     if committed:

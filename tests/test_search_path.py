@@ -162,12 +162,12 @@ def test_a_store_with_the_previous_lexical_schema_reindexes_on_open(
 
 def test_a_store_with_the_previous_lexical_schema_finds_by_speaker_after_reopening(
         data_dir: Path, outside_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Schema 4 weights speaker-like prefixes (ADR 0035): a scope indexed by schema 3 (no
-    speaker weight) is rebuilt from its records on open, and a query naming a speaker then
+    """Schema 4 weights speaker-like prefixes (ADR 0035): a scope indexed as schema 3 ranked
+    (no speaker weight) is rebuilt from its records on open, and a query naming a speaker then
     ranks what that speaker said above a memory that only mentions them."""
     with monkeypatch.context() as old:
         old.setattr(lexical, "SCHEMA_VERSION", 3)
-        old.setattr(lexical, "SPEAKER_WEIGHT", 1)
+        old.setattr(lexical, "SPEAKER_BOOST", 0.0)  # the speaker field scores nothing
         with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
             said = m.store("Alice: we moved the deploy to Fridays after the outage review")
             m.store("remember to ask Alice before the deploy goes out")
