@@ -373,19 +373,24 @@ def test_a_query_naming_a_speaker_ranks_that_speakers_memory_first(committed: bo
     assert ids(index.search("what did Alice say about the deploy", 3))[0] == "said"
 
 
-def test_speaker_weighted_tail_scores_match_committed_scores(index: LexicalIndex) -> None:
-    """The Python BM25 of the uncommitted tail sees the repeated speaker names as tantivy
-    does once they are committed."""
-    corpus = _speaker_corpus()
+@pytest.mark.parametrize(
+    "query", ["Alice deploy note", "what did Carol say about the budget", "Bob plants 12"])
+def test_speaker_weighted_tail_scores_match_committed_scores(query: str) -> None:
+    """The Python BM25 of the uncommitted tail scores the body and the boosted speaker field
+    as tantivy does once they are committed."""
+    index = LexicalIndex(None)
+    corpus = [*_speaker_corpus(), doc("late", "Alice: the deploy freeze starts Monday")]
     index.upsert(corpus[:30])
     index.commit(1)
-    index.upsert([*corpus[30:], doc("late", "Alice: the deploy freeze starts Monday")])
-    query = "Alice deploy note"
+    index.upsert(corpus[30:])
     before = dict(index.search(query, 60))
     index.commit(2)
     after = dict(index.search(query, 60))
     assert set(before) == set(after)
-    assert before["late"] == pytest.approx(after["late"], rel=1e-4)
+    tail = {d.id for d in corpus[30:]} & set(after)
+    assert tail
+    for key in tail:
+        assert before[key] == pytest.approx(after[key], rel=1e-4), key
 
 
 def test_ubiquitous_speakers_do_not_change_rankings() -> None:
