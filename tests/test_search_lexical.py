@@ -260,10 +260,10 @@ def test_function_words_do_not_match(committed: bool) -> None:
 def test_index_stores_no_text(tmp_path: Path) -> None:
     """The body is indexed, never stored: snippets come from the body store (issue 11)."""
     ix = LexicalIndex(tmp_path / "lex")
-    ix.upsert([doc(1, "quixotic marmalade ledger", title="a title", tags=("t",))])
+    ix.upsert([doc(1, "Alice: quixotic marmalade ledger", title="a title", tags=("t",))])
     ix.commit(1)
     searcher = ix._index.searcher()
-    (_, address), = searcher.search(ix._query(["quixot"], None), 1).hits
+    (_, address), = searcher.search(ix._query(searcher, ["quixot"], None), 1).hits
     assert searcher.doc(address).to_dict() == {"id": ["1"]}
     ix.close()
 
