@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 4
 # The names of a memory's speaker-like prefixes ("Alice: ...", speakers.py) are indexed in a
 # field of their own too, whose BM25 score counts this many times (ADR 0035: on the
-# memorybank-speakers dev half, 2.0 beat 1.0, 0.5, 0.3 and repeating the names in the body)
+# memorybank-speakers dev half, 2.0 beat 1.0, 0.5, 0.3 and repeating the names in the body;
+# at 3.0 lexical alone beats hybrid there)
 SPEAKER_BOOST = 2.0
 META_FILE = "memvid_lexical.json"
 K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
