@@ -16,7 +16,7 @@ settings). Corpus vectors come from the on-disk cache of ``corpus.py`` (computed
 model, keyed by model and text); query vectors are computed by the product, uncached.
 
 Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_quality.py
-[--sets scifact,scifact-two-scopes,memorybank]
+[--sets scifact,scifact-two-scopes,memorybank,memorybank-speakers]
 [--provider onnx-int8] [--dump runs.json]``. ``--quick`` runs MemoryBank only (CI-sized).
 """
 
@@ -42,6 +42,7 @@ import corpus
 import memorybank_eval
 from memvid_mcp.core.config import Settings
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.search import lexical
 
 MODES = ("lexical", "semantic", "hybrid")
 
@@ -210,26 +211,65 @@ def memorybank(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
     return lines
 
 
+def memorybank_speakers(args: argparse.Namespace, dump: dict[str, Any]) -> list[str]:
+    """All users' turns in one store, each under its user's name, each question asked
+    naming its user (see the module docstring)."""
+    turns = memorybank_eval.load_turns(corpus.DATA / "memorybank_en", named=True)
+    labels = memorybank_eval.load_labels()
+    forms = ("prefix", "rewritten")
+    runs: dict[str, dict[str, dict[str, list[str]]]] = {
+        form: {mode: {} for mode in MODES} for form in forms}
+    with tempfile.TemporaryDirectory() as tmp, open_manager(Path(tmp) / "data", args) as m:
+        ids = _memorybank_store(m, turns)
+        for form in forms:
+            for label in labels:
+                question = memorybank_eval.ask_as(label["user"], label["question"], form)
+                for mode in MODES:
+                    hits = ranked(m, question, mode, 10)
+                    runs[form][mode][label["qid"]] = [ids[i] for i, _ in hits]
+    dump["memorybank-speakers"] = runs
+    scored = len(memorybank_eval.labelled(labels))
+    lines = [f"MemoryBank with speakers: {len(turns)} turns stored as '{{name}}: ...', all "
+             f"users in one store, {scored} labelled questions asked naming their user",
+             "| half | mode | prefix hit@5 | hit@10 | rewritten hit@5 | hit@10 |",
+             "|---|---|---|---|---|---|"]
+    for half in ("all", "dev", "held-out"):
+        chosen = labels if half == "all" else memorybank_eval.split(labels, half)
+        for mode in MODES:
+            cells = [memorybank_eval.hit_at_k(runs[form][mode], chosen, k)
+                     for form in forms for k in (5, 10)]
+            lines.append(f"| {half} ({len(memorybank_eval.labelled(chosen))}) | {mode} | "
+                         + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    return lines
+
+
+SETS = {"scifact": scifact, "scifact-two-scopes": scifact_two_scopes, "memorybank": memorybank,
+        "memorybank-speakers": memorybank_speakers}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="scifact,scifact-two-scopes,memorybank")
+    parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--quick", action="store_true", help="MemoryBank only")
+    parser.add_argument("--speaker-boost", type=float, default=None,
+                        help="experiment: override lexical.SPEAKER_BOOST (ADR 0035)")
     parser.add_argument("--model", default=None, help="model (default: the bundled MiniLM)")
     parser.add_argument("--provider", default=None, help="embedding provider (default: shipped)")
     parser.add_argument("--dump", type=Path, default=None, help="write every ranking here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.model = args.model or corpus.default_model()
+    if args.speaker_boost is not None:
+        lexical.SPEAKER_BOOST = args.speaker_boost
     sets = ["memorybank"] if args.quick else args.sets.split(",")
     provider = args.provider or Settings().embed_provider
-    print(f"provider {provider}, load {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"provider {provider}, speaker boost {lexical.SPEAKER_BOOST}, "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
     dump: dict[str, Any] = {}
     for name in sets:
-        runner = {"scifact": scifact, "scifact-two-scopes": scifact_two_scopes,
-                  "memorybank": memorybank}.get(name)
+        runner = SETS.get(name)
         if runner is None:
-            raise SystemExit(f"--sets: unknown set {name!r} (scifact, scifact-two-scopes, "
-                             "memorybank)")
+            raise SystemExit(f"--sets: unknown set {name!r} ({', '.join(SETS)})")
         lines = runner(args, dump)
         print("\n".join(lines), flush=True)
     if args.dump:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,49 @@ DEFAULT_FIXTURE = ROOT / "tests" / "fixtures" / "memorybank_evidence.jsonl"
 HISTORY_FILE = "memory_bank_en.json"
 
 
-def turn_text(query: str, response: str) -> str:
+def turn_text(query: str, response: str, speaker: str = "User") -> str:
     """The text a memory store keeps for one turn."""
-    return f"User: {query}\nAssistant: {response}"
+    return f"{speaker}: {query}\nAssistant: {response}"
 
 
-def load_turns(data_path: str | Path = DEFAULT_DATA) -> list[dict[str, str]]:
+# first-person words of a probing question, rewritten to name its user ("rewritten" form)
+_FIRST_PERSON = (
+    (re.compile(r"\b(do|have|am|was) I\b|\bI'(m|ve|d|ll)\b", re.IGNORECASE),
+     {"do": "does", "have": "has", "am": "is", "was": "was", "m": "is", "ve": "has",
+      "d": "would", "ll": "will"}),
+    (re.compile(r"\b(I|me|myself)\b"), None),
+    (re.compile(r"\b(my|mine)\b", re.IGNORECASE), "'s"),
+)
+
+
+def ask_as(name: str, question: str, form: str) -> str:
+    """A probing question as an agent serving several users asks it: ``"prefix"`` puts the
+    user's name in front as a speaker ("Emily: What rock bands do I like?"), ``"rewritten"``
+    writes the name in place of the first person ("What rock bands does Emily like?")."""
+    if form == "prefix":
+        return f"{name}: {question}"
+    if form != "rewritten":
+        raise ValueError(f"form must be 'prefix' or 'rewritten', not {form!r}")
+    (aux, verbs), (pronoun, _), (possessive, suffix) = _FIRST_PERSON
+    def swap(m: re.Match[str]) -> str:
+        if m.group(1):  # "do I" -> "does Emily"
+            return f"{verbs[m.group(1).lower()]} {name}"
+        return f"{name} {verbs[m.group(2).lower()]}"  # "I've" -> "Emily has"
+
+    out = aux.sub(swap, question)
+    out = pronoun.sub(name, out)
+    return possessive.sub(f"{name}{suffix}", out)
+
+
+def load_turns(
+    data_path: str | Path = DEFAULT_DATA, *, named: bool = False
+) -> list[dict[str, str]]:
     """Every turn of every user as ``{id, user, date, text}``, in file order.
 
     ``data_path`` is the ``memorybank_en`` folder or the ``memory_bank_en.json`` file itself.
     The user name is the record's ``name`` field (some top-level keys carry stray spaces).
+    ``named``: each turn's text starts with its user's name instead of "User" (a store
+    shared by several users, ADR 0035).
     """
     path = Path(data_path)
     if path.is_dir():
@@ -56,7 +90,8 @@ def load_turns(data_path: str | Path = DEFAULT_DATA) -> list[dict[str, str]]:
                         "id": f"{name}/{date}/{index}",
                         "user": name,
                         "date": date,
-                        "text": turn_text(pair["query"], pair["response"]),
+                        "text": turn_text(pair["query"], pair["response"],
+                                          name if named else "User"),
                     }
                 )
     return turns

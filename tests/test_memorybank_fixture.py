@@ -109,3 +109,26 @@ def test_split_halves_are_disjoint_and_cover_the_labelled_questions() -> None:
     assert abs(len(dev) - len(held)) <= 1
     with pytest.raises(ValueError):
         mbe.split(labels, "test")
+
+
+@needs_data
+def test_named_turns_carry_their_users_name_as_speaker() -> None:
+    """The memorybank-speakers set (ADR 0035): same ids and responses, the user's real name
+    in place of "User"."""
+    plain = mbe.load_turns(DATA)
+    named = mbe.load_turns(DATA, named=True)
+    assert [t["id"] for t in named] == [t["id"] for t in plain]
+    for p, n in zip(plain, named, strict=True):
+        assert n["text"] == f"{n['user']}:" + p["text"].removeprefix("User:")
+
+
+def test_questions_asked_naming_their_user() -> None:
+    assert mbe.ask_as("Emily", "What rock bands do I like?", "prefix") == (
+        "Emily: What rock bands do I like?")
+    assert mbe.ask_as("John Zhang", "What rock bands do I like?", "rewritten") == (
+        "What rock bands does John Zhang like?")
+    assert mbe.ask_as("Emily", "I've told you my plans, did you note them for me?",
+                      "rewritten") == (
+        "Emily has told you Emily's plans, did you note them for Emily?")
+    with pytest.raises(ValueError):
+        mbe.ask_as("Emily", "hi", "suffix")

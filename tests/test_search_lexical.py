@@ -260,10 +260,10 @@ def test_function_words_do_not_match(committed: bool) -> None:
 def test_index_stores_no_text(tmp_path: Path) -> None:
     """The body is indexed, never stored: snippets come from the body store (issue 11)."""
     ix = LexicalIndex(tmp_path / "lex")
-    ix.upsert([doc(1, "quixotic marmalade ledger", title="a title", tags=("t",))])
+    ix.upsert([doc(1, "Alice: quixotic marmalade ledger", title="a title", tags=("t",))])
     ix.commit(1)
     searcher = ix._index.searcher()
-    (_, address), = searcher.search(ix._query(["quixot"], None), 1).hits
+    (_, address), = searcher.search(ix._query(searcher, ["quixot"], None), 1).hits
     assert searcher.doc(address).to_dict() == {"id": ["1"]}
     ix.close()
 
@@ -346,3 +346,64 @@ def test_an_index_of_the_previous_schema_is_rebuilt_not_quarantined(tmp_path: Pa
     assert fresh.committed_seq == -1 and len(fresh) == 0
     assert json.loads(meta.read_text())["schema_version"] == SCHEMA_VERSION
     fresh.close()
+
+
+def _speaker_corpus() -> list[LexicalDoc]:
+    """Alice's deploy memory says "Alice" once, as do the two memories that only mention
+    her; without the speaker weight the shorter mention outranks what she said."""
+    return [
+        doc("said", "Alice: we moved the deploy to Fridays after the outage review"),
+        doc("about", "remember to ask Alice before the deploy goes out"),
+        doc("other", "Bob: the deploy of the billing service is on hold"),
+        *[doc(f"n{i}", f"Bob: note {i} on the office plants") for i in range(20)],
+        *[doc(f"m{i}", f"Carol: note {i} on the quarterly budget") for i in range(20)],
+    ]
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_query_naming_a_speaker_ranks_that_speakers_memory_first(committed: bool) -> None:
+    """Schema 4 scores a speaker-like prefix's name in a boosted field of its own (ADR 0035):
+    "what did Alice say about the deploy" finds the memory Alice said first, where schema 3
+    ranked a shorter memory merely mentioning her above it; committed or still in the
+    uncommitted tail."""
+    index = LexicalIndex(None)
+    index.upsert(_speaker_corpus())
+    if committed:
+        index.commit(1)
+    assert ids(index.search("what did Alice say about the deploy", 3))[0] == "said"
+
+
+@pytest.mark.parametrize(
+    "query", ["Alice deploy note", "what did Carol say about the budget", "Bob plants 12"])
+def test_speaker_weighted_tail_scores_match_committed_scores(query: str) -> None:
+    """The Python BM25 of the uncommitted tail scores the body and the boosted speaker field
+    as tantivy does once they are committed."""
+    index = LexicalIndex(None)
+    corpus = [*_speaker_corpus(), doc("late", "Alice: the deploy freeze starts Monday")]
+    index.upsert(corpus[:30])
+    index.commit(1)
+    index.upsert(corpus[30:])
+    before = dict(index.search(query, 60))
+    index.commit(2)
+    after = dict(index.search(query, 60))
+    assert set(before) == set(after)
+    tail = {d.id for d in corpus[30:]} & set(after)
+    assert tail
+    for key in tail:
+        assert before[key] == pytest.approx(after[key], rel=1e-4), key
+
+
+def test_ubiquitous_speakers_do_not_change_rankings() -> None:
+    """"User:" and "Assistant:" on every memory carry no weight (their idf is near zero): the
+    ranking is the one the same dialogue gets without the speaker weight."""
+    turns = [f"User: question {i} about {'plants' if i % 3 else 'budget'} and tea\n"
+             f"Assistant: answer {i}" for i in range(30)]
+    weighted = LexicalIndex(None)
+    weighted.upsert([doc(i, t) for i, t in enumerate(turns)])
+    weighted.commit(1)
+    plain = LexicalIndex(None)
+    plain.upsert([doc(i, t.replace("User:", "User").replace("Assistant:", "Assistant"))
+                  for i, t in enumerate(turns)])
+    plain.commit(1)
+    for query in ("budget tea", "plants question 4", "user budget"):
+        assert ids(weighted.search(query, 10)) == ids(plain.search(query, 10))

@@ -15,6 +15,7 @@ import pytest
 
 from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.manager import MemoryManager
+from memvid_mcp.search import lexical
 
 pytestmark = pytest.mark.model
 
@@ -155,8 +156,32 @@ def test_a_store_with_the_previous_lexical_schema_reindexes_on_open(
     with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
         found = m.search("cron", mode="lexical")
         assert [h.id for h in found.results] == [stored.id]
-    assert json.loads(metas[0].read_text())["schema_version"] == 3
+    assert json.loads(metas[0].read_text())["schema_version"] == lexical.SCHEMA_VERSION
     assert not list(data_dir.rglob("quarantine*"))
+
+
+def test_a_store_with_the_previous_lexical_schema_finds_by_speaker_after_reopening(
+        data_dir: Path, outside_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schema 4 weights speaker-like prefixes (ADR 0035): a scope indexed as schema 3 ranked
+    (no speaker weight) is rebuilt from its records on open, and a query naming a speaker then
+    ranks what that speaker said above a memory that only mentions them."""
+    with monkeypatch.context() as old:
+        old.setattr(lexical, "SCHEMA_VERSION", 3)
+        old.setattr(lexical, "SPEAKER_BOOST", 0.0)  # the speaker field scores nothing
+        with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+            said = m.store("Alice: we moved the deploy to Fridays after the outage review")
+            m.store("remember to ask Alice before the deploy goes out")
+            for i in range(20):
+                m.store(f"Bob: note {i} on the office plants")
+            m.flush()
+            first = m.search("what did Alice say about the deploy", mode="lexical").results
+            assert first[0].id != said.id  # schema 3 ranks the mention first
+    metas = list(data_dir.rglob("memvid_lexical.json"))
+    assert [json.loads(p.read_text())["schema_version"] for p in metas] == [3]
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        found = m.search("what did Alice say about the deploy", mode="lexical")
+        assert found.results[0].id == said.id
+    assert json.loads(metas[0].read_text())["schema_version"] == lexical.SCHEMA_VERSION
 
 
 def test_video_page_snippets_come_from_their_own_bodies(

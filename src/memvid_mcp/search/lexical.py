@@ -30,18 +30,25 @@ import tantivy
 
 from ..core.errors import CorruptionError, ReadOnlyError, StorageError, ValidationError
 from .filters import SearchFilters, as_utc, norm_tag
+from .speakers import speakers
 from .stopwords import STOP_WORDS
 
 log = logging.getLogger(__name__)
 
-# 3: a memory's tags are indexed as words with its title and text (issue 12); an index of an
-# older version is rebuilt on open
-SCHEMA_VERSION = 3
+# 3: a memory's tags are indexed as words with its title and text (issue 12); 4: speaker-like
+# prefixes' names are weighted (ADR 0035); an index of an older version is rebuilt on open
+SCHEMA_VERSION = 4
+# The names of a memory's speaker-like prefixes ("Alice: ...", speakers.py) are indexed in a
+# field of their own too, whose BM25 score counts this many times (ADR 0035: on the
+# memorybank-speakers dev half, 2.0 beat 1.0, 0.5, 0.3 and repeating the names in the body;
+# at 3.0 lexical alone beats hybrid there)
+SPEAKER_BOOST = 2.0
 META_FILE = "memvid_lexical.json"
 K1, B = 1.2, 0.75  # tantivy's fixed BM25 parameters
 # Title and text are indexed as one field: on SciFact that scores nDCG@10 0.687 against
-# 0.666 for two fields (BM25 normalises each field's length separately).
-_TEXT_FIELDS = ("body",)
+# 0.666 for two fields (BM25 normalises each field's length separately). ``speaker`` holds
+# only the speaker names (they stay in ``body`` with the text).
+_TEXT_FIELDS = ("body", "speaker")
 _WRITER_HEAP = 50_000_000
 COMMIT_INTERVAL = 0.5  # seconds; maybe_commit's group-commit window
 # A filtered search for up to UNFILTERED_MAX_K hits first looks at UNFILTERED_FACTOR times k
@@ -117,6 +124,14 @@ def indexed_text(doc: LexicalDoc) -> str:
     if doc.title:
         head.append(doc.title)
     return "\n".join([*head, doc.text])
+
+
+def speaker_text(doc: LexicalDoc) -> str:
+    """What the ``speaker`` field analyses: the names of the text's speaker-like prefixes
+    ("Alice: ..."), so that a query naming a speaker favours what that speaker said over
+    memories merely mentioning them. A speaker on every memory ("User:", "Assistant:") has
+    an idf near zero there and changes nothing (schema 4, ADR 0035)."""
+    return "\n".join(speakers(doc.text))
 
 
 def _micros(dt: datetime) -> int:
@@ -257,7 +272,7 @@ class LexicalIndex:
         aggs = {f"s_{f}": {"sum": {"field": f"len_{f}"}} for f in _TEXT_FIELDS}
         try:
             result = searcher.aggregate(tantivy.Query.all_query(), aggs)
-            return {f: max(float(result[f"s_{f}"]["value"] or 0.0) / n, 1.0) for f in _TEXT_FIELDS}
+            return {f: float(result[f"s_{f}"]["value"] or 0.0) / n for f in _TEXT_FIELDS}
         except (ValueError, KeyError, TypeError):  # pragma: no cover - defensive
             return dict.fromkeys(_TEXT_FIELDS, 0.0)
 
@@ -292,12 +307,14 @@ class LexicalIndex:
             for doc in docs:
                 if not doc.id:
                     raise ValidationError("id", "must not be empty")
-                body = indexed_text(doc)
-                terms = {"body": Counter(self._tokens(body))}
+                texts = {"body": indexed_text(doc), "speaker": speaker_text(doc)}
+                terms = {f: Counter(self._tokens(texts[f])) for f in _TEXT_FIELDS}
                 lengths = {f: sum(c.values()) for f, c in terms.items()}
                 tdoc = tantivy.Document()
                 tdoc.add_text("id", doc.id)
-                tdoc.add_text("body", body)
+                for name in _TEXT_FIELDS:
+                    if texts[name]:
+                        tdoc.add_text(name, texts[name])
                 for name in _TEXT_FIELDS:
                     tdoc.add_unsigned(f"len_{name}", lengths[name])
                 for tag in dict.fromkeys(norm_tag(t) for t in doc.tags):
@@ -466,7 +483,7 @@ class LexicalIndex:
             # exact when k of the unfiltered hits pass (a passing memory further down scores
             # no higher than the last of them) or when those were all the matches
             limit = UNFILTERED_FACTOR * (k + len(shadow))
-            raw = self._tantivy_search(searcher, self._query(terms, None), limit)
+            raw = self._tantivy_search(searcher, terms, None, limit)
             passing = []
             for doc_id, score in self._live(searcher, raw, shadow):
                 if allowed(doc_id):  # looked up only until k pass
@@ -476,7 +493,7 @@ class LexicalIndex:
             if len(passing) == k or len(raw) < limit:
                 found = passing
         if found is None:
-            raw = self._tantivy_search(searcher, self._query(terms, filters), k + len(shadow))
+            raw = self._tantivy_search(searcher, terms, filters, k + len(shadow))
             found = list(self._live(searcher, raw, shadow))
         hits = dict(found)
         if postings:
@@ -485,10 +502,15 @@ class LexicalIndex:
         return ranked[:k]
 
     def _tantivy_search(
-        self, searcher: tantivy.Searcher, query: tantivy.Query, limit: int
+        self,
+        searcher: tantivy.Searcher,
+        terms: list[str],
+        filters: SearchFilters | None,
+        limit: int,
     ) -> list[tuple[float, Any]]:
-        """tantivy's top ``limit`` ``(score, address)`` pairs for ``query``."""
+        """tantivy's top ``limit`` ``(score, address)`` pairs for ``terms`` and ``filters``."""
         try:
+            query = self._query(searcher, terms, filters)
             return list(searcher.search(query, limit, count=False).hits)
         except BaseException as exc:  # tantivy: a damaged index file
             if not _index_failure(exc):
@@ -559,15 +581,22 @@ class LexicalIndex:
             raise CorruptionError(str(self._path), f"lexical index unreadable: {exc}") from exc
         return (found - shadow) | pending
 
-    def _query(self, terms: list[str], filters: SearchFilters | None) -> tantivy.Query:
+    def _query(
+        self, searcher: tantivy.Searcher, terms: list[str], filters: SearchFilters | None
+    ) -> tantivy.Query:
+        """Every term in the body, and in the boosted speaker field where some committed
+        memory has it there (most terms are no one's name: at 100k the extra clauses cost
+        15% of the p50 when always added, nothing when checked first)."""
         schema = self._schema
         should = tantivy.Occur.Should
         must = tantivy.Occur.Must
+        speaker_boost = SPEAKER_BOOST
         text_q = tantivy.Query.boolean_query(
             [
-                (should, tantivy.Query.term_query(schema, field, term))
-                for term in terms
-                for field in _TEXT_FIELDS
+                *((should, tantivy.Query.term_query(schema, "body", term)) for term in terms),
+                *((should, tantivy.Query.boost_query(
+                    tantivy.Query.term_query(schema, "speaker", term), speaker_boost))
+                  for term in terms if searcher.num_docs and searcher.doc_freq("speaker", term)),
             ]
         )
         if filters is None:
@@ -614,29 +643,35 @@ class LexicalIndex:
         avg_len: dict[str, float],
         filters: SearchFilters | None,
     ) -> dict[str, float]:
-        """BM25 of the uncommitted documents holding a query term, term at a time, with the
-        statistics tantivy will use after the commit (committed + tail counts and lengths)."""
-        (field,) = _TEXT_FIELDS
+        """BM25 of the uncommitted documents holding a query term, term and field at a time,
+        with the statistics tantivy will use after the commit (committed + tail counts and
+        lengths; a field's average length counts the documents without it, as tantivy's
+        does) and the speaker field's boost."""
         committed = int(searcher.num_docs)
         n_docs = committed + tail_docs
-        avg = max((avg_len[field] * committed + tail_len[field]) / n_docs, 1.0)
+        boosts = {"body": 1.0, "speaker": SPEAKER_BOOST}
+        avgs = {f: (avg_len[f] * committed + tail_len[f]) / n_docs or 1.0 for f in _TEXT_FIELDS}
         passes: dict[str, bool] = {}
-        norms: dict[str, float] = {}
         out: dict[str, float] = {}
         for term, holders in postings.items():
-            df = (int(searcher.doc_freq(field, term)) if committed else 0) + len(holders)
-            weight = _idf(n_docs, df) * (K1 + 1.0)
-            for p in holders:
-                doc_id = p.doc.id
-                ok = passes.get(doc_id)
-                if ok is None:
-                    d = p.doc
-                    ok = filters is None or filters.matches(d.tags, d.kind, d.created_at, d.pinned)
-                    passes[doc_id] = ok
-                    norms[doc_id] = K1 * (1.0 - B + B * p.lengths[field] / avg)
-                if ok:
-                    tf = p.terms[field][term]
-                    out[doc_id] = out.get(doc_id, 0.0) + weight * tf / (tf + norms[doc_id])
+            for field in _TEXT_FIELDS:
+                having = [p for p in holders if term in p.terms[field]]
+                if not having:
+                    continue
+                df = (int(searcher.doc_freq(field, term)) if committed else 0) + len(having)
+                weight = boosts[field] * _idf(n_docs, df) * (K1 + 1.0)
+                for p in having:
+                    doc_id = p.doc.id
+                    ok = passes.get(doc_id)
+                    if ok is None:
+                        d = p.doc
+                        ok = filters is None or filters.matches(
+                            d.tags, d.kind, d.created_at, d.pinned)
+                        passes[doc_id] = ok
+                    if ok:
+                        tf = p.terms[field][term]
+                        norm = K1 * (1.0 - B + B * p.lengths[field] / avgs[field])
+                        out[doc_id] = out.get(doc_id, 0.0) + weight * tf / (tf + norm)
         return out
 
     # ------------------------------------------------------------------ lifecycle
