@@ -727,12 +727,10 @@ class _ThreadRecorder:
 async def test_a_warm_search_runs_on_the_event_loop_only_when_the_owner_allows(
     manager: Any, alone: bool
 ) -> None:
-    """ADR 0030, 0036: with ``inline`` saying the loop has nothing else to serve, a lexical
-    search on a warm manager (scopes opened by the warm-up or a search in a worker thread)
-    skips the thread hop; the first search that reads vectors runs in a worker thread (it may
-    load the model's session and the graphs), the ones after it on the loop; stores never
-    do, and when ``inline`` says no, nothing runs on the loop. Here the manager has no
-    model: its hybrid and semantic searches answer by keywords and warm no vectors."""
+    """ADR 0030: with ``inline`` saying the loop has nothing else to serve, a lexical search on
+    a warm manager (scopes opened by the warm-up or a search in a worker thread) skips the
+    thread hop; hybrid and semantic searches and stores never do, and when ``inline`` says
+    no, nothing runs on the loop."""
     recorder = _ThreadRecorder(manager)
     loop_thread = threading.current_thread()
     asked: list[bool] = []
@@ -750,33 +748,9 @@ async def test_a_warm_search_runs_on_the_event_loop_only_when_the_owner_allows(
     on_loop = [(call, thread is loop_thread) for call, thread in recorder.threads]
     # the first search may find the manager warm already (the warm-up after initialize)
     assert on_loop[0] == on_loop[-1] == ("store", False)
-    # without a model, hybrid and semantic answer by keywords: no vectors are ever warm
     assert on_loop[2:6] == [("search", alone), ("search", alone), ("search", False),
                             ("search", False)]
     assert asked  # consulted for lexical searches once the manager is warm
-
-
-@pytest.mark.parametrize("alone", [True, False])
-async def test_searches_reading_vectors_run_on_the_loop_once_a_threaded_one_used_them(
-    data_dir: Path, outside_repo: Path, onnx_model: str, alone: bool
-) -> None:
-    """ADR 0036: with a model, the first hybrid search runs in a worker thread (it may load
-    the model's session and the vector graphs); once it has used the vectors, hybrid and
-    semantic searches run on the event loop while ``inline`` allows it, else in a worker."""
-    with MemoryManager.open(data_dir, project=outside_repo, embed_model=onnx_model) as manager:
-        manager.store("the deploy runs on Fridays")
-        manager.flush()
-        assert manager.embedder.wait_ready(120), manager.embedder.state
-        recorder = _ThreadRecorder(manager)
-        loop_thread = threading.current_thread()
-        async with connect(manager.settings, lambda: recorder, "legacy",
-                           inline=lambda: alone) as client:
-            for mode in ("hybrid", "hybrid", "semantic", "lexical", "hybrid"):
-                found = await ok(client, "memory_search", {"query": "deploy", "mode": mode})
-                assert found["mode"] == mode
-                assert found["results"][0]["snippet"] == "the deploy runs on Fridays"
-    on_loop = [thread is loop_thread for call, thread in recorder.threads if call == "search"]
-    assert on_loop == [False, alone, alone, alone, alone]
 
 
 async def test_without_inline_every_call_runs_in_a_worker_thread(manager: Any) -> None:

@@ -191,34 +191,24 @@ def _result(model: BaseModel | dict[str, Any]) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
-def _warmed_by(found: dict[str, Any]) -> set[str]:
-    """What a search answer shows open: the scopes always, the vectors when it used them
-    (a search while the model loads falls back to ``lexical`` and warms no vectors)."""
-    return {"lexical", "vectors"} if found.get("mode") in ("hybrid", "semantic") else {"lexical"}
-
-
 # ----------------------------------------------------------------------------- the manager
 
 
 class _ManagerHolder:
     """Creates the manager on first use (in a worker thread) and closes it at the end.
 
-    ``inline`` (the service's: "this connection is the only one") lets a search run on the
-    event loop's own thread once what it reads is warm: the hop to a worker thread and back is
+    ``inline`` (the service's: "this connection is the only one") lets a lexical search run on
+    the event loop's own thread once the manager is warm: the hop to a worker thread and back is
     two thread wake-ups per call, a few tenths of a millisecond on an idle machine and
-    milliseconds on a busy one (ADR 0030, 0036). "Warm" is per kind of search: ``lexical``
-    once the scopes are open (the warm-up or any search in a worker thread), ``vectors`` once
-    a search in a worker thread has used the vectors (the model is loaded and the indexes and
-    graphs are open), so that no first-time loading ever runs on the loop. With anything else
-    to serve, every call stays in a worker thread so that one slow call never holds up
-    another connection.
+    milliseconds on a busy one (ADR 0030). With anything else to serve, every call stays in
+    a worker thread so that one slow call never holds up another connection.
     """
 
     def __init__(self, factory: Callable[[], MemoryManager],
                  inline: Callable[[], bool] | None = None) -> None:
         self._factory = factory
         self._inline = inline
-        self.warm: set[str] = set()  # kinds of search whose scopes, indexes, model are open
+        self.warm = False  # a search (or the warm-up) finished: scopes and indexes are open
         self._lock = threading.Lock()  # held while the manager opens (may be slow)
         self._manager: MemoryManager | None = None
         self._warmup_lock = threading.Lock()  # never held for long: the event loop takes it
@@ -242,7 +232,7 @@ class _ManagerHolder:
     def _warmup(self) -> None:
         try:
             self.get().stats()  # opens the existing scopes and loads their indexes
-            self.warm.add("lexical")
+            self.warm = True
         except Exception:  # the first tool call reports it; here it is only logged
             logger.warning("opening the memory store in the background failed", exc_info=True)
 
@@ -263,11 +253,10 @@ class _ManagerHolder:
         return cast("MemoryManager", ScopedManager(manager, access))
 
     async def call(self, tool: str, work: Callable[[MemoryManager], T], *,
-                   search: str | None = None,
-                   warmed: Callable[[T], set[str]] | None = None) -> T:
-        """Run ``work(manager)`` in a worker thread, or on this thread for a ``search`` of a
-        warm kind when ``inline`` allows it; turn failures into tool errors. ``warmed``:
-        the kinds a result run in a worker thread shows warm (default: ``search``'s)."""
+                   search: bool = False, quick: bool = False) -> T:
+        """Run ``work(manager)`` in a worker thread (``quick`` work on this thread when
+        ``inline`` allows it and the manager is warm); turn failures into tool errors.
+        ``search``: the work searches (once one has run, the searched scopes are open)."""
         def run() -> T:
             hops.mark("work.start")
             try:
@@ -276,13 +265,12 @@ class _ManagerHolder:
                 hops.mark("work.end")
 
         try:
-            if search in self.warm and self._inline is not None and self._inline():
+            if quick and self.warm and self._inline is not None and self._inline():
                 hops.mark("work.inline")
                 result = run()
             else:
                 result = await anyio.to_thread.run_sync(run)
-                if search is not None:
-                    self.warm |= warmed(result) if warmed is not None else {search}
+                self.warm = self.warm or search
             hops.mark("work.back")
             return result
         except MemvidError as exc:
@@ -481,8 +469,8 @@ def build_server(
 ) -> MCPServer:
     """The MCP server with its tools and resources; the manager opens on first use.
 
-    ``inline``: asked before each search of a warm kind; True lets it run on the event loop's
-    thread (``_ManagerHolder``). Only a server whose loop has nothing else
+    ``inline``: asked before each lexical search; True lets it run on the event loop's thread
+    once the manager is warm (``_ManagerHolder``). Only a server whose loop has nothing else
     to serve at that moment may say so (the service, with one connection)."""
     server, _ = _build(settings, manager_factory, tool_name_style, inline)
     return server
@@ -588,12 +576,11 @@ def _build(
                 data = page(kept)
                 data.update(truncated=True, omitted=found - kept)
 
-        # Hybrid and semantic searches read the vectors too: on the loop only once a search
-        # in a worker thread used them (model loaded, graphs open); ADR 0036.
+        # A lexical search runs on the calling thread alone; hybrid and semantic hand the
+        # query to a pool thread as well, and gained nothing on the loop's thread (ADR 0030).
         lexical = isinstance(mode, str) and search_mode(mode) == "lexical"
-        found = await holder.call(names["memory_search"], work,
-                                  search="lexical" if lexical else "vectors", warmed=_warmed_by)
-        return _result(found)
+        return _result(await holder.call(names["memory_search"], work, search=True,
+                                         quick=lexical))
 
     async def memory_get(
         ids: Ids,
