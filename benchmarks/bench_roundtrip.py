@@ -21,6 +21,9 @@ Store: ``--quick`` builds 2,000 real texts in a temporary directory; ``--n N`` b
 
 ``--hops`` runs only the SDK client, with every process marking its hops (``core/hops.py``,
 ``roundtrip_hops.py``): a table of where each call's time goes, and each process's CPU per call.
+``--share`` alternates hybrid calls between the SDK client and ``MemoryManager.search`` on a
+copy of the store in this process: what the service path adds to the search under one load
+(figures from separate runs differ by more than that share on a shared machine, ADR 0036).
 
 Run: ``HF_HUB_OFFLINE=1 python benchmarks/bench_roundtrip.py --quick`` or
 ``... --dir /tmp/rt --n 100000 [--calls 200] [--queries 200]``.
@@ -155,6 +158,76 @@ async def stdio_hops(args: argparse.Namespace, data: Path, repo: Path, env: dict
     finally:
         hops.configure(None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def copy_store(data: Path, repo: Path, into: Path) -> tuple[Path, Path]:
+    """A copy of the store whose project scope belongs to the copied repository (a project
+    scope's directory is named after its repository's path)."""
+    from memvid_mcp.core.scopes import ScopeLayout
+
+    shutil.copytree(data, into / "data", symlinks=True)
+    shutil.copytree(repo, into / "repo", symlinks=True)
+    old = ScopeLayout(data, repo.resolve()).directory("project").name
+    new = ScopeLayout(into / "data", (into / "repo").resolve()).directory("project")
+    if (into / "data" / "projects" / old).is_dir():
+        (into / "data" / "projects" / old).rename(new)
+    return into / "data", into / "repo"
+
+
+async def stdio_share(args: argparse.Namespace, data: Path, repo: Path, env: dict[str, str],
+                      queries: list[str]) -> None:
+    """``--share``: what the service path adds to the search, under one load. Hybrid calls
+    alternate between the SDK client (relay, service; the service marks its hops) and
+    ``MemoryManager.search`` in this process on a copy of the store: per call, the round
+    trip, the search inside the service (its hop marks) and the same search here."""
+    from mcp import Client, StdioServerParameters
+
+    from memvid_mcp.core import hops
+    from memvid_mcp.manager import MemoryManager
+
+    directory = tempfile.mkdtemp(prefix="memvid-hops-")
+    with tempfile.TemporaryDirectory(prefix="memvid-share-", ignore_cleanup_errors=True) as tmp:
+        bare_data, bare_repo = copy_store(data, repo, Path(tmp))
+        command, *rest = launch_command()
+        params = StdioServerParameters(command=command, args=[*rest, "--data-dir", str(data)],
+                                       env=dict(env, MEMVID_HOP_TRACE=directory), cwd=str(repo))
+        trips: list[tuple[int, int]] = []
+        bare: list[float] = []
+        settings = speed.manager_settings(args, "file")
+        with MemoryManager.open(bare_data, project=bare_repo, **settings) as m:
+            assert m.embedder.wait_ready(600), m.embedder.state
+            m.search("warm up the searchers", k=10)
+            async with Client(params, mode="legacy") as client:
+                await wait_for_hybrid(client)
+                for i, q in enumerate(queries):
+                    for turn in ((0, 1) if i % 2 else (1, 0)):
+                        if turn:
+                            m.embedder.clear_cache()
+                            t0 = time.perf_counter()
+                            m.search(q, k=10, mode="hybrid", tags_any=speed.filters_for(i))
+                            bare.append(time.perf_counter() - t0)
+                        else:
+                            t0_ns = time.monotonic_ns()
+                            await client.call_tool("memory_search", search_args(q, i, "hybrid"))
+                            trips.append((t0_ns, time.monotonic_ns()))
+        events = hops.read(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    inside, outside = [], []
+    for start, end in trips:
+        marks = {label: ns for ns, _, label in events if start <= ns <= end}
+        if {"work.start", "search.done"} <= marks.keys():
+            search = marks["search.done"] - marks["work.start"]
+            inside.append(search / 1e9)
+            outside.append((end - start - search) / 1e9)
+    round_trips = [(end - start) / 1e9 for start, end in trips]
+    print(f"\nhybrid memory_search, {len(trips)} calls each, alternating ({speed.load()}); "
+          "p50 / p95 ms\n\n| figure | p50 / p95 ms |\n|---|---|")
+    for name, values in (("stdio round trip, SDK client to client", round_trips),
+                         ("MemoryManager.search inside the service", inside),
+                         ("MemoryManager.search in this process", bare),
+                         ("round trip less the search inside it", outside)):
+        print(f"| {name} | {speed.pct(values, 0.5):.2f} / {speed.pct(values, 0.95):.2f} |",
+              flush=True)
 
 
 def stdio_peer(args: argparse.Namespace, data: Path, repo: Path, env: dict[str, str],
@@ -296,6 +369,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--hops", action="store_true",
                         help="only the SDK client, split into hops, with CPU per process")
+    parser.add_argument("--share", action="store_true",
+                        help="only hybrid: the SDK client's round trip and MemoryManager.search "
+                             "on a copy of the store, call by call in turn")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.model = args.model or corpus.default_model()
@@ -314,6 +390,9 @@ def main() -> None:
         try:
             if args.hops:
                 asyncio.run(stdio_hops(args, data, repo, env, queries))
+                return
+            if args.share:
+                asyncio.run(stdio_share(args, data, repo, env, queries))
                 return
             if "sdk" not in skip:
                 report("stdio: SDK client -> relay -> service",
