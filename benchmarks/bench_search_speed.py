@@ -14,7 +14,8 @@ close; then a **fresh process** opens it as the server would and times
 opening are timed apart: a video store warms its frame cache then, ADR 0032; the modes are
 timed once it is warm) and reports its RSS; then a real
 ``memvid-mcp`` launched over stdio (as an MCP client config does: a relay to the per-user
-service) times ``memory_search`` client to client. Once: bulk ingest with **uncached**
+service) times ``memory_search`` client to client, once the service's video stores report
+their frame cache warm in ``memory_stats``. Once: bulk ingest with **uncached**
 embeddings (``--ingest`` notes of ~300 bytes, store_many + flush). Component figures
 (query embedding alone, exact ``VectorIndex.search`` at 20k) are printed labelled as such.
 
@@ -29,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,6 +188,11 @@ async def stdio_round_trips(data: Path, repo: Path, args: argparse.Namespace) ->
             if content.get("mode") == "hybrid" or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
+        while time.monotonic() < deadline:  # a video store warms its frame cache (ADR 0032)
+            stats = (await client.call_tool("memory_stats", {})).structured_content or {}
+            if not any(s.get("details", {}).get("warming") for s in stats.get("scopes", [])):
+                break
+            await asyncio.sleep(0.5)
         for i, q in enumerate(queries):
             t0 = time.perf_counter()
             result = await client.call_tool(
@@ -197,6 +204,7 @@ async def stdio_round_trips(data: Path, repo: Path, args: argparse.Namespace) ->
     deadline = time.monotonic() + 30  # --stop asks; the service closes its scopes, then exits
     while any(Path(env["MEMVID_RUN_DIR"]).glob("*/service.pid")) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    shutil.rmtree(env["MEMVID_RUN_DIR"], ignore_errors=True)
     return times
 
 
