@@ -186,7 +186,9 @@ Source = Annotated[str | None, Field(description="Where it came from (file path,
 TtlSeconds = Annotated[float | None, Field(description="Expire after this many seconds.")]
 ExpiresAt = Annotated[str | None, Field(description="Expire at this time (ISO 8601).")]
 Pinned = Annotated[bool, Field(description="Important: shown first at session start.")]
-Query = Annotated[str | None, Field(description="What to look for: keywords or a question.")]
+Query = Annotated[str | None, Field(
+    description="What to look for: keywords or a question. Naming a speaker (\"what did Alice "
+                "say about deploys\") favours memories written as \"Alice: ...\".")]
 QueryAlias = Annotated[str | None, Field(description="Alias of `query`.")]
 _LIMIT_RANGE: dict[str, Any] = {"minimum": 1, "maximum": MAX_LIMIT}
 _CHARS_RANGE: dict[str, Any] = {"minimum": MIN_CHARS, "maximum": MAX_CHARS}
