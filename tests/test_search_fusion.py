@@ -95,6 +95,74 @@ def test_snippet_never_exceeds(text: str, query: str, limit: int) -> None:
     assert len(snip) <= limit
 
 
+def _reference_snippet(text: str, query: str, max_chars: int = 240) -> str:
+    """best_snippet as it was before ADR 0037: every word of the text walked as a window
+    start. The faster one (windows over the hits only) must cut the same snippets."""
+    from memvid_mcp.search.snippet import _WORD, _key, _window
+
+    flat = " ".join(text.split())
+    if len(flat) <= max_chars:
+        return flat
+    if max_chars < 3:
+        return flat[:max_chars]
+    terms = {_key(m.group()) for m in _WORD.finditer(query)}
+    words = [(m.start(), m.end(), word if (word := _key(m.group())) in terms else None)
+             for m in _WORD.finditer(flat)]
+    budget = max_chars - 2
+    best_left, best_score = 0, (-1, -1)
+    right, hits = 0, 0
+    distinct: dict[str, int] = {}
+    for left in range(len(words)):
+        right = max(right, left)
+        while right < len(words) and words[right][1] - words[left][0] <= budget:
+            key = words[right][2]
+            if key is not None:
+                hits += 1
+                distinct[key] = distinct.get(key, 0) + 1
+            right += 1
+        score = (len(distinct), hits)
+        if score > best_score:
+            best_score, best_left = score, left
+        key = words[left][2]
+        if key is not None and left < right:
+            hits -= 1
+            distinct[key] -= 1
+            if not distinct[key]:
+                del distinct[key]
+    if not words or best_score[1] <= 0:
+        return _window(flat, 0, max_chars)
+    in_window = [w for w in words[best_left:] if w[0] - words[best_left][0] <= budget]
+    hit_words = [w for w in in_window if w[2] is not None and w[1] - words[best_left][0] <= budget]
+    span_start, span_end = hit_words[0][0], hit_words[-1][1]
+    want = span_start - max(0, budget - (span_end - span_start)) // 2
+    start_word = next(i for i, w in enumerate(words) if w[1] > want)
+    start_word = min(start_word, next(i for i, w in enumerate(words) if w[0] == span_start))
+    return _window(flat, words[start_word][0], max_chars)
+
+
+_WORDS = st.sampled_from(["Fever", "fevers", "aspirin", "ASPIRIN", "dose", "do", "a", "the",
+                          "lowers", "lower", "Straße", "naïve", "run_time", "x1", "é"])
+_GAPS = st.sampled_from([" ", "  ", ". ", ", ", "\n", " - ", "'", "…"])
+
+
+@given(st.lists(st.tuples(_WORDS, _GAPS), max_size=120), st.lists(_WORDS, max_size=4),
+       st.integers(min_value=1, max_value=200), st.booleans())
+def test_snippet_cuts_what_the_word_by_word_walk_cut(
+        parts: list[tuple[str, str]], query: list[str], limit: int, ascii_only: bool) -> None:
+    """Windows over the query-term hits only (a regular expression finds them in ASCII
+    text) choose the same snippet as walking every word (ADR 0037)."""
+    text = "".join(w + g for w, g in parts)
+    if ascii_only:
+        text = text.encode("ascii", "ignore").decode()
+    q = " ".join(query)
+    assert best_snippet(text, q, limit) == _reference_snippet(text, q, limit)
+
+
+@given(st.text(max_size=400), st.text(max_size=30), st.integers(min_value=1, max_value=200))
+def test_snippet_of_any_text_is_the_word_by_word_one(text: str, query: str, limit: int) -> None:
+    assert best_snippet(text, query, limit) == _reference_snippet(text, query, limit)
+
+
 def test_recency_breaks_ties_and_can_be_turned_up() -> None:
     from memvid_mcp.search.fusion import recency_order
 
