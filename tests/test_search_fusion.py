@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -219,3 +220,58 @@ def test_zscore_fusion_is_a_ranking_of_the_inputs(lists: list[list[tuple[str, fl
     scores = [s for _, s in fused]
     assert scores == sorted(scores, reverse=True)
     assert zscore(lists) == fused  # deterministic
+
+
+def _reference_zscore(lists: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    """The z-score rule spelt out: per list, each id's first entry as a standard score
+    (an absent id: the list's lowest), summed; best first, ties in first-appearance order."""
+    tables = []
+    for lst in lists:
+        first: dict[str, float] = {}
+        for doc_id, score in lst:
+            first.setdefault(doc_id, score)
+        values = list(first.values())
+        mean = sum(values) / len(values) if values else 0.0
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else 0
+        z = {d: (v - mean) / spread if spread > 0 else 0.0 for d, v in first.items()}
+        tables.append((z, min(z.values()) if z else 0.0))
+    seen = list(dict.fromkeys(i for lst in lists for i, _ in lst))
+    fused = {d: sum(z.get(d, low) for z, low in tables if z) for d in seen}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], seen.index(kv[0])))
+
+
+@given(st.lists(st.lists(st.tuples(ids, st.floats(-1e3, 1e3) | st.sampled_from([1.0, 2.0])),
+                         max_size=12), max_size=4))
+def test_zscore_fusion_is_the_rule_spelt_out(lists: list[list[tuple[str, float]]]) -> None:
+    """The one-pass fusion of two lists and the first-entry shortcut (ADR 0037) keep the
+    rule: the same ids in the same order, the same scores."""
+    from memvid_mcp.search.fusion import zscore
+
+    fused, expected = zscore(lists), _reference_zscore(lists)
+    assert [i for i, _ in fused] == [i for i, _ in expected]
+    assert [s for _, s in fused] == pytest.approx([s for _, s in expected], abs=1e-9)
+
+
+@given(st.lists(st.tuples(st.sampled_from([1.0, 2.0, 2.5, 3.0]),
+                          st.sampled_from([10.0, 20.0, 30.0])), max_size=30), st.booleans())
+def test_newest_first_on_ties_is_recency_at_weight_zero(
+        items: list[tuple[float, float]], in_order: bool) -> None:
+    """Relevance first, exact ties newest first, then in the given order: what recency_order
+    does at weight 0, without a timestamp read outside a tie (ADR 0037)."""
+    from memvid_mcp.search.fusion import newest_first_on_ties, recency_order
+
+    if in_order:
+        items = sorted(items, key=lambda item: -item[0])
+    named = [(f"m{n}", score, created) for n, (score, created) in enumerate(items)]
+    read: list[str] = []
+
+    def created(item: tuple[str, float, float]) -> float:
+        read.append(item[0])
+        return item[2]
+
+    got = newest_first_on_ties(named, lambda item: item[1], created)
+    assert [i for i, _, _ in got] == [i for i, _ in recency_order(named, 0.0)]
+    if in_order:  # only memories that tie with a neighbour have their time read
+        scores = [s for _, s, _ in named]
+        tied = {i for n, (i, s, _) in enumerate(named) if scores.count(s) > 1}
+        assert set(read) <= tied

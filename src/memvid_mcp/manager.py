@@ -69,7 +69,7 @@ from .core.validation import (
 )
 from .search.embed import EmbeddingService
 from .search.filters import SearchFilters
-from .search.fusion import recency_order, rrf, zscore
+from .search.fusion import newest_first_on_ties, recency_order, rrf, zscore
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
 from .store.migrate import migrate_scope
@@ -629,9 +629,12 @@ class MemoryManager:
                 fused = zscore([[(r.id, s) for r, s in lexical_hits],
                                 [(r.id, s) for r, s in semantic]], weights=weights)
             ranked = [(by_id[i], score) for i, score in fused]
-        records = {r.id: r for r, _ in ranked}
-        ranked = [(records[i], score) for i, score in recency_order(
-            [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
+        if weight:
+            records = {r.id: r for r, _ in ranked}
+            ranked = [(records[i], score) for i, score in recency_order(
+                [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
+        else:  # recency only breaks exact ties: no timestamp read outside one (ADR 0037)
+            ranked = newest_first_on_ties(ranked, _score_of, _created_of)
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
         page = self._full_page(page, stores_by_name)
@@ -967,6 +970,14 @@ class MemoryManager:
                 store.add_vectors([body_id for body_id, _ in batch], vectors)
                 worked = True
         return worked
+
+
+def _score_of(hit: tuple[MemoryRecord, float]) -> float:
+    return hit[1]
+
+
+def _created_of(hit: tuple[MemoryRecord, float]) -> float:
+    return hit[0].created_at.timestamp()
 
 
 def _merge_by_score(lists: Iterable[list[tuple[MemoryRecord, float]]]
