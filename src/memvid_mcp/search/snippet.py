@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STEM_CHARS = 5
 _ELLIPSIS = "…"
+_ASCII_WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 
 
 def _key(word: str) -> str:
@@ -67,16 +69,27 @@ def best_snippet(text: str, query: str, max_chars: int = 240) -> str:
 
 def _hits(flat: str, terms: frozenset[str]) -> list[tuple[int, int, str]]:
     """(start, end, key) of each word of ``flat`` whose key is a query term, in order.
-    ASCII text (lowercasing keeps its offsets, and casefold is lower there) is searched
-    for the terms by one regular expression; other text word by word."""
-    if flat.isascii():
-        pattern = _ascii_pattern(terms)
-        if pattern is None:
-            return []
-        return [(m.start(), m.end(), m.group()[:_STEM_CHARS])
-                for m in pattern.finditer(flat.lower())]
-    return [(m.start(), m.end(), key) for m in _WORD.finditer(flat)
-            if (key := _key(m.group())) in terms]
+    In ASCII text (lowercasing keeps its offsets, and casefold is lower there) each term is
+    found with ``str.find`` and kept where a word starts; other text is walked word by
+    word."""
+    if not flat.isascii():
+        return [(m.start(), m.end(), key) for m in _WORD.finditer(flat)
+                if (key := _key(m.group())) in terms]
+    lowered = flat.lower()
+    hits = []
+    for term in _ascii_terms(terms):
+        at = lowered.find(term)
+        while at >= 0:
+            if at == 0 or lowered[at - 1] not in _ASCII_WORD_CHARS:
+                end = at + len(term)
+                if len(term) == _STEM_CHARS:  # a stem: the word may go on
+                    word = _WORD.match(lowered, at)
+                    end = word.end() if word is not None else end
+                if end == len(lowered) or lowered[end] not in _ASCII_WORD_CHARS:
+                    hits.append((at, end, term))
+            at = lowered.find(term, at + 1)
+    hits.sort()
+    return hits
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,15 +98,10 @@ def _query_terms(query: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _ascii_pattern(terms: frozenset[str]) -> re.Pattern[str] | None:
-    """Lowercase ASCII words whose key is one of ``terms``: a five-character term starts
-    the word, a shorter one is the whole word. None when no ASCII word can match."""
-    usable = sorted((t for t in terms if t.isascii() and _WORD.fullmatch(t)),
-                    key=lambda t: (-len(t), t))
-    if not usable:
-        return None
-    alternatives = [re.escape(t) + (r"\w*" if len(t) == _STEM_CHARS else "") for t in usable]
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
+def _ascii_terms(terms: frozenset[str]) -> tuple[str, ...]:
+    """The terms an ASCII word's key can equal (ASCII word characters only), in a fixed
+    order."""
+    return tuple(sorted(t for t in terms if t and set(t) <= _ASCII_WORD_CHARS))
 
 
 def _first_word_ending_after(flat: str, position: int) -> int:
