@@ -282,3 +282,26 @@ def test_the_fusion_depth_is_shared_by_the_scopes_searched(
         asked.clear()
         m.search("staging deploy", k=40)
         assert {k for _, _, k in asked} == {80}
+
+
+def test_a_vector_search_looks_each_candidate_up_once(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    """The records the filter passed are the hits' records: a hit is not looked up a second
+    time after the index answers (ADR 0037), and a filter still applies before the cut."""
+    from memvid_mcp.search.filters import SearchFilters
+
+    with _notes_manager(data_dir, outside_repo, onnx_model) as m:
+        store = m._scopes["global"]
+        looked_up: list[str] = []
+        real = store.memory_for_body
+
+        def memory_for_body(body_id: str):  # type: ignore[no-untyped-def]
+            looked_up.append(body_id)
+            return real(body_id)
+
+        store.memory_for_body = memory_for_body  # type: ignore[method-assign]
+        vector = m.embedder.embed_query("a cat sleeping")
+        hits = store.vector_search(vector, 4, SearchFilters())
+        assert len(hits) == 4 and store.read_body(hits[0][0]).startswith("Our tabby cat")
+        assert sorted(looked_up) == sorted({r.body_id for r, _ in hits})  # was each twice
+        assert store.vector_search(vector, 4, SearchFilters(kind="none-such")) == []
