@@ -69,7 +69,13 @@ from .core.validation import (
 )
 from .search.embed import EmbeddingService
 from .search.filters import SearchFilters
-from .search.fusion import newest_first_on_ties, recency_order, rrf, zscore
+from .search.fusion import (
+    fuse_standard_scores,
+    newest_first_on_ties,
+    recency_order,
+    rrf,
+    standard_scores,
+)
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
 from .store.migrate import migrate_scope
@@ -580,6 +586,7 @@ class MemoryManager:
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         lexical_hits: list[tuple[MemoryRecord, float]] | None = None
+        lexical_z: dict[str, float] | None = None
         stores_by_name = {s.name: s for s in stores}
         snippets: dict[str, str] = {}
         if mode == "hybrid" and self.embedder.enabled:
@@ -601,6 +608,10 @@ class MemoryManager:
                         break
                     snippets[record.id] = best_snippet(
                         self._snippet_body(stores_by_name, record), query, snippet_chars)
+                if self.settings.fusion != "rrf":
+                    # the lexical list's half of the fusion, made while the vector searches
+                    # walk their graphs (without the GIL), not after them (ADR 0037)
+                    lexical_z = standard_scores([(r.id, s) for r, s in lexical_hits])
             except BaseException:
                 wait([future])  # the scopes it reads must stay open until it is done
                 raise
@@ -626,8 +637,11 @@ class MemoryManager:
                 fused = rrf([[r.id for r, _ in lexical_hits], [r.id for r, _ in semantic]],
                             k=self.settings.rrf_k, weights=weights)
             else:
-                fused = zscore([[(r.id, s) for r, s in lexical_hits],
-                                [(r.id, s) for r, s in semantic]], weights=weights)
+                if lexical_z is None:
+                    lexical_z = standard_scores([(r.id, s) for r, s in lexical_hits])
+                fused = fuse_standard_scores(
+                    [lexical_z, standard_scores([(r.id, s) for r, s in semantic])],
+                    weights=weights)
             ranked = [(by_id[i], score) for i, score in fused]
         if weight:
             records = {r.id: r for r, _ in ranked}

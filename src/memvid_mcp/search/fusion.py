@@ -61,29 +61,37 @@ def zscore(
     the weighted sum. An id repeated within one list counts at its first entry. Ties break by
     first appearance (earlier lists first), so the result is deterministic.
     """
+    return fuse_standard_scores([standard_scores(r) for r in rankings], weights=weights)
+
+
+def standard_scores(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """One list's z-scores by id (a repeated id at its first entry), in list order: the
+    part of ``zscore`` that needs only this list, so that a caller can make it while the
+    other list is still being ranked (ADR 0037)."""
+    table = {doc_id: float(score) for doc_id, score in ranking}
+    if len(table) != len(ranking):  # an id repeated: its first entry counts
+        table = {}
+        for doc_id, score in ranking:
+            if doc_id not in table:
+                table[doc_id] = float(score)
+    if not table:
+        return table
+    values = list(table.values())
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return ({d: (v - mean) / spread for d, v in table.items()} if spread > 0
+            else dict.fromkeys(table, 0.0))
+
+
+def fuse_standard_scores(tables: Sequence[dict[str, float]], *,
+                         weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    """``zscore`` of the lists whose ``standard_scores`` are ``tables``."""
     if weights is None:
-        weights = [1.0] * len(rankings)
-    elif len(weights) != len(rankings):
+        weights = [1.0] * len(tables)
+    elif len(weights) != len(tables):
         raise ValidationError("weights", "needs one weight per ranking")
-    tables: list[dict[str, float]] = []
-    floors: list[float] = []
-    for ranking in rankings:
-        table = {doc_id: float(score) for doc_id, score in ranking}
-        if len(table) != len(ranking):  # an id repeated: its first entry counts
-            table = {}
-            for doc_id, score in ranking:
-                if doc_id not in table:
-                    table[doc_id] = float(score)
-        if table:
-            values = list(table.values())
-            mean = sum(values) / len(values)
-            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-            table = ({d: (v - mean) / spread for d, v in table.items()} if spread > 0
-                     else dict.fromkeys(table, 0.0))
-        tables.append(table)
-        floors.append(min(table.values()) if table else 0.0)
     order = dict.fromkeys(chain.from_iterable(tables))  # first appearance, earlier lists first
-    used = [(table, floor, w) for table, floor, w in zip(tables, floors, weights, strict=True)
+    used = [(table, min(table.values()), w) for table, w in zip(tables, weights, strict=True)
             if table]
     if len(used) == 2:  # the hybrid search's case, in one pass (ADR 0037)
         (first, low1, w1), (second, low2, w2) = used
