@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,6 +96,74 @@ def test_snippet_never_exceeds(text: str, query: str, limit: int) -> None:
     assert len(snip) <= limit
 
 
+def _reference_snippet(text: str, query: str, max_chars: int = 240) -> str:
+    """best_snippet as it was before ADR 0037: every word of the text walked as a window
+    start. The faster one (windows over the hits only) must cut the same snippets."""
+    from memvid_mcp.search.snippet import _WORD, _key, _window
+
+    flat = " ".join(text.split())
+    if len(flat) <= max_chars:
+        return flat
+    if max_chars < 3:
+        return flat[:max_chars]
+    terms = {_key(m.group()) for m in _WORD.finditer(query)}
+    words = [(m.start(), m.end(), word if (word := _key(m.group())) in terms else None)
+             for m in _WORD.finditer(flat)]
+    budget = max_chars - 2
+    best_left, best_score = 0, (-1, -1)
+    right, hits = 0, 0
+    distinct: dict[str, int] = {}
+    for left in range(len(words)):
+        right = max(right, left)
+        while right < len(words) and words[right][1] - words[left][0] <= budget:
+            key = words[right][2]
+            if key is not None:
+                hits += 1
+                distinct[key] = distinct.get(key, 0) + 1
+            right += 1
+        score = (len(distinct), hits)
+        if score > best_score:
+            best_score, best_left = score, left
+        key = words[left][2]
+        if key is not None and left < right:
+            hits -= 1
+            distinct[key] -= 1
+            if not distinct[key]:
+                del distinct[key]
+    if not words or best_score[1] <= 0:
+        return _window(flat, 0, max_chars)
+    in_window = [w for w in words[best_left:] if w[0] - words[best_left][0] <= budget]
+    hit_words = [w for w in in_window if w[2] is not None and w[1] - words[best_left][0] <= budget]
+    span_start, span_end = hit_words[0][0], hit_words[-1][1]
+    want = span_start - max(0, budget - (span_end - span_start)) // 2
+    start_word = next(i for i, w in enumerate(words) if w[1] > want)
+    start_word = min(start_word, next(i for i, w in enumerate(words) if w[0] == span_start))
+    return _window(flat, words[start_word][0], max_chars)
+
+
+_WORDS = st.sampled_from(["Fever", "fevers", "aspirin", "ASPIRIN", "dose", "do", "a", "the",
+                          "lowers", "lower", "slower", "Straße", "naïve", "run_time", "x1", "é"])
+_GAPS = st.sampled_from([" ", "  ", ". ", ", ", "\n", " - ", "'", "…"])
+
+
+@given(st.lists(st.tuples(_WORDS, _GAPS), max_size=120), st.lists(_WORDS, max_size=4),
+       st.integers(min_value=1, max_value=200), st.booleans())
+def test_snippet_cuts_what_the_word_by_word_walk_cut(
+        parts: list[tuple[str, str]], query: list[str], limit: int, ascii_only: bool) -> None:
+    """Windows over the query-term hits only (a regular expression finds them in ASCII
+    text) choose the same snippet as walking every word (ADR 0037)."""
+    text = "".join(w + g for w, g in parts)
+    if ascii_only:
+        text = text.encode("ascii", "ignore").decode()
+    q = " ".join(query)
+    assert best_snippet(text, q, limit) == _reference_snippet(text, q, limit)
+
+
+@given(st.text(max_size=400), st.text(max_size=30), st.integers(min_value=1, max_value=200))
+def test_snippet_of_any_text_is_the_word_by_word_one(text: str, query: str, limit: int) -> None:
+    assert best_snippet(text, query, limit) == _reference_snippet(text, query, limit)
+
+
 def test_recency_breaks_ties_and_can_be_turned_up() -> None:
     from memvid_mcp.search.fusion import recency_order
 
@@ -151,3 +220,58 @@ def test_zscore_fusion_is_a_ranking_of_the_inputs(lists: list[list[tuple[str, fl
     scores = [s for _, s in fused]
     assert scores == sorted(scores, reverse=True)
     assert zscore(lists) == fused  # deterministic
+
+
+def _reference_zscore(lists: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    """The z-score rule spelt out: per list, each id's first entry as a standard score
+    (an absent id: the list's lowest), summed; best first, ties in first-appearance order."""
+    tables = []
+    for lst in lists:
+        first: dict[str, float] = {}
+        for doc_id, score in lst:
+            first.setdefault(doc_id, score)
+        values = list(first.values())
+        mean = sum(values) / len(values) if values else 0.0
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else 0
+        z = {d: (v - mean) / spread if spread > 0 else 0.0 for d, v in first.items()}
+        tables.append((z, min(z.values()) if z else 0.0))
+    seen = list(dict.fromkeys(i for lst in lists for i, _ in lst))
+    fused = {d: sum(z.get(d, low) for z, low in tables if z) for d in seen}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], seen.index(kv[0])))
+
+
+@given(st.lists(st.lists(st.tuples(ids, st.floats(-1e3, 1e3) | st.sampled_from([1.0, 2.0])),
+                         max_size=12), max_size=4))
+def test_zscore_fusion_is_the_rule_spelt_out(lists: list[list[tuple[str, float]]]) -> None:
+    """The one-pass fusion of two lists and the first-entry shortcut (ADR 0037) keep the
+    rule: the same ids in the same order, the same scores."""
+    from memvid_mcp.search.fusion import zscore
+
+    fused, expected = zscore(lists), _reference_zscore(lists)
+    assert [i for i, _ in fused] == [i for i, _ in expected]
+    assert [s for _, s in fused] == pytest.approx([s for _, s in expected], abs=1e-9)
+
+
+@given(st.lists(st.tuples(st.sampled_from([1.0, 2.0, 2.5, 3.0]),
+                          st.sampled_from([10.0, 20.0, 30.0])), max_size=30), st.booleans())
+def test_newest_first_on_ties_is_recency_at_weight_zero(
+        items: list[tuple[float, float]], in_order: bool) -> None:
+    """Relevance first, exact ties newest first, then in the given order: what recency_order
+    does at weight 0, without a timestamp read outside a tie (ADR 0037)."""
+    from memvid_mcp.search.fusion import newest_first_on_ties, recency_order
+
+    if in_order:
+        items = sorted(items, key=lambda item: -item[0])
+    named = [(f"m{n}", score, created) for n, (score, created) in enumerate(items)]
+    read: list[str] = []
+
+    def created(item: tuple[str, float, float]) -> float:
+        read.append(item[0])
+        return item[2]
+
+    got = newest_first_on_ties(named, lambda item: item[1], created)
+    assert [i for i, _, _ in got] == [i for i, _ in recency_order(named, 0.0)]
+    if in_order:  # only memories that tie with a neighbour have their time read
+        scores = [s for _, s, _ in named]
+        tied = {i for n, (i, s, _) in enumerate(named) if scores.count(s) > 1}
+        assert set(read) <= tied

@@ -307,3 +307,65 @@ def test_the_fusion_depth_is_shared_by_the_scopes_searched(
         asked.clear()
         m.search("staging deploy", k=40)
         assert {k for _, _, k in asked} == {80}
+
+
+def test_a_vector_search_looks_each_candidate_up_once(
+        data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
+    """The records the filter passed are the hits' records: a hit is not looked up a second
+    time after the index answers (ADR 0037), and a filter still applies before the cut."""
+    from memvid_mcp.search.filters import SearchFilters
+
+    with _notes_manager(data_dir, outside_repo, onnx_model) as m:
+        store = m._scopes["global"]
+        looked_up: list[str] = []
+        real = store.memory_for_body
+
+        def memory_for_body(body_id: str):  # type: ignore[no-untyped-def]
+            looked_up.append(body_id)
+            return real(body_id)
+
+        store.memory_for_body = memory_for_body  # type: ignore[method-assign]
+        vector = m.embedder.embed_query("a cat sleeping")
+        hits = store.vector_search(vector, 4, SearchFilters())
+        assert len(hits) == 4 and store.read_body(hits[0][0]).startswith("Our tabby cat")
+        assert sorted(looked_up) == sorted({r.body_id for r, _ in hits})  # was each twice
+        assert store.vector_search(vector, 4, SearchFilters(kind="none-such")) == []
+
+
+def test_the_lexical_half_of_the_fusion_is_made_while_the_vectors_are_searched(
+        data_dir: Path, outside_repo: Path, onnx_model: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lexical list's standard scores are made while the vector search runs, not after
+    the semantic ranking returns (ADR 0037); the fused page is the one zscore gives."""
+    import memvid_mcp.manager as manager_module
+    from memvid_mcp.search.fusion import zscore
+
+    with _notes_manager(data_dir, outside_repo, onnx_model) as m:
+        made = threading.Event()
+        real_scores = manager_module.standard_scores
+
+        def standard_scores(ranking):  # type: ignore[no-untyped-def]
+            made.set()
+            return real_scores(ranking)
+
+        monkeypatch.setattr(manager_module, "standard_scores", standard_scores)
+        store = m._scopes["global"]
+        real_search = store.vector_search
+        waited: list[bool] = []
+        lists: dict[str, list[tuple[str, float]]] = {}
+
+        def vector_search(*args, **kwargs):  # type: ignore[no-untyped-def]
+            # made after the semantic ranking, the lexical half would be waited for in vain
+            waited.append(made.wait(10))
+            hits = real_search(*args, **kwargs)
+            lists["semantic"] = [(r.id, s) for r, s in hits]
+            return hits
+
+        store.vector_search = vector_search  # type: ignore[method-assign]
+        result = m.search("when is the staging deploy", k=4)
+        assert result.mode == "hybrid", result
+        assert waited == [True]
+        lexical = [(r.id, s) for r, s in store.lexical_search(
+            "when is the staging deploy", 100, manager_module.SearchFilters())]
+        expected = [i for i, _ in zscore([lexical, lists["semantic"]])][:4]
+        assert [h.id for h in result.results] == expected

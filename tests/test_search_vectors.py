@@ -521,3 +521,35 @@ def test_graph_of_an_older_format_is_rebuilt_not_loaded(tmp_path: Path) -> None:
     assert names(again.search(x[6], 1)) == ["v6"]
     again.close()
     assert json.loads((path / "hnsw.json").read_text(encoding="utf-8"))["format"] == "i8-cos"
+
+
+def test_the_scopes_of_one_search_share_the_query_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two indexes (two scopes) searched with the same vector normalise and quantise it
+    once (ADR 0037); another vector gets its own forms, never the last one's."""
+    from memvid_mcp.search import vectors as vectors_module
+
+    x = vecs(300, seed=6)
+    first, second = (VectorIndex(None, dim=DIM, exact_limit=100) for _ in range(2))
+    for index, part in ((first, x[:150]), (second, x[150:])):
+        index.upsert([f"v{i}" for i in range(len(part))], part)
+        wait_graph(index)
+    made: list[int] = []
+    real = vectors_module.quantize
+
+    def counting(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        made.append(len(arr))
+        return real(arr)
+
+    monkeypatch.setattr(vectors_module, "quantize", counting)
+    query = x[7] * 3.0  # not unit length: the forms are the normalised vector's
+    expected = [index.search(query, 5) for index in (first, second)]
+    made.clear()
+    vectors_module._LastQuery.entry = None
+    assert [index.search(query, 5) for index in (first, second)] == expected
+    assert made == [1]
+    other = x[200]
+    unit, codes = vectors_module._query_forms(other, DIM)
+    assert np.allclose(unit, other / np.linalg.norm(other))
+    assert np.array_equal(codes, real(unit[None, :])[0][0])
+    with pytest.raises(ValidationError):
+        first.search(np.full(DIM, np.nan, dtype=np.float32), 5)

@@ -69,7 +69,13 @@ from .core.validation import (
 )
 from .search.embed import EmbeddingService
 from .search.filters import SearchFilters
-from .search.fusion import recency_order, rrf, zscore
+from .search.fusion import (
+    fuse_standard_scores,
+    newest_first_on_ties,
+    recency_order,
+    rrf,
+    standard_scores,
+)
 from .search.snippet import best_snippet
 from .storage.base import CompactReport
 from .store.migrate import migrate_scope
@@ -580,6 +586,7 @@ class MemoryManager:
 
         semantic: list[tuple[MemoryRecord, float]] | None = None
         lexical_hits: list[tuple[MemoryRecord, float]] | None = None
+        lexical_z: dict[str, float] | None = None
         stores_by_name = {s.name: s for s in stores}
         snippets: dict[str, str] = {}
         if mode == "hybrid" and self.embedder.enabled:
@@ -601,6 +608,10 @@ class MemoryManager:
                         break
                     snippets[record.id] = best_snippet(
                         self._snippet_body(stores_by_name, record), query, snippet_chars)
+                if self.settings.fusion != "rrf":
+                    # the lexical list's half of the fusion, made while the vector searches
+                    # walk their graphs (without the GIL), not after them (ADR 0037)
+                    lexical_z = standard_scores([(r.id, s) for r, s in lexical_hits])
             except BaseException:
                 wait([future])  # the scopes it reads must stay open until it is done
                 raise
@@ -626,12 +637,18 @@ class MemoryManager:
                 fused = rrf([[r.id for r, _ in lexical_hits], [r.id for r, _ in semantic]],
                             k=self.settings.rrf_k, weights=weights)
             else:
-                fused = zscore([[(r.id, s) for r, s in lexical_hits],
-                                [(r.id, s) for r, s in semantic]], weights=weights)
+                if lexical_z is None:
+                    lexical_z = standard_scores([(r.id, s) for r, s in lexical_hits])
+                fused = fuse_standard_scores(
+                    [lexical_z, standard_scores([(r.id, s) for r, s in semantic])],
+                    weights=weights)
             ranked = [(by_id[i], score) for i, score in fused]
-        records = {r.id: r for r, _ in ranked}
-        ranked = [(records[i], score) for i, score in recency_order(
-            [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
+        if weight:
+            records = {r.id: r for r, _ in ranked}
+            ranked = [(records[i], score) for i, score in recency_order(
+                [(r.id, score, r.created_at.timestamp()) for r, score in ranked], float(weight))]
+        else:  # recency only breaks exact ties: no timestamp read outside one (ADR 0037)
+            ranked = newest_first_on_ties(ranked, _score_of, _created_of)
         page = ranked[offset: offset + k]
         next_cursor = _encode_cursor(offset + k, query) if len(ranked) > offset + k else None
         page = self._full_page(page, stores_by_name)
@@ -967,6 +984,14 @@ class MemoryManager:
                 store.add_vectors([body_id for body_id, _ in batch], vectors)
                 worked = True
         return worked
+
+
+def _score_of(hit: tuple[MemoryRecord, float]) -> float:
+    return hit[1]
+
+
+def _created_of(hit: tuple[MemoryRecord, float]) -> float:
+    return hit[0].created_at.timestamp()
 
 
 def _merge_by_score(lists: Iterable[list[tuple[MemoryRecord, float]]]

@@ -817,16 +817,21 @@ class ScopeStore:
 
     def vector_search(self, vector: np.ndarray, k: int, filters: SearchFilters, *,
                       include_superseded: bool = False) -> list[tuple[MemoryRecord, float]]:
+        matches = None if filters.empty else filters.matches
+        passed: dict[str, MemoryRecord] = {}  # each candidate is looked up once (ADR 0037)
+
         def allowed(body_id: str) -> bool:
             record = self._visible(self.memory_for_body(body_id), include_superseded)
-            return record is not None and (filters.empty or filters.matches(
-                record.tags, record.kind, record.created_at, record.pinned))
+            if record is None or (matches is not None and not matches(
+                    record.tags, record.kind, record.created_at, record.pinned)):
+                return False
+            passed[body_id] = record
+            return True
 
         if vector.shape[-1] != self.vectors.dim:  # vectors of another model: not yet redone
             return []
         hits = self.vectors.search(vector, k, allowed=allowed)
-        out = [(r, s) for b, s in hits if (r := self.memory_for_body(b)) is not None]
-        return out[:k]
+        return [(passed[b], s) for b, s in hits if b in passed][:k]
 
     def vector_coverage(self) -> tuple[int, int]:
         """(memories with a vector, memories): how much of the scope semantic search sees."""
