@@ -181,9 +181,10 @@ def test_recency_breaks_ties_and_can_be_turned_up() -> None:
 def test_manager_ties_go_to_the_newer_memory(manager: Any) -> None:
     """Two equally relevant decisions: the later one comes first; turned up, recency wins
     over a small relevance gap ("what did we decide last about the database?")."""
-    old = manager.import_record({"text": "decision: the database is alpha",
+    # no "label:" prefix: it would be weighted as a speaker's name (ADR 0035)
+    old = manager.import_record({"text": "the decision on the database is alpha",
                                  "created_at": "2024-01-01T00:00:00Z"}).id
-    new = manager.import_record({"text": "decision: the database is gamma",
+    new = manager.import_record({"text": "the decision on the database is gamma",
                                  "created_at": "2025-01-01T00:00:00Z"}).id
     hits = manager.search("database decision", mode="lexical").results
     assert [h.id for h in hits] == [new, old]
