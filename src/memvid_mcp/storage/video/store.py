@@ -51,7 +51,7 @@ from ...core.fsutil import atomic_write, fsync_dir
 from ...core.models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
 from . import codec, framing, mvi, tiering
-from .cache import ByteLRU
+from .cache import ByteLRU, SizedLRU
 from .manifest import FILE_NAME as MANIFEST_FILE
 from .manifest import Manifest, body_hash_matches
 
@@ -67,6 +67,10 @@ TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (ti
 MERGE_BUSY_READS = 20
 MERGE_QUIET_SECONDS = 1.0
 MERGE_MAX_WAIT_SECONDS = 120.0
+# Decompressed frames kept per store (~6.5 KB of text each): agents search the same topics
+# again and get the same memories back, and a frame's neighbours come with it; 1 MB of RSS
+# per store (ADR 0034)
+DECODED_CACHE_BYTES = 1 << 20
 WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
@@ -183,6 +187,7 @@ class VideoStore:
         self.tier_base = max(1, tier_base)
         self.purge_after = purge_after
         self.seg_dir = self.root / "segments"
+        self._seg_prefix = f"{self.seg_dir}{os.sep}seg-"  # str(self._mp4(x)) without Path's cost
         self.read_only = read_only  # verify then records nothing
         if not read_only:
             try:
@@ -190,7 +195,8 @@ class VideoStore:
             except OSError as exc:
                 raise StorageError(f"{self.seg_dir}: {exc}") from exc
         self._ladder = codec.PROFILES[profile]
-        self._cache = ByteLRU(cache_bytes)
+        self._cache: SizedLRU[framing.CheckedFrame] = SizedLRU(cache_bytes, _checked_size)
+        self._decoded = ByteLRU(min(DECODED_CACHE_BYTES, cache_bytes))
         self._dicts: dict[str, framing.SegmentDictionary] = {}  # by segment, read once
         self._dict_locks: dict[str, threading.Lock] = {}  # one reader of a dictionary at a time
         # Warming: from opening on, a background thread decodes every frame into the cache
@@ -494,31 +500,43 @@ class VideoStore:
         return b"".join(parts)
 
     def _frame_content(self, seg_id: str, frame: int) -> bytes:
-        """One frame's content. The cache holds frames as QR payloads (what decoding the
-        video costs; ~2.2x smaller than the text they carry), so a hit still decompresses
-        its frame (tens of microseconds) but the cache holds twice as many frames."""
+        """One frame's content. The payload cache holds frames checked and compressed (a
+        frame's QR payload, as decoding the video gives it, is ~2.2x smaller than its text),
+        so the whole store fits, and a hit costs one zstd decompression (~15 us) with no
+        header walk; the small content cache keeps the frames read last decompressed."""
+        key = (seg_id, frame)
+        content = self._decoded.get(key)
+        if content is not None:
+            return content
         seg = self._segs.get(seg_id)
         if seg is None:
             raise _Gone
-        path = self._mp4(seg_id)
         if seg.index is None:
-            raise CorruptionError(str(path), seg.problem or "segment index unreadable")
+            raise CorruptionError(str(self._mp4(seg_id)), seg.problem or "segment index unreadable")
         if not 0 <= frame < len(seg.index.frames):
-            raise CorruptionError(str(path), f"frame {frame} out of range")
-        key = (seg_id, frame)
-        payload = self._cache.get(key)
-        if payload is None:
-            payload = _checked_payload(path, seg.index, frame, _read_packet(
-                path, seg.index.frames[frame]))
-            self._cache.put(key, payload)
-        where = f"{path}#frame={frame}"
-        try:
-            decoded = framing.decode_frame(payload, where, self._dicts.get(seg_id))
-        except framing.DictionaryNeeded:
-            decoded = framing.decode_frame(payload, where, self._dictionary(seg_id, seg.index))
-        if decoded.index != frame:
-            raise CorruptionError(where, f"payload belongs to frame {decoded.index}")
-        return decoded.content
+            raise CorruptionError(str(self._mp4(seg_id)), f"frame {frame} out of range")
+        checked = self._cache.get(key)
+        if checked is None:
+            path = self._mp4(seg_id)
+            checked = self._check_frame(seg_id, frame, _checked_payload(
+                path, seg.index, frame, _read_packet(path, seg.index.frames[frame])))
+            self._cache.put(key, checked)
+        dictionary = self._dicts.get(seg_id) if checked.flags & framing.FLAG_DICT else None
+        if checked.flags & framing.FLAG_DICT and dictionary is None:
+            dictionary = self._dictionary(seg_id, seg.index)
+        content = framing.frame_content(
+            checked, f"{self._seg_prefix}{seg_id}.mp4#frame={frame}", dictionary)
+        self._decoded.put(key, content)
+        return content
+
+    def _check_frame(self, seg_id: str, frame: int, payload: bytes) -> framing.CheckedFrame:
+        """A frame's payload (checked against the frame index) checked again by its own
+        header and CRC32, and that it is the frame asked for."""
+        where = f"{self._seg_prefix}{seg_id}.mp4#frame={frame}"
+        checked = framing.check_frame(payload, where)
+        if checked.number != frame:
+            raise CorruptionError(where, f"payload belongs to frame {checked.number}")
+        return checked
 
     def _dictionary(self, seg_id: str, index: mvi.SegmentIndex) -> framing.SegmentDictionary:
         """The segment's dictionary, read once (readers that need it meanwhile wait for it:
@@ -597,12 +615,13 @@ class VideoStore:
                     self._dictionary(seg_id, index)
                     frame = max(frame, copies * framing.DICT_COPIES)
                     continue
+                checked = self._check_frame(seg_id, frame - 1, payload)
             except _Gone:
                 return True  # compacted away meanwhile
             except (CorruptionError, StorageError) as exc:
                 log.debug("warming skipped %s#frame=%d: %s", path, frame - 1, exc)
                 continue
-            if not self._cache.put_if_room(key, payload):
+            if not self._cache.put_if_room(key, checked):
                 return False
             time.sleep(0)  # let a search waiting for the GIL have it between frames
         return True
@@ -615,7 +634,8 @@ class VideoStore:
         for frame, payload in enumerate(sealed.payloads):
             if framing.is_dictionary_piece(payload):
                 pieces[frame] = framing.decode_frame(payload, str(self._mp4(sealed.ulid)))
-            elif not self._cache.put_if_room((sealed.ulid, frame), payload):
+            elif not self._cache.put_if_room((sealed.ulid, frame), self._check_frame(
+                    sealed.ulid, frame, payload)):
                 break
         if pieces:
             self._dicts.setdefault(sealed.ulid, framing.assemble_dictionary(
@@ -876,7 +896,8 @@ class VideoStore:
             self._mp4(seg.ulid).unlink(missing_ok=True)
             self._mvi(seg.ulid).unlink(missing_ok=True)
         fsync_dir(self.seg_dir)
-        self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
+        for cache in (self._cache, self._decoded):
+            cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
         for ulid in victim_ids:
             self._dicts.pop(ulid, None)
             self._dict_locks.pop(ulid, None)
@@ -993,10 +1014,15 @@ class VideoStore:
         with self._write_lock:
             self._closed = True
             self._cache.clear()
+            self._decoded.clear()
             self._dicts.clear()
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _checked_size(frame: framing.CheckedFrame) -> int:
+    return frame.size
 
 
 def _groups(items: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
