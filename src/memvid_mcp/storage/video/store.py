@@ -32,7 +32,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +52,8 @@ from ...core.models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
 from . import codec, framing, mvi, tiering
 from .cache import ByteLRU, SizedLRU
+from .loctable import Loc as _Loc
+from .loctable import LocBuilder, LocTable
 from .manifest import FILE_NAME as MANIFEST_FILE
 from .manifest import Manifest, body_hash_matches
 
@@ -74,16 +76,6 @@ DECODED_CACHE_BYTES = 1 << 20
 WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
-
-
-class _Loc(NamedTuple):
-    seg: str
-    frame: int
-    offset: int
-    length: int
-    frames: int
-    sha256: str
-    ts: str
 
 
 @dataclass
@@ -215,7 +207,7 @@ class VideoStore:
         self._manifest = Manifest(self.root / MANIFEST_FILE, tmp_dir=self.seg_dir)
         if not read_only:
             self._manifest.upgrade()  # a 0.1.0 manifest.jsonl becomes the compact file (ADR 0019)
-        self._loc: dict[str, _Loc] = {}
+        self._loc = LocTable()  # live bodies: where each lies (packed, ADR 0034)
         self._segs: dict[str, _Segment] = {}
         # (segment, body id) -> (where the deleted body lies, deleted at epoch s, "del" ts)
         self._dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
@@ -242,9 +234,8 @@ class VideoStore:
         stamp = self._manifest_stamp()
         parsed, records = self._manifest.load_records()
         bad_records: list[str] = []
-        locs: dict[str, _Loc] = {}
+        locs = LocBuilder()  # no object kept per body while loading (ADR 0034)
         segs: dict[str, _Segment] = {}
-        dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
         loaded_at = time.time()
         for rec in records:
             op = rec["op"]
@@ -256,29 +247,31 @@ class VideoStore:
                         raise ValueError("bad segment record")
                     segs[rec["seg"]] = _Segment(rec["seg"], rec)
                 elif op == "put":
-                    locs[str(rec["body_id"])] = _loc_from(rec)
+                    locs.put(str(rec["body_id"]), _loc_from(rec))
                 elif op == "del":
                     if not isinstance(rec["ids"], list):
                         raise ValueError("bad tombstone record")
                     ts = str(rec.get("ts") or "")
                     when = _epoch(ts, loaded_at)
                     for body_id in rec["ids"]:
-                        gone = locs.pop(str(body_id), None)
-                        if gone is not None:
-                            dead[(gone.seg, str(body_id))] = (gone, when, ts)
+                        locs.delete(str(body_id), when, ts)
                 elif op == "drop":
                     segs.pop(str(rec["seg"]), None)
             except (KeyError, TypeError, ValueError):
                 bad_records.append(f"record with missing or bad fields: {op}")
+        problems = parsed.problems + bad_records  # the parse's are complete once its records are
+        table, dead = locs.build()
+        del locs
+        lost: dict[str, tuple[int, int]] = {}  # bodies of segments without a line: count, raw
+        for seg_id, (count, raw) in table.segment_totals().items():
+            segment = segs.get(seg_id)
+            if segment is not None:
+                segment.live_count, segment.live_bytes = count, raw
+            else:
+                lost[seg_id] = (count, raw)
         for seg in segs.values():
             self._load_index(seg)
-        problems = parsed.problems + bad_records  # the parse's are complete once its records are
-        self._rebuild_lost_segments(locs, segs, problems)
-        for loc in locs.values():
-            segment = segs.get(loc.seg)
-            if segment is not None:
-                segment.live_count += 1
-                segment.live_bytes += loc.length
+        self._rebuild_lost_segments(lost, segs, problems)
         dead = {key: value for key, value in dead.items() if key[0] in segs}
         for (seg_id, _), (loc, when, _) in dead.items():
             _note_dead(segs[seg_id], loc.length, when)
@@ -286,7 +279,7 @@ class VideoStore:
             if seg.raw_bytes > seg.live_bytes + seg.dead_bytes and seg.dead_since is None:
                 seg.dead_since = loaded_at
         with self._state_lock:
-            self._loc, self._segs, self._dead = locs, segs, dead
+            self._loc, self._segs, self._dead = table, segs, dead
             self._manifest_problems = problems
             self._stamp = stamp
 
@@ -312,14 +305,11 @@ class VideoStore:
             return True
 
     def _rebuild_lost_segments(
-        self, locs: dict[str, _Loc], segs: dict[str, _Segment], problems: list[str]
+        self, lost: dict[str, tuple[int, int]], segs: dict[str, _Segment], problems: list[str]
     ) -> None:
-        """Bodies whose segment line was damaged: describe the segment again from its .mvi."""
-        lost: dict[str, int] = {}
-        for loc in locs.values():
-            if loc.seg not in segs:
-                lost[loc.seg] = lost.get(loc.seg, 0) + loc.length
-        for seg_id, raw in lost.items():
+        """Bodies whose segment line was damaged (``lost``: segment -> their count and
+        bytes): describe the segment again from its .mvi."""
+        for seg_id, (bodies, raw) in lost.items():
             seg = _Segment(seg_id, {"op": "seg", "seg": seg_id})
             self._load_index(seg)
             if seg.index is None:
@@ -329,7 +319,7 @@ class VideoStore:
                 frames=len(index.frames),
                 bytes=index.mp4_size,
                 mvi_bytes=len(mvi.dumps(index)),
-                bodies=sum(1 for loc in locs.values() if loc.seg == seg_id),
+                bodies=bodies,
                 raw=raw,
                 profile=index.profile,
                 codec=index.codec,
@@ -337,6 +327,7 @@ class VideoStore:
                 ecc=index.ecc,
                 ts="",
             )
+            seg.live_count, seg.live_bytes = bodies, raw
             segs[seg_id] = seg
             problems.append(f"segment {seg_id} had no manifest line; rebuilt from its .mvi")
 
@@ -448,10 +439,12 @@ class VideoStore:
         self._check_open()
         self._recent_reads.append(time.monotonic())
         out: dict[str, bytes] = {}
-        if any(i not in self._loc for i in body_ids):
-            self._refresh()
-        for body_id in body_ids:
-            loc = self._loc.get(body_id)
+        table = self._loc
+        locs = [(i, table.get(i)) for i in body_ids]
+        if any(loc is None for _, loc in locs) and self._refresh():
+            table = self._loc
+            locs = [(i, table.get(i) if loc is None else loc) for i, loc in locs]
+        for body_id, loc in locs:
             if loc is not None and body_id not in out:
                 out[body_id] = self._read(body_id, loc)
         return out
@@ -882,7 +875,7 @@ class VideoStore:
         if progress is not None:
             progress(len(moving) * 2, len(moving) * 2)
         kept = [s for s in segs if s.ulid not in victim_ids] + new_segs
-        final = {**self._loc, **new_locs}
+        final = self._loc.moved(new_locs)
         dead = {key: value for key, value in self._dead.items() if key[0] not in victim_ids}
         self._manifest.rewrite(_manifest_records(kept, final, dead))  # the commit point
         with self._state_lock:
@@ -951,7 +944,7 @@ class VideoStore:
 
     def _remove_orphans(self) -> None:
         """Delete files no manifest line references (left by a crash mid-seal or compaction)."""
-        referenced = set(self._segs) | {loc.seg for loc in self._loc.values()}
+        referenced = set(self._segs) | self._loc.segments()
         for path in self.seg_dir.iterdir():
             match = _SEG_FILE.match(path.name)
             orphan = path.name.startswith(".seg-") or (match and match.group(1) not in referenced)
@@ -1050,7 +1043,7 @@ def _epoch(ts: str, default: float) -> float:
         return default
 
 
-def _manifest_records(kept: list[_Segment], live: dict[str, _Loc],
+def _manifest_records(kept: list[_Segment], live: Mapping[str, _Loc],
                       dead: dict[tuple[str, str], tuple[_Loc, float, str]]
                       ) -> list[dict[str, Any]]:
     """A whole manifest: segments, then the deleted bodies they still hold (put, then del
@@ -1062,7 +1055,9 @@ def _manifest_records(kept: list[_Segment], live: dict[str, _Loc],
         records.append(_put_record(body_id, loc, indexes.get(loc.seg)))
         by_ts.setdefault(ts, []).append(body_id)
     records += [{"op": "del", "ids": ids, "ts": ts} for ts, ids in by_ts.items()]
-    records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in live.items()]
+    # a segment's bodies together, in frame order: its puts encode as few groups
+    ordered = sorted(live.items(), key=lambda item: (item[1].seg, item[1].frame, item[1].offset))
+    records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in ordered]
     return records
 
 
