@@ -165,6 +165,20 @@ def test_a_frame_changed_in_the_payload_cache_is_not_read_as_another(tmp_path: P
     store.close()
 
 
+def test_in_memory_says_whether_a_read_would_decode_video(tmp_path: Path) -> None:
+    items = _items(60)
+    VideoStore(tmp_path).put_many(items)
+    store = VideoStore(tmp_path)
+    first, last = items[0][0], items[-1][0]
+    assert not store.in_memory([first])  # nothing read yet: a read decodes its frame
+    assert store.get(first) == items[0][1]
+    assert store.in_memory([first]) and not store.in_memory([first, last])
+    assert not store.in_memory(["no such body"])
+    store.get(last)
+    assert store.in_memory([first, last]) and store.in_memory([])
+    store.close()
+
+
 def test_a_sized_lru_bounds_values_by_their_sizeof() -> None:
     lru: SizedLRU[tuple[str, int]] = SizedLRU(100, sizeof=lambda value: value[1])
     lru.put("a", ("a", 40))

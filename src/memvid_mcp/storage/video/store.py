@@ -449,6 +449,20 @@ class VideoStore:
                 out[body_id] = self._read(body_id, loc)
         return out
 
+    def in_memory(self, body_ids: Sequence[str]) -> bool:
+        """Whether reading these bodies decodes no video (every frame they lie in is cached):
+        then a reader reads them in a loop; handing ~20 us reads to a thread pool cost more
+        than it saved (9 warm reads: 0.19 ms in a loop, 0.41 ms through a pool, ADR 0034)."""
+        table, cache = self._loc, self._cache
+        for body_id in body_ids:
+            loc = table.get(body_id)
+            if loc is None:
+                return False
+            for frame in range(loc.frame, loc.frame + loc.frames):
+                if (loc.seg, frame) not in cache:
+                    return False
+        return True
+
     def contains(self, body_id: str) -> bool:
         self._check_open()
         return body_id in self._loc or (self._refresh() and body_id in self._loc)
