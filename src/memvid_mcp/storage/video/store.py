@@ -1082,8 +1082,8 @@ def _is_ulid(value: object) -> bool:
 def _loc_from(rec: dict[str, Any]) -> _Loc:
     if not _is_ulid(rec["seg"]):
         raise ValueError("bad segment id")
-    # one string object per segment and per sealing time, not one per body: ~150 bytes less
-    # per body held in memory (a 100k-body store, RSS, ADR 0032)
+    # one string object per segment and per sealing time (the few puts the packed table keeps
+    # as tuples share them, ADR 0032 / 0034)
     return _Loc(
         sys.intern(str(rec["seg"])),
         int(rec["frame"]),
