@@ -79,6 +79,31 @@ def test_non_ascii_and_binary_looking_text() -> None:
     assert unpack(packed, bodies) == bodies
 
 
+@FAST
+@given(st.lists(st.binary(max_size=4000), max_size=12), st.sampled_from([64, 200, 1271, CAP]))
+def test_a_checked_frame_reads_the_content_decode_frame_gives(bodies: list[bytes],
+                                                              capacity: int) -> None:
+    """The read path's cache holds payloads checked once (ADR 0034): what it reads from one
+    is what decoding the whole payload gives."""
+    for n, payload in enumerate(framing.Packer(capacity, level=3).pack(bodies).payloads):
+        checked = framing.check_frame(payload)
+        decoded = framing.decode_frame(payload)
+        assert checked.number == decoded.index == n
+        assert checked.total == len(decoded.content)
+        assert framing.frame_content(checked) == decoded.content
+
+
+def test_check_frame_refuses_what_decode_frame_refuses() -> None:
+    payload = framing.Packer(CAP).pack([b"hello world" * 40]).payloads[0]
+    damaged = bytearray(payload)
+    damaged[12] ^= 0x01
+    with pytest.raises(CorruptionError, match="checksum"):
+        framing.check_frame(bytes(damaged), "seg#frame=0")
+    short = framing.check_frame(payload)._replace(total=5)  # a piece table saying otherwise
+    with pytest.raises(CorruptionError):
+        framing.frame_content(short)
+
+
 def test_payload_checksum_catches_a_flipped_bit() -> None:
     payload = framing.Packer(CAP).pack([b"hello world" * 40]).payloads[0]
     damaged = bytearray(payload)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from memvid_mcp.core.errors import CorruptionError
 from memvid_mcp.storage.video import VideoStore, codec, framing
 from memvid_mcp.storage.video import store as store_module
+from memvid_mcp.storage.video.cache import SizedLRU
 
 
 def _text(i: int, size: int = 900) -> bytes:
@@ -123,6 +125,72 @@ def test_the_warmer_fills_only_free_room_and_never_evicts_what_readers_use(
     assert 1 < len(store._cache) < frames and warmer.is_alive()
     store.close()
     assert not warmer.is_alive()
+
+
+def test_the_content_cache_keeps_the_frames_read_last_within_its_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    items = _items(300)
+    VideoStore(tmp_path).put_many(items)
+    monkeypatch.setattr(store_module, "DECODED_CACHE_BYTES", 20_000)  # ~3 frames of text
+    store = VideoStore(tmp_path)
+    assert store.get_many([i for i, _ in items]) == dict(items)
+    assert 0 < store._decoded.size_bytes <= 20_000 and 1 <= len(store._decoded) <= 3
+    last_id, last_body = items[-1]
+    hits = store._decoded.hits
+    assert store.get(last_id) == last_body  # its frame was read last: no decompression
+    assert store._decoded.hits == hits + 1
+    store.delete_many([i for i, _ in items[::2]])
+    store.purge()  # a rewrite drops the old segments' frames from both caches
+    assert len(store._decoded) == 0 and len(store._cache) == 0
+    assert store.get(last_id) == last_body
+    store.close()
+    assert len(store._decoded) == 0
+
+
+def test_a_frame_changed_in_the_payload_cache_is_not_read_as_another(tmp_path: Path) -> None:
+    """Frames enter the payload cache checked (index, CRC32, header); a hit trusts that
+    check and still checks each body's sha256, so a wrong entry is refused, not served."""
+    items = _items(60)
+    store = VideoStore(tmp_path)
+    store.put_many(items)
+    first, second = items[0][0], items[-1][0]
+    assert store.get(first) and store.get(second)
+    loc_a, loc_b = store._loc[first], store._loc[second]
+    key_a, key_b = (loc_a.seg, loc_a.frame), (loc_b.seg, loc_b.frame)
+    assert key_a != key_b
+    store._cache.put(key_a, store._cache.get(key_b))  # type: ignore[arg-type]
+    store._decoded.clear()
+    with pytest.raises(CorruptionError):
+        store.get(first)
+    store.close()
+
+
+def test_in_memory_says_whether_a_read_would_decode_video(tmp_path: Path) -> None:
+    items = _items(60)
+    VideoStore(tmp_path).put_many(items)
+    store = VideoStore(tmp_path)
+    first, last = items[0][0], items[-1][0]
+    assert not store.in_memory([first])  # nothing read yet: a read decodes its frame
+    assert store.get(first) == items[0][1]
+    assert store.in_memory([first]) and not store.in_memory([first, last])
+    assert not store.in_memory(["no such body"])
+    store.get(last)
+    assert store.in_memory([first, last]) and store.in_memory([])
+    store.close()
+
+
+def test_a_sized_lru_bounds_values_by_their_sizeof() -> None:
+    lru: SizedLRU[tuple[str, int]] = SizedLRU(100, sizeof=lambda value: value[1])
+    lru.put("a", ("a", 40))
+    lru.put("b", ("b", 40))
+    assert lru.get("a") == ("a", 40)  # "b" is now the least recently used
+    lru.put("c", ("c", 40))
+    assert "b" not in lru and "a" in lru and lru.size_bytes == 80
+    assert not lru.put_if_room("d", ("d", 30)) and lru.put_if_room("e", ("e", 20))
+    lru.put("a", ("a", 10))  # replacing a value counts its new size
+    assert lru.size_bytes == 70
+    lru.discard_where(lambda key: key in ("a", "e"))
+    assert lru.size_bytes == 40 and len(lru) == 1
 
 
 def test_a_segment_dictionary_is_read_once_by_concurrent_readers(

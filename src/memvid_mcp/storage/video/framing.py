@@ -21,6 +21,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import zstandard
 
@@ -168,10 +169,25 @@ def is_dictionary_piece(payload: bytes) -> bool:
     return len(payload) > 3 and payload[2] == VERSION_DICT and bool(payload[3] & FLAG_DICT_PIECE)
 
 
-def decode_frame(payload: bytes, path: str = "frame",
-                 dictionary: SegmentDictionary | None = None) -> Frame:
-    """Parse and check one payload; any damage raises CorruptionError naming ``path``; a
-    frame that needs its segment's dictionary, given none, raises DictionaryNeeded."""
+class CheckedFrame(NamedTuple):
+    """A payload whose checks passed (magic, version, CRC32, flags, piece table), kept in
+    its compressed form with what reading its content needs: the read path's cache holds
+    these, so a hit decompresses without re-walking the header (ADR 0034)."""
+
+    number: int  # the frame's index in its segment
+    flags: int
+    total: int  # the content's length, from the piece table
+    data: bytes  # the zstd frame (or the stored content)
+
+    @property
+    def size(self) -> int:
+        """Bytes it holds, for a cache's bound (the data and a fixed allowance)."""
+        return len(self.data) + 96
+
+
+def _parse(payload: bytes, path: str) -> tuple[int, int, int, list[int], bytes]:
+    """(index, first ordinal, flags, piece lengths, data) of a payload that passes every
+    check short of decompressing its data."""
     if len(payload) < 9 or payload[:2] != MAGIC:
         raise CorruptionError(path, "not a memvid frame payload (bad magic)")
     version = payload[2]
@@ -193,10 +209,22 @@ def decode_frame(payload: bytes, path: str = "frame",
     for _ in range(count):
         length, pos = _read_varint(body, pos, "piece length")
         lengths.append(length)
-    total = sum(lengths)
-    if total > _MAX_CONTENT:
+    if sum(lengths) > _MAX_CONTENT:
         raise CorruptionError(path, "frame content too large")
-    data = body[pos:]
+    return index, first, flags, lengths, body[pos:]
+
+
+def check_frame(payload: bytes, path: str = "frame") -> CheckedFrame:
+    """``payload`` checked and reduced to what ``frame_content`` needs."""
+    index, _, flags, lengths, data = _parse(payload, path)
+    return CheckedFrame(index, flags, sum(lengths), data)
+
+
+def frame_content(frame: CheckedFrame, path: str = "frame",
+                  dictionary: SegmentDictionary | None = None) -> bytes:
+    """The content of a checked frame (decompressed and its length checked); a frame that
+    needs its segment's dictionary, given none, raises DictionaryNeeded."""
+    flags, total, data = frame.flags, frame.total, frame.data
     if flags & FLAG_DICT and dictionary is None:
         raise DictionaryNeeded(path, "frame needs its segment's dictionary")
     if flags & FLAG_ZSTD:
@@ -210,6 +238,15 @@ def decode_frame(payload: bytes, path: str = "frame",
         content = bytes(data)
     if len(content) != total:
         raise CorruptionError(path, "frame content length does not match its piece table")
+    return content
+
+
+def decode_frame(payload: bytes, path: str = "frame",
+                 dictionary: SegmentDictionary | None = None) -> Frame:
+    """Parse and check one payload; any damage raises CorruptionError naming ``path``; a
+    frame that needs its segment's dictionary, given none, raises DictionaryNeeded."""
+    index, first, flags, lengths, data = _parse(payload, path)
+    content = frame_content(CheckedFrame(index, flags, sum(lengths), data), path, dictionary)
     return Frame(index, first, flags, tuple(lengths), content)
 
 

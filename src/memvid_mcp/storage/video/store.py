@@ -32,7 +32,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +51,9 @@ from ...core.fsutil import atomic_write, fsync_dir
 from ...core.models import Problem, iso, utcnow
 from ..base import Capabilities, CompactReport, ProgressCallback, StorageStats
 from . import codec, framing, mvi, tiering
-from .cache import ByteLRU
+from .cache import ByteLRU, SizedLRU
+from .loctable import Loc as _Loc
+from .loctable import LocBuilder, LocTable
 from .manifest import FILE_NAME as MANIFEST_FILE
 from .manifest import Manifest, body_hash_matches
 
@@ -67,19 +69,13 @@ TIER_BASE = 64 << 10  # live text below this is tier 0 of background merging (ti
 MERGE_BUSY_READS = 20
 MERGE_QUIET_SECONDS = 1.0
 MERGE_MAX_WAIT_SECONDS = 120.0
+# Decompressed frames kept per store (~6.5 KB of text each): agents search the same topics
+# again and get the same memories back, and a frame's neighbours come with it; 1 MB of RSS
+# per store (ADR 0034)
+DECODED_CACHE_BYTES = 1 << 20
 WRITES_FILE = "segment-writes.json"  # bytes written to segments, for write amplification
 _SEG_FILE = re.compile(r"^seg-([0-9A-Z]{26})\.(mp4|mvi)$")
 _ULID = re.compile(r"^[0-9A-Z]{26}$")
-
-
-class _Loc(NamedTuple):
-    seg: str
-    frame: int
-    offset: int
-    length: int
-    frames: int
-    sha256: str
-    ts: str
 
 
 @dataclass
@@ -183,6 +179,7 @@ class VideoStore:
         self.tier_base = max(1, tier_base)
         self.purge_after = purge_after
         self.seg_dir = self.root / "segments"
+        self._seg_prefix = f"{self.seg_dir}{os.sep}seg-"  # str(self._mp4(x)) without Path's cost
         self.read_only = read_only  # verify then records nothing
         if not read_only:
             try:
@@ -190,7 +187,8 @@ class VideoStore:
             except OSError as exc:
                 raise StorageError(f"{self.seg_dir}: {exc}") from exc
         self._ladder = codec.PROFILES[profile]
-        self._cache = ByteLRU(cache_bytes)
+        self._cache: SizedLRU[framing.CheckedFrame] = SizedLRU(cache_bytes, _checked_size)
+        self._decoded = ByteLRU(min(DECODED_CACHE_BYTES, cache_bytes))
         self._dicts: dict[str, framing.SegmentDictionary] = {}  # by segment, read once
         self._dict_locks: dict[str, threading.Lock] = {}  # one reader of a dictionary at a time
         # Warming: from opening on, a background thread decodes every frame into the cache
@@ -209,7 +207,7 @@ class VideoStore:
         self._manifest = Manifest(self.root / MANIFEST_FILE, tmp_dir=self.seg_dir)
         if not read_only:
             self._manifest.upgrade()  # a 0.1.0 manifest.jsonl becomes the compact file (ADR 0019)
-        self._loc: dict[str, _Loc] = {}
+        self._loc = LocTable()  # live bodies: where each lies (packed, ADR 0034)
         self._segs: dict[str, _Segment] = {}
         # (segment, body id) -> (where the deleted body lies, deleted at epoch s, "del" ts)
         self._dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
@@ -236,9 +234,8 @@ class VideoStore:
         stamp = self._manifest_stamp()
         parsed, records = self._manifest.load_records()
         bad_records: list[str] = []
-        locs: dict[str, _Loc] = {}
+        locs = LocBuilder()  # no object kept per body while loading (ADR 0034)
         segs: dict[str, _Segment] = {}
-        dead: dict[tuple[str, str], tuple[_Loc, float, str]] = {}
         loaded_at = time.time()
         for rec in records:
             op = rec["op"]
@@ -250,29 +247,31 @@ class VideoStore:
                         raise ValueError("bad segment record")
                     segs[rec["seg"]] = _Segment(rec["seg"], rec)
                 elif op == "put":
-                    locs[str(rec["body_id"])] = _loc_from(rec)
+                    locs.put(str(rec["body_id"]), _loc_from(rec))
                 elif op == "del":
                     if not isinstance(rec["ids"], list):
                         raise ValueError("bad tombstone record")
                     ts = str(rec.get("ts") or "")
                     when = _epoch(ts, loaded_at)
                     for body_id in rec["ids"]:
-                        gone = locs.pop(str(body_id), None)
-                        if gone is not None:
-                            dead[(gone.seg, str(body_id))] = (gone, when, ts)
+                        locs.delete(str(body_id), when, ts)
                 elif op == "drop":
                     segs.pop(str(rec["seg"]), None)
             except (KeyError, TypeError, ValueError):
                 bad_records.append(f"record with missing or bad fields: {op}")
+        problems = parsed.problems + bad_records  # the parse's are complete once its records are
+        table, dead = locs.build()
+        del locs
+        lost: dict[str, tuple[int, int]] = {}  # bodies of segments without a line: count, raw
+        for seg_id, (count, raw) in table.segment_totals().items():
+            segment = segs.get(seg_id)
+            if segment is not None:
+                segment.live_count, segment.live_bytes = count, raw
+            else:
+                lost[seg_id] = (count, raw)
         for seg in segs.values():
             self._load_index(seg)
-        problems = parsed.problems + bad_records  # the parse's are complete once its records are
-        self._rebuild_lost_segments(locs, segs, problems)
-        for loc in locs.values():
-            segment = segs.get(loc.seg)
-            if segment is not None:
-                segment.live_count += 1
-                segment.live_bytes += loc.length
+        self._rebuild_lost_segments(lost, segs, problems)
         dead = {key: value for key, value in dead.items() if key[0] in segs}
         for (seg_id, _), (loc, when, _) in dead.items():
             _note_dead(segs[seg_id], loc.length, when)
@@ -280,7 +279,7 @@ class VideoStore:
             if seg.raw_bytes > seg.live_bytes + seg.dead_bytes and seg.dead_since is None:
                 seg.dead_since = loaded_at
         with self._state_lock:
-            self._loc, self._segs, self._dead = locs, segs, dead
+            self._loc, self._segs, self._dead = table, segs, dead
             self._manifest_problems = problems
             self._stamp = stamp
 
@@ -306,14 +305,11 @@ class VideoStore:
             return True
 
     def _rebuild_lost_segments(
-        self, locs: dict[str, _Loc], segs: dict[str, _Segment], problems: list[str]
+        self, lost: dict[str, tuple[int, int]], segs: dict[str, _Segment], problems: list[str]
     ) -> None:
-        """Bodies whose segment line was damaged: describe the segment again from its .mvi."""
-        lost: dict[str, int] = {}
-        for loc in locs.values():
-            if loc.seg not in segs:
-                lost[loc.seg] = lost.get(loc.seg, 0) + loc.length
-        for seg_id, raw in lost.items():
+        """Bodies whose segment line was damaged (``lost``: segment -> their count and
+        bytes): describe the segment again from its .mvi."""
+        for seg_id, (bodies, raw) in lost.items():
             seg = _Segment(seg_id, {"op": "seg", "seg": seg_id})
             self._load_index(seg)
             if seg.index is None:
@@ -323,7 +319,7 @@ class VideoStore:
                 frames=len(index.frames),
                 bytes=index.mp4_size,
                 mvi_bytes=len(mvi.dumps(index)),
-                bodies=sum(1 for loc in locs.values() if loc.seg == seg_id),
+                bodies=bodies,
                 raw=raw,
                 profile=index.profile,
                 codec=index.codec,
@@ -331,6 +327,7 @@ class VideoStore:
                 ecc=index.ecc,
                 ts="",
             )
+            seg.live_count, seg.live_bytes = bodies, raw
             segs[seg_id] = seg
             problems.append(f"segment {seg_id} had no manifest line; rebuilt from its .mvi")
 
@@ -442,13 +439,29 @@ class VideoStore:
         self._check_open()
         self._recent_reads.append(time.monotonic())
         out: dict[str, bytes] = {}
-        if any(i not in self._loc for i in body_ids):
-            self._refresh()
-        for body_id in body_ids:
-            loc = self._loc.get(body_id)
+        table = self._loc
+        locs = [(i, table.get(i)) for i in body_ids]
+        if any(loc is None for _, loc in locs) and self._refresh():
+            table = self._loc
+            locs = [(i, table.get(i) if loc is None else loc) for i, loc in locs]
+        for body_id, loc in locs:
             if loc is not None and body_id not in out:
                 out[body_id] = self._read(body_id, loc)
         return out
+
+    def in_memory(self, body_ids: Sequence[str]) -> bool:
+        """Whether reading these bodies decodes no video (every frame they lie in is cached):
+        then a reader reads them in a loop; handing ~20 us reads to a thread pool cost more
+        than it saved (9 warm reads: 0.19 ms in a loop, 0.41 ms through a pool, ADR 0034)."""
+        table, cache = self._loc, self._cache
+        for body_id in body_ids:
+            loc = table.get(body_id)
+            if loc is None:
+                return False
+            for frame in range(loc.frame, loc.frame + loc.frames):
+                if (loc.seg, frame) not in cache:
+                    return False
+        return True
 
     def contains(self, body_id: str) -> bool:
         self._check_open()
@@ -494,31 +507,43 @@ class VideoStore:
         return b"".join(parts)
 
     def _frame_content(self, seg_id: str, frame: int) -> bytes:
-        """One frame's content. The cache holds frames as QR payloads (what decoding the
-        video costs; ~2.2x smaller than the text they carry), so a hit still decompresses
-        its frame (tens of microseconds) but the cache holds twice as many frames."""
+        """One frame's content. The payload cache holds frames checked and compressed (a
+        frame's QR payload, as decoding the video gives it, is ~2.2x smaller than its text),
+        so the whole store fits, and a hit costs one zstd decompression (~15 us) with no
+        header walk; the small content cache keeps the frames read last decompressed."""
+        key = (seg_id, frame)
+        content = self._decoded.get(key)
+        if content is not None:
+            return content
         seg = self._segs.get(seg_id)
         if seg is None:
             raise _Gone
-        path = self._mp4(seg_id)
         if seg.index is None:
-            raise CorruptionError(str(path), seg.problem or "segment index unreadable")
+            raise CorruptionError(str(self._mp4(seg_id)), seg.problem or "segment index unreadable")
         if not 0 <= frame < len(seg.index.frames):
-            raise CorruptionError(str(path), f"frame {frame} out of range")
-        key = (seg_id, frame)
-        payload = self._cache.get(key)
-        if payload is None:
-            payload = _checked_payload(path, seg.index, frame, _read_packet(
-                path, seg.index.frames[frame]))
-            self._cache.put(key, payload)
-        where = f"{path}#frame={frame}"
-        try:
-            decoded = framing.decode_frame(payload, where, self._dicts.get(seg_id))
-        except framing.DictionaryNeeded:
-            decoded = framing.decode_frame(payload, where, self._dictionary(seg_id, seg.index))
-        if decoded.index != frame:
-            raise CorruptionError(where, f"payload belongs to frame {decoded.index}")
-        return decoded.content
+            raise CorruptionError(str(self._mp4(seg_id)), f"frame {frame} out of range")
+        checked = self._cache.get(key)
+        if checked is None:
+            path = self._mp4(seg_id)
+            checked = self._check_frame(seg_id, frame, _checked_payload(
+                path, seg.index, frame, _read_packet(path, seg.index.frames[frame])))
+            self._cache.put(key, checked)
+        dictionary = self._dicts.get(seg_id) if checked.flags & framing.FLAG_DICT else None
+        if checked.flags & framing.FLAG_DICT and dictionary is None:
+            dictionary = self._dictionary(seg_id, seg.index)
+        content = framing.frame_content(
+            checked, f"{self._seg_prefix}{seg_id}.mp4#frame={frame}", dictionary)
+        self._decoded.put(key, content)
+        return content
+
+    def _check_frame(self, seg_id: str, frame: int, payload: bytes) -> framing.CheckedFrame:
+        """A frame's payload (checked against the frame index) checked again by its own
+        header and CRC32, and that it is the frame asked for."""
+        where = f"{self._seg_prefix}{seg_id}.mp4#frame={frame}"
+        checked = framing.check_frame(payload, where)
+        if checked.number != frame:
+            raise CorruptionError(where, f"payload belongs to frame {checked.number}")
+        return checked
 
     def _dictionary(self, seg_id: str, index: mvi.SegmentIndex) -> framing.SegmentDictionary:
         """The segment's dictionary, read once (readers that need it meanwhile wait for it:
@@ -597,12 +622,13 @@ class VideoStore:
                     self._dictionary(seg_id, index)
                     frame = max(frame, copies * framing.DICT_COPIES)
                     continue
+                checked = self._check_frame(seg_id, frame - 1, payload)
             except _Gone:
                 return True  # compacted away meanwhile
             except (CorruptionError, StorageError) as exc:
                 log.debug("warming skipped %s#frame=%d: %s", path, frame - 1, exc)
                 continue
-            if not self._cache.put_if_room(key, payload):
+            if not self._cache.put_if_room(key, checked):
                 return False
             time.sleep(0)  # let a search waiting for the GIL have it between frames
         return True
@@ -615,7 +641,8 @@ class VideoStore:
         for frame, payload in enumerate(sealed.payloads):
             if framing.is_dictionary_piece(payload):
                 pieces[frame] = framing.decode_frame(payload, str(self._mp4(sealed.ulid)))
-            elif not self._cache.put_if_room((sealed.ulid, frame), payload):
+            elif not self._cache.put_if_room((sealed.ulid, frame), self._check_frame(
+                    sealed.ulid, frame, payload)):
                 break
         if pieces:
             self._dicts.setdefault(sealed.ulid, framing.assemble_dictionary(
@@ -862,7 +889,7 @@ class VideoStore:
         if progress is not None:
             progress(len(moving) * 2, len(moving) * 2)
         kept = [s for s in segs if s.ulid not in victim_ids] + new_segs
-        final = {**self._loc, **new_locs}
+        final = self._loc.moved(new_locs)
         dead = {key: value for key, value in self._dead.items() if key[0] not in victim_ids}
         self._manifest.rewrite(_manifest_records(kept, final, dead))  # the commit point
         with self._state_lock:
@@ -876,7 +903,8 @@ class VideoStore:
             self._mp4(seg.ulid).unlink(missing_ok=True)
             self._mvi(seg.ulid).unlink(missing_ok=True)
         fsync_dir(self.seg_dir)
-        self._cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
+        for cache in (self._cache, self._decoded):
+            cache.discard_where(lambda key: isinstance(key, tuple) and key[0] in victim_ids)
         for ulid in victim_ids:
             self._dicts.pop(ulid, None)
             self._dict_locks.pop(ulid, None)
@@ -930,7 +958,7 @@ class VideoStore:
 
     def _remove_orphans(self) -> None:
         """Delete files no manifest line references (left by a crash mid-seal or compaction)."""
-        referenced = set(self._segs) | {loc.seg for loc in self._loc.values()}
+        referenced = set(self._segs) | self._loc.segments()
         for path in self.seg_dir.iterdir():
             match = _SEG_FILE.match(path.name)
             orphan = path.name.startswith(".seg-") or (match and match.group(1) not in referenced)
@@ -993,10 +1021,15 @@ class VideoStore:
         with self._write_lock:
             self._closed = True
             self._cache.clear()
+            self._decoded.clear()
             self._dicts.clear()
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _checked_size(frame: framing.CheckedFrame) -> int:
+    return frame.size
 
 
 def _groups(items: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
@@ -1024,7 +1057,7 @@ def _epoch(ts: str, default: float) -> float:
         return default
 
 
-def _manifest_records(kept: list[_Segment], live: dict[str, _Loc],
+def _manifest_records(kept: list[_Segment], live: Mapping[str, _Loc],
                       dead: dict[tuple[str, str], tuple[_Loc, float, str]]
                       ) -> list[dict[str, Any]]:
     """A whole manifest: segments, then the deleted bodies they still hold (put, then del
@@ -1036,7 +1069,9 @@ def _manifest_records(kept: list[_Segment], live: dict[str, _Loc],
         records.append(_put_record(body_id, loc, indexes.get(loc.seg)))
         by_ts.setdefault(ts, []).append(body_id)
     records += [{"op": "del", "ids": ids, "ts": ts} for ts, ids in by_ts.items()]
-    records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in live.items()]
+    # a segment's bodies together, in frame order: its puts encode as few groups
+    ordered = sorted(live.items(), key=lambda item: (item[1].seg, item[1].frame, item[1].offset))
+    records += [_put_record(i, loc, indexes.get(loc.seg)) for i, loc in ordered]
     return records
 
 
@@ -1047,8 +1082,8 @@ def _is_ulid(value: object) -> bool:
 def _loc_from(rec: dict[str, Any]) -> _Loc:
     if not _is_ulid(rec["seg"]):
         raise ValueError("bad segment id")
-    # one string object per segment and per sealing time, not one per body: ~150 bytes less
-    # per body held in memory (a 100k-body store, RSS, ADR 0032)
+    # one string object per segment and per sealing time (the few puts the packed table keeps
+    # as tuples share them, ADR 0032 / 0034)
     return _Loc(
         sys.intern(str(rec["seg"])),
         int(rec["frame"]),
