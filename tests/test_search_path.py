@@ -210,6 +210,34 @@ def test_video_page_snippets_come_from_their_own_bodies(
         assert hit.snippet == ("" if hit.id == broken else ids[hit.id])
 
 
+def test_a_video_page_goes_to_the_pool_only_when_reading_it_decodes_video(
+        data_dir: Path, outside_repo: Path) -> None:
+    """Bodies whose frames are cached are read in a loop (a hand-off to the pool cost more
+    than the reads); a page that must decode frames is read side by side (ADR 0034)."""
+    texts = [f"the archive rotation happens on day {i}" for i in range(6)]
+    with MemoryManager.open(data_dir, project=outside_repo, backend="video",
+                            embeddings=False) as m:
+        ids = {m.store(t).id: t for t in texts}
+        m.flush()
+        store = m._scopes["global"]
+        pages: list[int] = []
+        real_map = m._search_pool.map
+
+        def pool_map(fn, items, *args, **kwargs):  # type: ignore[no-untyped-def]
+            pages.append(len(items))
+            return real_map(fn, items, *args, **kwargs)
+
+        m._search_pool.map = pool_map  # type: ignore[method-assign]
+        warm = m.search("archive rotation", k=6, mode="lexical")
+        assert pages == []  # the frames just sealed are in the cache
+        store.backend._cache.clear()  # type: ignore[attr-defined]
+        store.backend._decoded.clear()  # type: ignore[attr-defined]
+        cold = m.search("archive rotation day", k=6, mode="lexical")
+        assert pages == [6]
+    for found in (warm, cold):
+        assert {h.id: h.snippet for h in found.results} == ids
+
+
 def test_a_filtered_semantic_page_asks_each_scope_for_the_page_only(
         data_dir: Path, outside_repo: Path, onnx_model: str) -> None:
     """Semantic mode without recency fuses nothing: each scope is asked for the page and one

@@ -114,6 +114,7 @@ class OpenScope(Protocol):
     def record(self, memory_id: str) -> MemoryRecord | None: ...
     def records(self) -> Iterator[MemoryRecord]: ...
     def read_body(self, record: MemoryRecord) -> str: ...
+    def reads_decode_video(self, records: Sequence[MemoryRecord]) -> bool: ...
     def lexical_search(self, query: str, k: int, filters: SearchFilters, *,
                        include_superseded: bool = False
                        ) -> builtins.list[tuple[MemoryRecord, float]]: ...
@@ -657,10 +658,14 @@ class MemoryManager:
             return self._snippet_body(stores_by_name, record)
 
         missing = [record for record, _ in page if record.id not in snippets]
-        if len(missing) > 1 and any(stores_by_name[r.scope].backend_name == "video"
-                                    for r in missing):
-            # a video body is decoded from its segment's frame (PyAV and zxing release the
-            # GIL): the page's frames are decoded side by side
+        by_scope: dict[str, builtins.list[MemoryRecord]] = {}
+        for record in missing:
+            by_scope.setdefault(record.scope, []).append(record)
+        if len(missing) > 1 and any(stores_by_name[scope].reads_decode_video(records)
+                                    for scope, records in by_scope.items()):
+            # a video body not in the frame cache is decoded from its segment's frame (PyAV
+            # and zxing release the GIL): the page's frames are decoded side by side; cached
+            # ones are read in a loop, cheaper than the hand-off to the pool (ADR 0034)
             texts = list(self._search_pool.map(body, missing))
         else:
             texts = [body(record) for record in missing]

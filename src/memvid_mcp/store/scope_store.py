@@ -781,6 +781,19 @@ class ScopeStore:
             return pending.body.decode("utf-8")
         return self.backend.get(record.body_id).decode("utf-8")
 
+    def reads_decode_video(self, records: Sequence[MemoryRecord]) -> bool:
+        """Whether reading these records' bodies decodes video frames: a video store's
+        sealed bodies whose frames are not all in its cache (the manager reads such a page
+        side by side, and anything else in a loop, ADR 0034)."""
+        if self.backend_name != "video":
+            return False
+        from ..storage.video import VideoStore  # imported already: the backend is one
+
+        if not isinstance(self.backend, VideoStore):
+            return False
+        sealed = [r.body_id for r in records if r.body_id not in self._pending]
+        return bool(sealed) and not self.backend.in_memory(sealed)
+
     def records(self) -> Iterator[MemoryRecord]:
         now = utcnow()
         return (r for r in list(self._records.values()) if not r.expired(now))

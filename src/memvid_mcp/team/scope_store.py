@@ -346,6 +346,10 @@ class TeamScopeStore:
     def read_body(self, record: MemoryRecord) -> str:
         return self.read_bodies([record])[record.body_id]
 
+    def reads_decode_video(self, records: Sequence[MemoryRecord]) -> bool:
+        """Never decoded here on a search's page: the manager reads team bodies in a loop."""
+        return False
+
     def read_bodies(self, records: Sequence[MemoryRecord]) -> dict[str, str]:
         """body_id -> text; NotFoundError when a body is neither pending nor sealed."""
         self._check_open()
