@@ -68,9 +68,12 @@ def test_a_warmed_store_reads_every_body_from_memory(tmp_path: Path,
     with_dictionary.put_many(items)
     with_dictionary.close()
     store = VideoStore(tmp_path, warm=True)
+    assert store.stats().details["warming"] is True  # memory_stats shows it from the start
     frames = _body_frames(store)
     assert store._warmer is not None  # opening started it
     _wait_for(lambda: all(key in store._cache for key in frames) and len(store._dicts) == 1)
+    _wait_for(lambda: not store.warming)
+    assert store.stats().details["warming"] is False
     _no_decoding(monkeypatch)
     assert store.get_many([i for i, _ in items]) == dict(items)
     store.close()

@@ -990,6 +990,7 @@ class VideoStore:
             stored_bytes=mp4_bytes + mvi_bytes,
             details={
                 "profile": self.profile,
+                "warming": self.warming,  # the frame cache is still being filled (ADR 0032)
                 "segments": len(segs),
                 "frames": sum(int(s.record.get("frames", 0)) for s in segs),
                 "mp4_bytes": mp4_bytes,
