@@ -102,9 +102,12 @@ def build(root: Path, backend: str, args: argparse.Namespace) -> tuple[Path, Pat
 
 
 def serve(args: argparse.Namespace) -> None:
-    """The fresh server-like process: open, load the model, time each mode."""
+    """The fresh server-like process: open, load the model, time each mode. It caps its
+    malloc arenas first, as the service and the in-process server do (ADR 0034)."""
     from memvid_mcp.manager import MemoryManager
+    from memvid_mcp.search.heap import limit_malloc_arenas
 
+    limit_malloc_arenas()
     queries = corpus.queries()[: args.queries]
     out: dict[str, Any] = {}
     started = time.perf_counter()

@@ -55,6 +55,7 @@ from .. import __version__
 from ..core import hops
 from ..core.config import Settings
 from ..core.errors import MemvidError, NotFoundError, ValidationError
+from ..search.heap import limit_malloc_arenas
 from .access import ScopedManager, current_access
 from .arguments import did_you_mean, invalid_arguments, shown, unknown_arguments
 from .budget import compact_json, fit_search
@@ -876,6 +877,7 @@ def run_server(
     if transport not in ("stdio", "http", "streamable-http"):
         raise ValidationError("transport", f"{transport!r} is not 'stdio' or 'http'")
     _configure_logging()
+    limit_malloc_arenas()
     server, holder = _build(settings, None, None)
     try:
         if transport == "stdio":

@@ -11,11 +11,18 @@ Elsewhere than glibc/Linux this does nothing.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 from typing import Any
 
 TRIM_IDLE_SECONDS = 2.0
+# A serving process's malloc arenas (ADR 0034). glibc gives each thread that allocates while
+# others do an arena of its own, up to 8 per core; a server's ~10 threads (search and scope
+# pools, warmer, embedder, event loop) spread the same memory over more of them. Two: 6 MB
+# less RSS at 100k memories (394-395 MB against 400-401, video), searches no slower.
+SERVING_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 
 
 def _find_malloc_trim() -> Any:
@@ -26,6 +33,18 @@ def _find_malloc_trim() -> Any:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None
+
+
+def limit_malloc_arenas(count: int = SERVING_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process, called as a server starts (arenas made
+    before stay). A ``MALLOC_ARENA_MAX`` the user set wins. Whether the cap was set."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, count))
 
 
 class HeapTrimmer:

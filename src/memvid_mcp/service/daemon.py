@@ -37,6 +37,7 @@ from ..core.rundir import PID_NAME, RunDir
 from ..core.scopes import ScopeLayout
 from ..mcp.server import build_server, serve_http
 from ..mcp.stream import serve_stream
+from ..search.heap import limit_malloc_arenas
 from .owner import OwnerLock
 
 if TYPE_CHECKING:
@@ -307,6 +308,7 @@ def run_service(settings: Settings, *, idle_seconds: float | None = None,
     ``http``: also serve streamable HTTP there, in the foreground, with no idle exit.
     ``replace_running``: a service already running is asked to drain first (its relays move
     over to this one)."""
+    limit_malloc_arenas()
     run = RunDir.for_data_dir(settings.data_dir)
     if replace_running:
         control(run, "drain")
