@@ -160,6 +160,32 @@ def test_a_store_with_the_previous_lexical_schema_reindexes_on_open(
     assert not list(data_dir.rglob("quarantine*"))
 
 
+def test_a_lexical_rebuild_commits_as_it_goes_and_loses_nothing(
+        data_dir: Path, outside_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild commits every REBUILD_COMMIT_DOCS documents as -1 (a crash midway rebuilds
+    again), so the index never holds every document's term counts in Python at once; every
+    memory is still found afterwards."""
+    from memvid_mcp.store import scope_store
+
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        ids = {m.store(f"rebuild note {i} word{i}").id: i for i in range(1100)}
+    metas = list(data_dir.rglob("memvid_lexical.json"))
+    metas[0].write_text(json.dumps({**json.loads(metas[0].read_text()), "schema_version": 2}))
+    monkeypatch.setattr(scope_store, "REBUILD_COMMIT_DOCS", 500)
+    commits: list[int] = []
+    real_commit = lexical.LexicalIndex.commit
+
+    def commit(self, seq):  # type: ignore[no-untyped-def]
+        commits.append(seq)
+        return real_commit(self, seq)
+
+    monkeypatch.setattr(lexical.LexicalIndex, "commit", commit)
+    with MemoryManager.open(data_dir, project=outside_repo, embeddings=False) as m:
+        for memory_id, i in list(ids.items())[::100]:  # the first search opens the scope
+            assert [h.id for h in m.search(f"word{i}", mode="lexical").results] == [memory_id]
+        assert commits[:2] == [-1, -1]  # 1,100 documents in batches of 512: two on the way
+
+
 def test_a_store_with_the_previous_lexical_schema_finds_by_speaker_after_reopening(
         data_dir: Path, outside_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Schema 4 weights speaker-like prefixes (ADR 0035): a scope indexed as schema 3 ranked

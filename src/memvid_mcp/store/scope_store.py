@@ -48,6 +48,7 @@ from ..core.models import MemoryRecord, Problem, iso, utcnow
 from ..core.scopes import ensure_scope_dir
 from ..core.validation import StoreInput, merge_tags
 from ..search.filters import SearchFilters
+from ..search.heap import trim_soon
 from ..search.lexical import LexicalDoc, LexicalIndex
 from ..search.vectors import META_FILE as VECTORS_META
 from ..search.vectors import VectorIndex
@@ -112,6 +113,9 @@ def lexical_doc(record: MemoryRecord, text: str) -> LexicalDoc:
 
 def embedding_text(record: MemoryRecord, text: str) -> str:
     return f"{record.title}\n{text}" if record.title else text
+
+
+REBUILD_COMMIT_DOCS = 8192  # a lexical rebuild commits this often (``_rebuild_lexical``)
 
 
 class ScopeStore:
@@ -506,7 +510,13 @@ class ScopeStore:
                 (exc.path, f"{str(exc).split(': ', 1)[-1]}; moved to {target} and rebuilt"))
 
     def _rebuild_lexical(self, index: LexicalIndex) -> None:
+        """Index every record again. Committed every REBUILD_COMMIT_DOCS documents, as -1
+        (a crash midway rebuilds again): until a commit, the index keeps each document's term
+        counts in Python for read-your-writes. Rebuilding 50k memories (video) left the
+        process at 582 MB against 210 after a plain open; committing as it goes, 320 (280
+        once trimmed)."""
         batch: list[LexicalDoc] = []
+        since_commit = 0
         for record in list(self._records.values()):
             try:
                 batch.append(lexical_doc(record, self.read_body(record)))
@@ -515,9 +525,14 @@ class ScopeStore:
                           self.name, record.id, exc)
             if len(batch) >= 512:
                 index.upsert(batch)
+                since_commit += len(batch)
                 batch = []
+                if since_commit >= REBUILD_COMMIT_DOCS:
+                    index.commit(-1)
+                    since_commit = 0
         if batch:
             index.upsert(batch)
+        trim_soon()
 
     def _apply_to_lexical(self, index: LexicalIndex, rec: WalRecord) -> None:
         op = rec.payload.get("op")
