@@ -10,6 +10,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,17 +211,23 @@ def test_a_store_with_the_previous_lexical_schema_finds_by_speaker_after_reopeni
     assert json.loads(metas[0].read_text())["schema_version"] == lexical.SCHEMA_VERSION
 
 
+def _sealed_video_notes(m: MemoryManager) -> tuple[dict[str, str], Any]:
+    """Six notes sealed into the global scope's video store: their texts by id, the scope."""
+    texts = [f"the archive rotation happens on day {i}" for i in range(6)]
+    ids = {m.store(t).id: t for t in texts}
+    m.flush()
+    store = m._scopes["global"]
+    assert store.backend_name == "video"
+    return ids, store
+
+
 def test_video_page_snippets_come_from_their_own_bodies(
         data_dir: Path, outside_repo: Path) -> None:
-    """A video store's page is read side by side on pool threads; each hit still carries
-    its own memory's text, and an unreadable body empties only its own snippet."""
-    texts = [f"video note {i}: the archive rotation happens on day {i}" for i in range(6)]
+    """Each hit of a video store's page carries its own memory's text, and an unreadable
+    body empties only its own snippet."""
     with MemoryManager.open(data_dir, project=outside_repo, backend="video",
                             embeddings=False) as m:
-        ids = {m.store(t).id: t for t in texts}
-        m.flush()
-        store = m._scopes["global"]
-        assert store.backend_name == "video"
+        ids, store = _sealed_video_notes(m)
         real_read = store.read_body
         broken = sorted(ids)[0]
 
@@ -240,12 +247,9 @@ def test_a_video_page_goes_to_the_pool_only_when_reading_it_decodes_video(
         data_dir: Path, outside_repo: Path) -> None:
     """Bodies whose frames are cached are read in a loop (a hand-off to the pool cost more
     than the reads); a page that must decode frames is read side by side (ADR 0034)."""
-    texts = [f"the archive rotation happens on day {i}" for i in range(6)]
     with MemoryManager.open(data_dir, project=outside_repo, backend="video",
                             embeddings=False) as m:
-        ids = {m.store(t).id: t for t in texts}
-        m.flush()
-        store = m._scopes["global"]
+        ids, store = _sealed_video_notes(m)
         pages: list[int] = []
         real_map = m._search_pool.map
 

@@ -77,19 +77,7 @@ def _packable(body_id: str, loc: Loc) -> bytes | None:
     """The id's key in the arrays, or None when it must stay in the dict: a NUL at its end
     (fixed-width byte strings drop trailing NULs), too long, not UTF-8 encodable, or values
     the columns cannot hold."""
-    try:
-        key = body_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    if not key or len(key) > MAX_PACKED_ID or key.endswith(b"\0"):
-        return None
-    if max(loc.frame, loc.offset, loc.length, loc.frames) >= _UINT32 or min(
-            loc.frame, loc.offset, loc.length, loc.frames) < 0:
-        return None
-    sha = loc.sha256
-    if not sha.isascii() or sha.endswith("\0") or len(sha) > 128:
-        return None
-    return key
+    return _simple(body_id, loc.sha256, (loc.frame, loc.offset, loc.length, loc.frames))
 
 
 def _pack(items: Iterator[tuple[str, Loc]]) -> _Packed:
