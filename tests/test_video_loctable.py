@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,28 @@ def test_a_table_changed_in_place_and_folded_matches_a_dict(
         _same(table, live)
     finally:
         loctable.FOLD_MIN = loctable_fold_min
+
+
+def test_a_reader_finds_a_body_moved_while_it_looked_up_its_row(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers take no lock: a packed body given a new place by the writer between the
+    reader's look at ``over`` and its row lookup is still found, at its new place."""
+    old = Loc("01ARZ3NDEKTSV4RRFFQ69G5FAV", 1, 0, 10, 1, "ab" * 32, "t")
+    new = old._replace(seg="01ARZ3NDEKTSV4RRFFQ69G5FAW")
+    table = LocTable({"body": old})
+    real_row = loctable._Packed.row
+    moved: list[bool] = []
+
+    def row(self: loctable._Packed, body_id: str) -> int:
+        if not moved:  # the writer runs between the reader's two looks
+            moved.append(True)
+            table["body"] = new
+        return real_row(self, body_id)
+
+    monkeypatch.setattr(loctable._Packed, "row", row)
+    assert table.get("body") == new
+    moved.clear()
+    table.fold()
+    assert table.get("body") == new and "body" in table
+    moved.clear()
+    assert "body" in table

@@ -288,7 +288,7 @@ class LexicalIndex:
             raise ReadOnlyError("lexical index opened read-only")
 
     def _committed_has(self, doc_id: str) -> bool:
-        if self._searcher.num_docs == 0:  # fresh or rebuilding: skip the lookup
+        if self._searcher.num_docs == 0:  # fresh, or a rebuild before its first commit
             return False
         hits = self._searcher.search(tantivy.Query.term_query(self._schema, "id", doc_id), 1)
         return bool(hits.hits)

@@ -241,7 +241,9 @@ class LocTable(Mapping[str, Loc]):
         if found is not None:
             return found
         i = state.row(body_id)
-        return default if i < 0 else state.loc(i)
+        if i < 0:  # a packed body given a new place moves to ``over`` before its row dies
+            return state.over.get(body_id, default)
+        return state.loc(i)
 
     def __getitem__(self, body_id: str) -> Loc:
         found = self.get(body_id)
@@ -253,7 +255,9 @@ class LocTable(Mapping[str, Loc]):
         if not isinstance(body_id, str):
             return False
         state = self._state
-        return body_id in state.over or state.row(body_id) >= 0
+        if body_id in state.over or state.row(body_id) >= 0:
+            return True
+        return body_id in state.over  # moved there while its row was looked up (``get``)
 
     def __len__(self) -> int:
         state = self._state

@@ -638,15 +638,18 @@ class VideoStore:
         if not self._warm:
             return
         pieces: dict[int, framing.Frame] = {}
-        for frame, payload in enumerate(sealed.payloads):
-            if framing.is_dictionary_piece(payload):
-                pieces[frame] = framing.decode_frame(payload, str(self._mp4(sealed.ulid)))
-            elif not self._cache.put_if_room((sealed.ulid, frame), self._check_frame(
-                    sealed.ulid, frame, payload)):
-                break
-        if pieces:
-            self._dicts.setdefault(sealed.ulid, framing.assemble_dictionary(
-                pieces, str(self._mp4(sealed.ulid))))
+        try:  # the segment is durable already: a frame that will not cache is read later
+            for frame, payload in enumerate(sealed.payloads):
+                if framing.is_dictionary_piece(payload):
+                    pieces[frame] = framing.decode_frame(payload, str(self._mp4(sealed.ulid)))
+                elif not self._cache.put_if_room((sealed.ulid, frame), self._check_frame(
+                        sealed.ulid, frame, payload)):
+                    break
+            if pieces:
+                self._dicts.setdefault(sealed.ulid, framing.assemble_dictionary(
+                    pieces, str(self._mp4(sealed.ulid))))
+        except CorruptionError as exc:
+            log.warning("not caching the frames of %s just sealed: %s", sealed.ulid, exc)
         self._warm_wake.set()
 
     # ------------------------------------------------------------- maintenance
